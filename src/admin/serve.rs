@@ -1,0 +1,233 @@
+//! `wsrelay serve`: checks the host, binds, starts one shard per CPU, waits
+//! for signals and drains. Every start-up failure is one line and exit code 2.
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use glommio::{LocalExecutorBuilder, Placement};
+
+use crate::bridge::ShardCommand;
+use crate::config::{parse_cpu_list, Config, EndpointConfig};
+use crate::registry::Registry;
+use crate::shard::{self, ShardSpec, Shared};
+
+/// Registered io_uring buffer memory per shard (glommio's `io_memory`).
+/// wsrelay does no file I/O, so this is kept small.
+pub const IO_MEMORY: usize = 256 * 1024;
+/// io_uring submission queue depth per ring (glommio uses three rings).
+pub const RING_DEPTH: usize = 256;
+/// Locked memory one shard needs: registered buffers, three rings, a page
+/// for membarrier.
+pub const MEMLOCK_PER_SHARD: u64 = IO_MEMORY as u64 + 3 * (RING_DEPTH as u64 * (64 + 2 * 16 + 4)) + 4096;
+/// glommio refuses to start below this limit, whatever the shard count.
+pub const GLOMMIO_MIN_MEMLOCK: u64 = 512 * 1024;
+
+/// A start-up failure: printed as one line, exit code 2.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Checks that `shards` fit the locked-memory limit `limit` (bytes, `None`
+/// = unlimited), leaving room for a second process during a restart.
+pub fn check_memlock(shards: usize, limit: Option<u64>) -> Result<Option<String>, StartError> {
+    let Some(limit) = limit else { return Ok(None) };
+    let need = (shards as u64 * MEMLOCK_PER_SHARD).max(GLOMMIO_MIN_MEMLOCK);
+    let kib = |b: u64| b.div_ceil(1024);
+    if limit < need {
+        return Err(StartError(format!(
+            "locked-memory limit (RLIMIT_MEMLOCK, ulimit -l) is {} KiB but {shards} shard(s) need {} KiB for io_uring; raise it (ulimit -l {}, or LimitMEMLOCK= in the systemd unit) or run fewer shards (server.shards / WSRELAY_SHARDS)",
+            kib(limit),
+            kib(need),
+            kib(2 * need),
+        )));
+    }
+    if limit < 2 * need {
+        return Ok(Some(format!(
+            "locked-memory limit {} KiB leaves no room for a second wsrelay during a restart ({} KiB each)",
+            kib(limit),
+            kib(need)
+        )));
+    }
+    Ok(None)
+}
+
+/// Which CPUs the shards run on, one shard each (wrapping if more shards).
+pub fn shard_cpus(cfg: &Config) -> Result<Vec<usize>, StartError> {
+    let allowed = crate::sys::allowed_cpus();
+    let cpus = if cfg.server.cpus.trim().is_empty() {
+        allowed.clone()
+    } else {
+        let list = parse_cpu_list(&cfg.server.cpus).map_err(|m| StartError(format!("config: server.cpus: {m}")))?;
+        if let Some(c) = list.iter().find(|c| !allowed.contains(c)) {
+            return Err(StartError(format!("config: server.cpus: CPU {c} is not available to this process (allowed: {allowed:?})")));
+        }
+        list
+    };
+    let n = if cfg.server.shards == 0 { cpus.len() } else { cfg.server.shards };
+    Ok((0..n).map(|i| cpus[i % cpus.len()]).collect())
+}
+
+/// The example endpoint used when no configuration names any.
+pub fn example_endpoint(admin: SocketAddr) -> EndpointConfig {
+    EndpointConfig {
+        id: "echo".into(),
+        name: "Built-in echo".into(),
+        target_url: format!("ws://{admin}/echo"),
+        enabled: true,
+        limits: Default::default(),
+        sampling: Default::default(),
+        auth: None,
+        allowed_origins: Vec::new(),
+    }
+}
+
+fn bind_probe(addr: SocketAddr, key: &str) -> Result<socket2::Socket, StartError> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let err = |e: std::io::Error| StartError(format!("{key}: cannot listen on {addr}: {e}"));
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
+    s.set_reuse_port(true).map_err(err)?;
+    s.set_reuse_address(true).map_err(err)?;
+    s.bind(&addr.into()).map_err(err)?;
+    Ok(s)
+}
+
+/// Runs the relay until SIGTERM/SIGINT and the drain finish.
+pub fn run(mut cfg: Config) -> Result<(), StartError> {
+    let cpus = shard_cpus(&cfg)?;
+    if let Some(warning) = check_memlock(cpus.len(), crate::sys::memlock_limit().ok().flatten())? {
+        tracing::warn!("{warning}");
+    }
+    // Reserve the data port without listening (SO_REUSEPORT) so that port 0
+    // resolves once for all shards; no connection is queued on this socket.
+    let probe = bind_probe(cfg.listen_addr(), "server.listen")?;
+    let data_addr: SocketAddr = probe
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .ok_or_else(|| StartError("server.listen: cannot read the bound address".into()))?;
+    let admin_addr: SocketAddr = cfg.server.admin_listen.parse().expect("validated");
+    let admin = std::net::TcpListener::bind(admin_addr)
+        .map_err(|e| StartError(format!("server.admin_listen: cannot listen on {admin_addr}: {e}")))?;
+    let admin_addr = admin.local_addr().map_err(|e| StartError(format!("server.admin_listen: {e}")))?;
+    crate::admin::echo::spawn(admin);
+    if cfg.endpoints.is_empty() {
+        cfg.endpoints.push(example_endpoint(admin_addr));
+    }
+
+    let tls_extra = if cfg.server.upstream_ca_file.is_empty() {
+        None
+    } else {
+        Some(std::fs::read(&cfg.server.upstream_ca_file).map_err(|e| {
+            StartError(format!("config: server.upstream_ca_file: {}: {e}", cfg.server.upstream_ca_file))
+        })?)
+    };
+    let tls = shard::upstream::tls_connector(tls_extra.as_deref())
+        .map_err(|m| StartError(format!("config: server.upstream_ca_file: {m}")))?;
+    let mut registry = Registry::default();
+    let snapshot = registry.snapshot(&cfg.endpoints).map_err(|m| StartError(format!("config: {m}")))?;
+    let shared = Arc::new(Shared {
+        global_active: Arc::new(AtomicUsize::new(0)),
+        ip_buckets: shard::limits::IpBuckets::new(cfg.limits.connects_per_ip_per_second),
+        tls,
+    });
+    let cfg = Arc::new(cfg);
+
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let mut commands = Vec::new();
+    let mut handles = Vec::new();
+    for (id, &cpu) in cpus.iter().enumerate() {
+        let (tx, rx) = async_channel::bounded(64);
+        commands.push(tx);
+        let spec = ShardSpec {
+            id,
+            addr: data_addr,
+            cfg: cfg.clone(),
+            shared: shared.clone(),
+            snapshot: snapshot.clone(),
+            commands: rx,
+            ready: ready_tx.clone(),
+        };
+        let h = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+            .name(&format!("shard-{id}"))
+            .io_memory(IO_MEMORY)
+            .ring_depth(RING_DEPTH)
+            .spawn(move || shard::run(spec))
+            .map_err(|e| StartError(format!("shard {id} on CPU {cpu} failed to start: {e}")))?;
+        handles.push(h);
+    }
+    drop(ready_tx);
+    for _ in 0..cpus.len() {
+        match ready_rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok(_)) => {}
+            Ok(Err(m)) => return Err(StartError(format!("server.listen: cannot listen on {m}"))),
+            Err(_) => return Err(StartError("a shard did not start within 10 s".into())),
+        }
+    }
+    drop(probe);
+    tracing::info!(data = %data_addr, admin = %admin_addr, shards = cpus.len(), cpus = ?cpus, "wsrelay ready");
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "wsrelay ready data={data_addr} admin={admin_addr} shards={}", cpus.len());
+        let _ = out.flush();
+    }
+
+    spawn_signal_thread(commands)?;
+    for h in handles {
+        if h.join().is_err() {
+            tracing::error!("a shard thread ended abnormally");
+        }
+    }
+    tracing::info!("drained; exiting");
+    Ok(())
+}
+
+/// First SIGTERM/SIGINT: drain. Second: close every session now.
+fn spawn_signal_thread(commands: Vec<async_channel::Sender<ShardCommand>>) -> Result<(), StartError> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .map_err(|e| StartError(format!("cannot install signal handlers: {e}")))?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut seen = 0;
+            for sig in signals.forever() {
+                seen += 1;
+                tracing::info!(signal = sig, "signal received");
+                for c in &commands {
+                    let cmd = if seen == 1 { ShardCommand::Drain } else { ShardCommand::CloseAll(1001, "going away") };
+                    let _ = c.send_blocking(cmd);
+                }
+            }
+        })
+        .map_err(|e| StartError(format!("cannot start the signal thread: {e}")))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_shards_and_a_restart_fit_in_8_mib() {
+        let eight = 8 << 20;
+        assert_eq!(check_memlock(2, Some(eight)).unwrap(), None, "no warning at 8 MiB with 2 shards");
+        assert!(4 * MEMLOCK_PER_SHARD <= eight);
+    }
+
+    #[test]
+    fn a_low_limit_is_one_line_naming_limit_and_fix() {
+        let e = check_memlock(2, Some(64 * 1024)).unwrap_err().0;
+        assert!(e.contains("ulimit -l") && e.contains("64 KiB") && e.contains("LimitMEMLOCK"), "{e}");
+        assert!(!e.contains('\n'));
+        assert!(check_memlock(64, Some(8 << 20)).is_err(), "64 shards do not fit");
+        assert!(check_memlock(2, None).unwrap().is_none(), "unlimited");
+    }
+}

@@ -1,0 +1,18 @@
+//! wsrelay: a shard-per-core WebSocket relay.
+//!
+//! The folders show the thread boundary:
+//! - [`shard`]: runs on one glommio executor per core (`!Send`, no locks);
+//!   a message's whole walk stays inside it.
+//! - [`admin`]: the control side (start-up, signals, the built-in echo target;
+//!   later the admin API and the store).
+//! - [`bridge`]: the plain types that cross between them.
+//! - [`config`]: plain, validated configuration data.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod admin;
+pub mod bridge;
+pub mod config;
+pub mod registry;
+pub mod shard;
+pub mod sys;

@@ -1,0 +1,245 @@
+//! Code that runs on a shard: one glommio `LocalExecutor` pinned to one CPU,
+//! with its own SO_REUSEPORT listener, sessions, buffers and metrics. `!Send`;
+//! no locks. The only ways in are [`ShardCommand`]s on an async channel; the
+//! only shared state is in [`Shared`] (atomics touched at admission).
+
+pub mod frame;
+pub mod handshake;
+pub mod limits;
+pub mod metrics;
+pub mod pool;
+pub mod relay;
+pub mod session;
+pub mod upstream;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_lite::FutureExt;
+use glommio::net::TcpListener;
+use glommio::timer::Timer;
+use rand::{Rng, SeedableRng};
+
+use crate::bridge::{EndpointSnapshot, ShardCommand};
+use crate::config::Config;
+use crate::shard::metrics::ShardMetrics;
+use crate::shard::pool::BufPool;
+use crate::shard::session::SessionCtl;
+
+/// State shared by all shards; touched only at connect time.
+pub struct Shared {
+    /// Sessions on all shards (for `limits.max_connections`).
+    pub global_active: Arc<AtomicUsize>,
+    /// Per-address connect rate.
+    pub ip_buckets: limits::IpBuckets,
+    /// TLS client configuration for `wss://` targets.
+    pub tls: futures_rustls::TlsConnector,
+}
+
+/// Everything one shard owns.
+pub struct ShardCtx {
+    /// Shard index.
+    pub id: usize,
+    /// The configuration.
+    pub cfg: Arc<Config>,
+    /// Cross-shard state.
+    pub shared: Arc<Shared>,
+    /// The current routing table.
+    pub snapshot: RefCell<Arc<EndpointSnapshot>>,
+    /// Relay buffers.
+    pub pool: Rc<BufPool>,
+    /// Metrics.
+    pub metrics: Rc<ShardMetrics>,
+    /// Running sessions.
+    pub sessions: RefCell<HashMap<u64, Rc<SessionCtl>>>,
+    /// Set by SIGTERM.
+    pub draining: Cell<bool>,
+    next_key: Cell<u64>,
+    rng: RefCell<rand::rngs::StdRng>,
+}
+
+impl ShardCtx {
+    /// A key for the session table.
+    pub fn next_key(&self) -> u64 {
+        let k = self.next_key.get();
+        self.next_key.set(k + 1);
+        k
+    }
+
+    /// A random (v4) session id.
+    pub fn new_session_id(&self) -> uuid::Uuid {
+        uuid::Builder::from_random_bytes(self.rng.borrow_mut().gen()).into_uuid()
+    }
+
+    /// Seeds for a session's two masking-key generators.
+    pub fn mask_seeds(&self) -> (u64, u64) {
+        let mut r = self.rng.borrow_mut();
+        (r.gen(), r.gen())
+    }
+
+    /// Asks every session to close.
+    pub fn close_all(&self, code: u16, reason: &'static str) {
+        let all: Vec<_> = self.sessions.borrow().values().cloned().collect();
+        for s in all {
+            s.request_close(code, reason);
+        }
+    }
+}
+
+/// What a shard needs to start.
+pub struct ShardSpec {
+    /// Index.
+    pub id: usize,
+    /// Address to listen on (port already resolved).
+    pub addr: SocketAddr,
+    /// Configuration.
+    pub cfg: Arc<Config>,
+    /// Shared state.
+    pub shared: Arc<Shared>,
+    /// The first routing table.
+    pub snapshot: Arc<EndpointSnapshot>,
+    /// Commands from the control side.
+    pub commands: async_channel::Receiver<ShardCommand>,
+    /// Told once the listener is bound (or why it is not).
+    pub ready: std::sync::mpsc::Sender<Result<usize, String>>,
+}
+
+/// Listen backlog per shard listener.
+pub const BACKLOG: i32 = 4096;
+
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_port(true)?;
+    s.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        let _ = s.set_only_v6(false);
+    }
+    s.bind(&addr.into())?;
+    s.listen(BACKLOG)?;
+    Ok(crate::sys::listener_from_socket(s))
+}
+
+/// Runs one shard until it has drained.
+pub async fn run(spec: ShardSpec) {
+    let listener = match bind(spec.addr) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = spec.ready.send(Err(format!("{}: {e}", spec.addr)));
+            return;
+        }
+    };
+    let cfg = spec.cfg;
+    let ctx = Rc::new(ShardCtx {
+        id: spec.id,
+        pool: BufPool::new(cfg.limits.relay_buffer_bytes, 1024),
+        cfg,
+        shared: spec.shared,
+        snapshot: RefCell::new(spec.snapshot),
+        metrics: ShardMetrics::new(),
+        sessions: RefCell::new(HashMap::new()),
+        draining: Cell::new(false),
+        next_key: Cell::new(0),
+        rng: RefCell::new(rand::rngs::StdRng::from_entropy()),
+    });
+    let _ = spec.ready.send(Ok(spec.id));
+    let accept = glommio::spawn_local(accept_loop(listener, ctx.clone()));
+    let summary = glommio::spawn_local(summary_loop(ctx.clone()));
+
+    // Control loop: snapshots and commands until told to drain.
+    while let Ok(cmd) = spec.commands.recv().await {
+        match cmd {
+            ShardCommand::Snapshot(s) => *ctx.snapshot.borrow_mut() = s,
+            ShardCommand::CloseAll(code, reason) => ctx.close_all(code, reason),
+            ShardCommand::Drain => break,
+        }
+    }
+    drain(&ctx, &spec.commands).await;
+    drop(accept);
+    drop(summary);
+    tracing::info!(shard = ctx.id, "shard drained");
+}
+
+/// SIGTERM: answer 503, let sessions run until `drain_timeout_ms` (or a
+/// `CloseAll`), close the rest with 1001, return when none is left.
+async fn drain(ctx: &Rc<ShardCtx>, commands: &async_channel::Receiver<ShardCommand>) {
+    ctx.draining.set(true);
+    let n = ctx.sessions.borrow().len();
+    tracing::info!(shard = ctx.id, sessions = n, "draining");
+    let deadline = std::time::Instant::now() + Duration::from_millis(ctx.cfg.server.drain_timeout_ms);
+    let mut closed_at = None;
+    loop {
+        if ctx.sessions.borrow().is_empty() {
+            return;
+        }
+        let now = std::time::Instant::now();
+        if closed_at.is_none() && now >= deadline {
+            ctx.close_all(1001, "going away");
+            closed_at = Some(now);
+        }
+        if closed_at.is_some_and(|t| now >= t + session::CLOSE_TIMEOUT + Duration::from_secs(1)) {
+            tracing::warn!(shard = ctx.id, left = ctx.sessions.borrow().len(), "sessions did not close in time");
+            return;
+        }
+        // Wake on a command (a second signal closes at once) or every 50 ms
+        // to look at the session table; this runs only while draining.
+        let cmd = async { commands.recv().await.ok() }
+            .or(async {
+                Timer::new(Duration::from_millis(50)).await;
+                None
+            })
+            .await;
+        if let Some(ShardCommand::CloseAll(code, reason)) = cmd {
+            ctx.close_all(code, reason);
+            closed_at.get_or_insert(std::time::Instant::now());
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, ctx: Rc<ShardCtx>) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(shard = ctx.id, error = %e, "accept failed");
+                Timer::new(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let peer = match stream.peer_addr() {
+            Ok(p) => p,
+            Err(_) => continue,
+        };
+        let c = ctx.clone();
+        glommio::spawn_local(async move {
+            let metrics = c.metrics.clone();
+            let shard = c.id;
+            let r = std::panic::AssertUnwindSafe(session::serve(c, stream, peer))
+                .catch_unwind()
+                .await;
+            if r.is_err() {
+                // The session's sockets and slot were dropped while unwinding.
+                metrics.panics.set(metrics.panics.get() + 1);
+                tracing::error!(shard, client = %peer, "session task panicked; the shard goes on");
+            }
+        })
+        .detach();
+    }
+}
+
+async fn summary_loop(ctx: Rc<ShardCtx>) {
+    let every = ctx.cfg.server.summary_interval_s;
+    if every == 0 {
+        return;
+    }
+    loop {
+        Timer::new(Duration::from_secs(every)).await;
+        tracing::info!("{}", ctx.metrics.snapshot(ctx.id).summary_line());
+    }
+}

@@ -1,0 +1,219 @@
+//! The WebSocket frame codec used on the relay path: header parsing (through
+//! tungstenite's `FrameHeader`), in-place (re)masking, close-payload rules and
+//! the small control frames wsrelay writes itself. Nothing here allocates.
+
+use std::io::Cursor;
+
+use tungstenite::protocol::frame::coding::OpCode;
+use tungstenite::protocol::frame::FrameHeader;
+
+/// Continuation frame.
+pub const OP_CONT: u8 = 0x0;
+/// Text frame.
+pub const OP_TEXT: u8 = 0x1;
+/// Binary frame.
+pub const OP_BINARY: u8 = 0x2;
+/// Close frame.
+pub const OP_CLOSE: u8 = 0x8;
+/// Ping frame.
+pub const OP_PING: u8 = 0x9;
+/// Pong frame.
+pub const OP_PONG: u8 = 0xA;
+
+/// Largest control frame on the wire: 2 header + 4 mask + 125 payload.
+pub const MAX_CONTROL_FRAME: usize = 131;
+
+/// A parsed frame header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// FIN bit.
+    pub fin: bool,
+    /// Opcode (low 4 bits of the first byte).
+    pub opcode: u8,
+    /// Masking key, if the frame is masked.
+    pub mask: Option<[u8; 4]>,
+    /// Payload length.
+    pub len: u64,
+    /// Bytes of header on the wire (2–14).
+    pub header_len: usize,
+}
+
+impl Header {
+    /// Control frames are close, ping and pong.
+    pub fn is_control(&self) -> bool {
+        self.opcode & 0x8 != 0
+    }
+}
+
+/// A frame that breaks RFC 6455; always closes the session with 1002.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// RSV bits set without a negotiated extension.
+    #[error("reserved bits set")]
+    ReservedBits,
+    /// Opcode 3–7 or 11–15.
+    #[error("reserved opcode")]
+    ReservedOpcode,
+    /// Control frame longer than 125 bytes or fragmented.
+    #[error("bad control frame")]
+    BadControl,
+    /// 64-bit length with the top bit set.
+    #[error("bad length")]
+    BadLength,
+}
+
+/// Parses one frame header from the front of `buf`; `Ok(None)` if incomplete.
+pub fn parse_header(buf: &[u8]) -> Result<Option<Header>, FrameError> {
+    if buf.len() < 2 {
+        return Ok(None);
+    }
+    let mut cur = Cursor::new(buf);
+    let (h, len) = match FrameHeader::parse(&mut cur) {
+        Ok(Some(x)) => x,
+        Ok(None) => return Ok(None),
+        Err(_) => return Err(FrameError::ReservedOpcode),
+    };
+    if h.rsv1 || h.rsv2 || h.rsv3 {
+        return Err(FrameError::ReservedBits);
+    }
+    let opcode: u8 = match h.opcode {
+        OpCode::Data(_) | OpCode::Control(_) => u8::from(h.opcode),
+    };
+    if len >> 63 != 0 {
+        return Err(FrameError::BadLength);
+    }
+    let header = Header {
+        fin: h.is_final,
+        opcode,
+        mask: h.mask,
+        len,
+        header_len: cur.position() as usize,
+    };
+    if header.is_control() && (len > 125 || !header.fin) {
+        return Err(FrameError::BadControl);
+    }
+    Ok(Some(header))
+}
+
+/// XORs `buf` with `key`, where `buf[0]` is payload byte number `phase` of
+/// the frame (so a payload may be processed in pieces).
+#[inline]
+pub fn apply_mask(buf: &mut [u8], key: [u8; 4], phase: usize) {
+    let mut k = key;
+    k.rotate_left(phase & 3);
+    let k64 = u64::from_ne_bytes([k[0], k[1], k[2], k[3], k[0], k[1], k[2], k[3]]);
+    let mut chunks = buf.chunks_exact_mut(8);
+    for c in &mut chunks {
+        let v = u64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) ^ k64;
+        c.copy_from_slice(&v.to_ne_bytes());
+    }
+    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
+        *b ^= k[i & 3];
+    }
+}
+
+/// Why a close payload is refused, with the close code to answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseError {
+    /// Length 1, or a code that may not be sent: 1002.
+    Protocol,
+    /// Reason is not UTF-8: 1007.
+    BadUtf8,
+}
+
+impl CloseError {
+    /// The close code to answer with.
+    pub fn code(self) -> u16 {
+        match self {
+            CloseError::Protocol => 1002,
+            CloseError::BadUtf8 => 1007,
+        }
+    }
+}
+
+/// May `code` appear in a close frame on the wire? (RFC 6455 7.4, IANA registry.)
+/// 1005, 1006 and 1015 never may.
+pub fn close_code_allowed(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+}
+
+/// Validates an (unmasked) close payload; returns the code, if any.
+pub fn check_close_payload(p: &[u8]) -> Result<Option<u16>, CloseError> {
+    match p.len() {
+        0 => Ok(None),
+        1 => Err(CloseError::Protocol),
+        _ => {
+            let code = u16::from_be_bytes([p[0], p[1]]);
+            if !close_code_allowed(code) {
+                return Err(CloseError::Protocol);
+            }
+            std::str::from_utf8(&p[2..]).map_err(|_| CloseError::BadUtf8)?;
+            Ok(Some(code))
+        }
+    }
+}
+
+/// A control frame wsrelay writes itself (close or ping), stored inline.
+#[derive(Clone, Copy)]
+pub struct ControlFrame {
+    bytes: [u8; MAX_CONTROL_FRAME],
+    len: u8,
+    /// Opcode of the frame.
+    pub opcode: u8,
+}
+
+impl std::fmt::Debug for ControlFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ControlFrame(op={}, {:?})", self.opcode, self.as_bytes())
+    }
+}
+
+impl ControlFrame {
+    fn build(opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> ControlFrame {
+        debug_assert!(payload.len() <= 125);
+        let mut bytes = [0u8; MAX_CONTROL_FRAME];
+        bytes[0] = 0x80 | opcode;
+        bytes[1] = payload.len() as u8 | if mask.is_some() { 0x80 } else { 0 };
+        let mut at = 2;
+        if let Some(m) = mask {
+            bytes[2..6].copy_from_slice(&m);
+            at = 6;
+        }
+        bytes[at..at + payload.len()].copy_from_slice(payload);
+        if let Some(m) = mask {
+            apply_mask(&mut bytes[at..at + payload.len()], m, 0);
+        }
+        ControlFrame {
+            bytes,
+            len: (at + payload.len()) as u8,
+            opcode,
+        }
+    }
+
+    /// A close frame with `code` and `reason` (cut to fit 123 bytes on a char
+    /// boundary). `code` must be one that may go on the wire.
+    pub fn close(code: u16, reason: &str, mask: Option<[u8; 4]>) -> ControlFrame {
+        debug_assert!(close_code_allowed(code), "{code} may not go on the wire");
+        let mut p = [0u8; 125];
+        p[..2].copy_from_slice(&code.to_be_bytes());
+        let mut r = reason.len().min(123);
+        while !reason.is_char_boundary(r) {
+            r -= 1;
+        }
+        p[2..2 + r].copy_from_slice(&reason.as_bytes()[..r]);
+        ControlFrame::build(OP_CLOSE, &p[..2 + r], mask)
+    }
+
+    /// A ping frame carrying `payload` (at most 125 bytes).
+    pub fn ping(payload: &[u8], mask: Option<[u8; 4]>) -> ControlFrame {
+        ControlFrame::build(OP_PING, payload, mask)
+    }
+
+    /// The bytes to write.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,275 @@
+//! Shard-local metrics: plain counters in `Cell`s and HDR histograms in
+//! `RefCell`s, per endpoint. Nothing here is shared with another thread; the
+//! admin runtime will ask each shard for a [`ShardStats`] copy and merge.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use hdrhistogram::Histogram;
+
+/// Direction index: client → target.
+pub const IN: usize = 0;
+/// Direction index: target → client.
+pub const OUT: usize = 1;
+
+/// Why an upgrade was refused (the metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(missing_docs)]
+pub enum Reject {
+    BadRequest,
+    UpgradeRequired,
+    HeadersTooLarge,
+    HandshakeTimeout,
+    NotFound,
+    Disabled,
+    OriginNotAllowed,
+    Unauthorized,
+    RateLimited,
+    EndpointFull,
+    GlobalFull,
+    Draining,
+    UpstreamFailed,
+    UpstreamTimeout,
+}
+
+impl Reject {
+    /// Every reason, for reports.
+    pub const ALL: [Reject; 14] = [
+        Reject::BadRequest,
+        Reject::UpgradeRequired,
+        Reject::HeadersTooLarge,
+        Reject::HandshakeTimeout,
+        Reject::NotFound,
+        Reject::Disabled,
+        Reject::OriginNotAllowed,
+        Reject::Unauthorized,
+        Reject::RateLimited,
+        Reject::EndpointFull,
+        Reject::GlobalFull,
+        Reject::Draining,
+        Reject::UpstreamFailed,
+        Reject::UpstreamTimeout,
+    ];
+
+    /// Metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Reject::BadRequest => "bad_request",
+            Reject::UpgradeRequired => "upgrade_required",
+            Reject::HeadersTooLarge => "headers_too_large",
+            Reject::HandshakeTimeout => "handshake_timeout",
+            Reject::NotFound => "not_found",
+            Reject::Disabled => "disabled",
+            Reject::OriginNotAllowed => "origin_not_allowed",
+            Reject::Unauthorized => "unauthorized",
+            Reject::RateLimited => "rate_limited",
+            Reject::EndpointFull => "endpoint_full",
+            Reject::GlobalFull => "global_full",
+            Reject::Draining => "draining",
+            Reject::UpstreamFailed => "upstream_failed",
+            Reject::UpstreamTimeout => "upstream_timeout",
+        }
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    // 1 µs .. 1 h, 3 significant digits.
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static bounds")
+}
+
+/// Counters and histograms of one endpoint on one shard.
+pub struct EndpointMetrics {
+    /// Sessions opened.
+    pub sessions_total: Cell<u64>,
+    /// Sessions open now.
+    pub sessions_active: Cell<u64>,
+    /// Messages relayed, by direction.
+    pub messages: [Cell<u64>; 2],
+    /// Payload + header bytes relayed, by direction.
+    pub bytes: [Cell<u64>; 2],
+    /// Relay latency in µs (last byte read → last byte written), by direction.
+    pub latency_us: [RefCell<Histogram<u64>>; 2],
+    /// Upstream TCP connect + upgrade time in µs.
+    pub connect_us: RefCell<Histogram<u64>>,
+}
+
+impl EndpointMetrics {
+    fn new() -> EndpointMetrics {
+        EndpointMetrics {
+            sessions_total: Cell::new(0),
+            sessions_active: Cell::new(0),
+            messages: [Cell::new(0), Cell::new(0)],
+            bytes: [Cell::new(0), Cell::new(0)],
+            latency_us: [RefCell::new(histogram()), RefCell::new(histogram())],
+            connect_us: RefCell::new(histogram()),
+        }
+    }
+
+    /// Records `n` messages that completed in one write, `us` after being read.
+    #[inline]
+    pub fn record_batch(&self, dir: usize, msgs: u64, bytes: u64, us: u64) {
+        self.bytes[dir].set(self.bytes[dir].get() + bytes);
+        if msgs > 0 {
+            self.messages[dir].set(self.messages[dir].get() + msgs);
+            let _ = self.latency_us[dir].borrow_mut().record_n(us.max(1), msgs);
+        }
+    }
+}
+
+/// All metrics of one shard.
+pub struct ShardMetrics {
+    endpoints: RefCell<HashMap<String, Rc<EndpointMetrics>>>,
+    rejections: RefCell<HashMap<Reject, u64>>,
+    /// Session tasks that panicked (the shard lives on).
+    pub panics: Cell<u64>,
+}
+
+impl ShardMetrics {
+    /// Empty metrics.
+    pub fn new() -> Rc<ShardMetrics> {
+        Rc::new(ShardMetrics {
+            endpoints: RefCell::new(HashMap::new()),
+            rejections: RefCell::new(HashMap::new()),
+            panics: Cell::new(0),
+        })
+    }
+
+    /// The metrics of endpoint `id` (created on first use).
+    pub fn endpoint(&self, id: &str) -> Rc<EndpointMetrics> {
+        if let Some(m) = self.endpoints.borrow().get(id) {
+            return m.clone();
+        }
+        let m = Rc::new(EndpointMetrics::new());
+        self.endpoints.borrow_mut().insert(id.to_string(), m.clone());
+        m
+    }
+
+    /// Counts a refused upgrade.
+    pub fn reject(&self, r: Reject) {
+        *self.rejections.borrow_mut().entry(r).or_default() += 1;
+    }
+
+    /// A plain copy of everything, to send to another thread or log.
+    pub fn snapshot(&self, shard: usize) -> ShardStats {
+        let mut endpoints: Vec<_> = self
+            .endpoints
+            .borrow()
+            .iter()
+            .map(|(id, m)| EndpointStats {
+                id: id.clone(),
+                sessions_total: m.sessions_total.get(),
+                sessions_active: m.sessions_active.get(),
+                messages: [m.messages[IN].get(), m.messages[OUT].get()],
+                bytes: [m.bytes[IN].get(), m.bytes[OUT].get()],
+                latency_us: [m.latency_us[IN].borrow().clone(), m.latency_us[OUT].borrow().clone()],
+                connect_us: m.connect_us.borrow().clone(),
+            })
+            .collect();
+        endpoints.sort_by(|a, b| a.id.cmp(&b.id));
+        ShardStats {
+            shard,
+            endpoints,
+            rejections: Reject::ALL
+                .iter()
+                .map(|r| (r.label(), self.rejections.borrow().get(r).copied().unwrap_or(0)))
+                .collect(),
+            panics: self.panics.get(),
+        }
+    }
+}
+
+/// A copy of one endpoint's metrics on one shard (`Send`).
+#[derive(Clone)]
+pub struct EndpointStats {
+    /// Endpoint id.
+    pub id: String,
+    /// Sessions opened.
+    pub sessions_total: u64,
+    /// Sessions open at the time of the copy.
+    pub sessions_active: u64,
+    /// Messages by direction.
+    pub messages: [u64; 2],
+    /// Bytes by direction.
+    pub bytes: [u64; 2],
+    /// Relay latency by direction, µs.
+    pub latency_us: [Histogram<u64>; 2],
+    /// Upstream connect time, µs.
+    pub connect_us: Histogram<u64>,
+}
+
+/// A copy of one shard's metrics (`Send`), merged by the admin side.
+#[derive(Clone)]
+pub struct ShardStats {
+    /// Shard index.
+    pub shard: usize,
+    /// Per endpoint.
+    pub endpoints: Vec<EndpointStats>,
+    /// Refused upgrades by reason label.
+    pub rejections: Vec<(&'static str, u64)>,
+    /// Panicked session tasks.
+    pub panics: u64,
+}
+
+impl ShardStats {
+    /// One summary line for the log.
+    pub fn summary_line(&self) -> String {
+        use std::fmt::Write;
+        let mut s = format!("shard {} summary:", self.shard);
+        for e in &self.endpoints {
+            let l = &e.latency_us;
+            let _ = write!(
+                s,
+                " [{} active={} total={} msgs_in={} msgs_out={} bytes_in={} bytes_out={} p50_in_us={} p99_in_us={} p50_out_us={} p99_out_us={} connect_p99_us={}]",
+                e.id,
+                e.sessions_active,
+                e.sessions_total,
+                e.messages[IN],
+                e.messages[OUT],
+                e.bytes[IN],
+                e.bytes[OUT],
+                l[IN].value_at_quantile(0.5),
+                l[IN].value_at_quantile(0.99),
+                l[OUT].value_at_quantile(0.5),
+                l[OUT].value_at_quantile(0.99),
+                e.connect_us.value_at_quantile(0.99),
+            );
+        }
+        let rej: Vec<String> = self
+            .rejections
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(l, n)| format!("{l}={n}"))
+            .collect();
+        if !rej.is_empty() {
+            let _ = write!(s, " rejected: {}", rej.join(" "));
+        }
+        if self.panics > 0 {
+            let _ = write!(s, " panics={}", self.panics);
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_snapshots() {
+        let m = ShardMetrics::new();
+        let e = m.endpoint("echo");
+        e.record_batch(IN, 3, 300, 50);
+        e.record_batch(OUT, 0, 10, 5);
+        assert!(Rc::ptr_eq(&e, &m.endpoint("echo")));
+        m.reject(Reject::NotFound);
+        m.reject(Reject::NotFound);
+        let s = m.snapshot(1);
+        assert_eq!(s.endpoints[0].messages, [3, 0]);
+        assert_eq!(s.endpoints[0].bytes, [300, 10]);
+        assert_eq!(s.endpoints[0].latency_us[IN].len(), 3);
+        assert_eq!(s.endpoints[0].latency_us[OUT].len(), 0);
+        let line = s.summary_line();
+        assert!(line.contains("not_found=2") && line.contains("msgs_in=3"), "{line}");
+    }
+}

@@ -1,0 +1,545 @@
+//! One direction of a relayed session: a [`Pump`] reads frames from its source,
+//! checks them, (re)masks them in place and writes them to its destination.
+//!
+//! Invariants:
+//! - Bytes are read only when everything parsed so far has been written
+//!   (`start == parsed`), so one buffer per direction bounds what is held:
+//!   a destination that stops reading stalls the source.
+//! - The buffer is borrowed from the shard's pool and given back whenever a
+//!   read would block with nothing buffered: an idle direction holds none.
+//! - Frames are forwarded as they are (fragments stay fragments); only the
+//!   client → target leg rewrites the masking key. Nothing here allocates.
+//! - A control frame written by wsrelay itself (`ctrl`) goes out only at a frame
+//!   boundary of the destination stream.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures_lite::{AsyncRead, AsyncWrite};
+
+use crate::shard::frame::{self, ControlFrame, Header, OP_CLOSE, OP_CONT, OP_PING, OP_PONG};
+use crate::shard::metrics::EndpointMetrics;
+use crate::shard::pool::BufPool;
+
+/// What a pump does with the frames it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Forward everything.
+    Relaying,
+    /// wsrelay has sent (or will send) its own close to the destination:
+    /// finish the frame in flight, then drop frames until the source's close.
+    Draining,
+    /// The source's close frame was read; read no more.
+    Done,
+}
+
+/// A reason to close the session, found in the byte stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fault {
+    /// Close code for both legs.
+    pub code: u16,
+    /// Close reason.
+    pub reason: &'static str,
+}
+
+/// Per-session settings a pump needs, borrowed for each poll.
+pub struct Env<'a> {
+    /// The shard's buffer pool.
+    pub pool: &'a BufPool,
+    /// The endpoint's metrics on this shard.
+    pub metrics: &'a EndpointMetrics,
+    /// The endpoint's `maxMessageSize`.
+    pub max_message_size: u64,
+    /// The endpoint's `maxMessagesPerSecond`, if set.
+    pub max_messages_per_second: Option<u32>,
+}
+
+/// One direction of a session.
+pub struct Pump {
+    dir: usize,
+    /// Client → target: frames arrive masked and leave with a fresh key.
+    from_client: bool,
+    buf: Option<Box<[u8]>>,
+    start: usize,
+    parsed: usize,
+    filled: usize,
+    // The frame whose payload is passing through.
+    frame_left: u64,
+    frame_forward: bool,
+    frame_fin_data: bool,
+    frame_xor: [u8; 4],
+    frame_phase: usize,
+    // The message in progress.
+    msg_open: bool,
+    msg_size: u64,
+    /// Current mode.
+    pub mode: Mode,
+    /// The source ended (EOF or error) before its close frame.
+    pub src_dead: bool,
+    /// Writing to the destination failed.
+    pub dst_dead: bool,
+    /// The source's close frame was read.
+    pub close_in: bool,
+    /// A close frame (relayed or wsrelay's own) was fully written.
+    pub close_out: bool,
+    close_queued: bool,
+    /// A close frame found in the stream, set for the session to act on.
+    pub fault: Option<Fault>,
+    ctrl: Option<ControlFrame>,
+    ctrl_pos: usize,
+    // Latency batch: messages whose last byte is in [start..parsed).
+    batch_t: Instant,
+    batch_msgs: u64,
+    batch_bytes: u64,
+    rate_window: Instant,
+    rate_count: u32,
+    /// Time of the last read that completed a message.
+    pub last_msg: Instant,
+    /// Time of the last successful read.
+    pub last_rx: Instant,
+    /// wsrelay's heartbeat pong payload to swallow (client → target only).
+    pub pong_token: Option<[u8; 8]>,
+    /// Set when the client answered wsrelay's ping.
+    pub pong_seen: bool,
+    /// Messages relayed.
+    pub messages: u64,
+    /// Bytes relayed.
+    pub bytes: u64,
+    mask_seed: u64,
+}
+
+enum Step {
+    /// Everything parsed; more bytes are needed.
+    NeedMore,
+    /// Output must be written before parsing can go on.
+    Flush,
+}
+
+impl Pump {
+    /// A pump for one direction; `dir` is `metrics::IN` or `metrics::OUT`.
+    pub fn new(dir: usize, from_client: bool, now: Instant, mask_seed: u64) -> Pump {
+        Pump {
+            dir,
+            from_client,
+            buf: None,
+            start: 0,
+            parsed: 0,
+            filled: 0,
+            frame_left: 0,
+            frame_forward: true,
+            frame_fin_data: false,
+            frame_xor: [0; 4],
+            frame_phase: 0,
+            msg_open: false,
+            msg_size: 0,
+            mode: Mode::Relaying,
+            src_dead: false,
+            dst_dead: false,
+            close_in: false,
+            close_out: false,
+            close_queued: false,
+            fault: None,
+            ctrl: None,
+            ctrl_pos: 0,
+            batch_t: now,
+            batch_msgs: 0,
+            batch_bytes: 0,
+            rate_window: now,
+            rate_count: 0,
+            last_msg: now,
+            last_rx: now,
+            pong_token: None,
+            pong_seen: false,
+            messages: 0,
+            bytes: 0,
+            mask_seed: mask_seed | 1,
+        }
+    }
+
+    /// Seeds the buffer with bytes read during the handshake.
+    pub fn preload(&mut self, pool: &BufPool, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let mut b = self.buf.take().unwrap_or_else(|| pool.take());
+        let n = bytes.len().min(b.len());
+        b[..n].copy_from_slice(&bytes[..n]);
+        self.filled = n;
+        self.buf = Some(b);
+    }
+
+    /// Is a buffer held right now?
+    pub fn holds_buffer(&self) -> bool {
+        self.buf.is_some()
+    }
+
+    /// Can nothing more be read from the source?
+    pub fn finished_reading(&self) -> bool {
+        self.src_dead || self.mode == Mode::Done
+    }
+
+    /// Queues a control frame of wsrelay's own for the destination. A close
+    /// replaces a pending ping; nothing is queued after a close.
+    pub fn queue_control(&mut self, f: ControlFrame) -> bool {
+        if self.close_queued || self.dst_dead || (self.ctrl.is_some() && f.opcode != OP_CLOSE) {
+            return false;
+        }
+        if self.ctrl.is_some() && self.ctrl_pos > 0 {
+            // A ping is half written; the close follows it.
+            return false;
+        }
+        if f.opcode == OP_CLOSE {
+            self.close_queued = true;
+        }
+        self.ctrl = Some(f);
+        self.ctrl_pos = 0;
+        true
+    }
+
+    /// Is a control frame waiting to be written?
+    pub fn control_pending(&self) -> bool {
+        self.ctrl.is_some()
+    }
+
+    /// Switches to draining (after wsrelay queued its own close).
+    pub fn drain(&mut self) {
+        if self.mode == Mode::Relaying {
+            self.mode = Mode::Draining;
+        }
+    }
+
+    /// A fresh masking key (xorshift64*, seeded per session from the shard RNG).
+    pub fn next_mask(&mut self) -> [u8; 4] {
+        let mut x = self.mask_seed;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.mask_seed = x;
+        let v = x.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        ((v >> 32) as u32).to_ne_bytes()
+    }
+
+    fn fail(&mut self, code: u16, reason: &'static str) -> Step {
+        // Drop the offending frame and all after it.
+        self.filled = self.parsed;
+        self.fault.get_or_insert(Fault { code, reason });
+        Step::Flush
+    }
+
+    fn skip(&mut self, n: usize) -> bool {
+        if self.start != self.parsed {
+            return false;
+        }
+        self.parsed += n;
+        self.start = self.parsed;
+        true
+    }
+
+    fn message_done(&mut self) {
+        self.batch_msgs += 1;
+        self.messages += 1;
+        self.last_msg = self.batch_t;
+    }
+
+    /// Counts a message start against `maxMessagesPerSecond`.
+    fn over_rate(&mut self, env: &Env<'_>) -> bool {
+        let Some(limit) = env.max_messages_per_second else {
+            return false;
+        };
+        if self.batch_t.duration_since(self.rate_window) >= Duration::from_secs(1) {
+            self.rate_window = self.batch_t;
+            self.rate_count = 0;
+        }
+        self.rate_count += 1;
+        self.rate_count > limit
+    }
+
+    /// Parses and transforms what is in the buffer.
+    fn process(&mut self, env: &Env<'_>) -> Step {
+        loop {
+            if self.frame_left > 0 {
+                let avail = (self.filled - self.parsed) as u64;
+                if avail == 0 {
+                    return Step::NeedMore;
+                }
+                let k = avail.min(self.frame_left) as usize;
+                if self.frame_forward {
+                    if self.from_client {
+                        let buf = self.buf.as_mut().expect("buffer");
+                        frame::apply_mask(&mut buf[self.parsed..self.parsed + k], self.frame_xor, self.frame_phase);
+                        self.frame_phase += k;
+                    }
+                    self.parsed += k;
+                    self.batch_bytes += k as u64;
+                } else if !self.skip(k) {
+                    return Step::Flush;
+                }
+                self.frame_left -= k as u64;
+                if self.frame_left == 0 && self.frame_fin_data && self.frame_forward {
+                    self.message_done();
+                }
+                continue;
+            }
+            if self.mode == Mode::Done {
+                self.filled = self.parsed;
+                return Step::NeedMore;
+            }
+            let parsed = frame::parse_header(&self.buf.as_ref().expect("buffer")[self.parsed..self.filled]);
+            let h: Header = match parsed {
+                Ok(Some(h)) => h,
+                Ok(None) => return Step::NeedMore,
+                Err(_) => return self.fail(1002, "protocol error"),
+            };
+            if h.mask.is_some() != self.from_client {
+                return self.fail(1002, "protocol error");
+            }
+            if h.is_control() {
+                if self.filled - self.parsed < h.header_len + h.len as usize {
+                    return Step::NeedMore; // control frames are handled whole (<= 131 bytes)
+                }
+                if let Some(step) = self.control(h) {
+                    return step;
+                }
+                continue;
+            }
+            // Data frame.
+            let continuation = h.opcode == OP_CONT;
+            if continuation != self.msg_open {
+                return self.fail(1002, "protocol error");
+            }
+            let size = if continuation { self.msg_size + h.len } else { h.len };
+            if size > env.max_message_size {
+                return self.fail(1009, "message too big");
+            }
+            let forward = self.mode == Mode::Relaying;
+            if forward && !continuation && self.over_rate(env) {
+                return self.fail(1008, "message rate exceeded");
+            }
+            if forward {
+                if let Some(old) = h.mask {
+                    let new = self.next_mask();
+                    let at = self.parsed + h.header_len - 4;
+                    self.buf.as_mut().expect("buffer")[at..at + 4].copy_from_slice(&new);
+                    self.frame_xor = xor4(old, new);
+                }
+                self.parsed += h.header_len;
+                self.batch_bytes += h.header_len as u64;
+            } else if !self.skip(h.header_len) {
+                return Step::Flush; // parsed again after the flush
+            }
+            self.msg_open = !h.fin;
+            self.msg_size = if h.fin { 0 } else { size };
+            self.frame_fin_data = h.fin;
+            self.frame_left = h.len;
+            self.frame_phase = 0;
+            self.frame_forward = forward;
+            if h.len == 0 && h.fin && forward {
+                self.message_done();
+            }
+        }
+    }
+
+    /// Handles one whole control frame at `parsed`; `Some` stops processing.
+    fn control(&mut self, h: Header) -> Option<Step> {
+        let total = h.header_len + h.len as usize;
+        let at = self.parsed;
+        let mut payload = [0u8; 125];
+        let p = &mut payload[..h.len as usize];
+        p.copy_from_slice(&self.buf.as_ref().expect("buffer")[at + h.header_len..at + total]);
+        if let Some(m) = h.mask {
+            frame::apply_mask(p, m, 0);
+        }
+        let ours = h.opcode == OP_PONG && self.from_client && self.pong_token.is_some_and(|t| t[..] == p[..]);
+        match h.opcode {
+            OP_CLOSE => {
+                if let Err(e) = frame::check_close_payload(p) {
+                    return Some(self.fail(e.code(), "invalid close frame"));
+                }
+            }
+            OP_PING | OP_PONG => {}
+            _ => return Some(self.fail(1002, "protocol error")),
+        }
+        // wsrelay's own heartbeat pong is not the target's business.
+        let forward = self.mode == Mode::Relaying && !ours;
+        if forward {
+            if let Some(old) = h.mask {
+                let new = self.next_mask();
+                let buf = self.buf.as_mut().expect("buffer");
+                buf[at + h.header_len - 4..at + h.header_len].copy_from_slice(&new);
+                frame::apply_mask(&mut buf[at + h.header_len..at + total], xor4(old, new), 0);
+            }
+            self.parsed += total;
+            self.batch_bytes += total as u64;
+        } else if !self.skip(total) {
+            return Some(Step::Flush); // handled again after the flush
+        }
+        if ours {
+            self.pong_token = None;
+            self.pong_seen = true;
+        }
+        if h.opcode == OP_CLOSE {
+            self.close_in = true;
+            self.mode = Mode::Done;
+            self.msg_open = false;
+            if forward {
+                self.close_queued = true; // the relayed close is the last frame out
+            }
+            self.filled = self.parsed;
+            return Some(Step::Flush);
+        }
+        None
+    }
+
+    /// Writes what is ready. `Ready(())` when nothing is left to write now.
+    fn poll_flush<W: AsyncWrite + ?Sized>(&mut self, cx: &mut Context<'_>, mut dst: Pin<&mut W>, env: &Env<'_>) -> Poll<()> {
+        if self.dst_dead {
+            self.start = self.parsed;
+            self.ctrl = None;
+            self.batch_msgs = 0;
+            self.batch_bytes = 0;
+            return Poll::Ready(());
+        }
+        let mut wrote = false;
+        while self.start < self.parsed {
+            let buf = self.buf.as_ref().expect("unwritten bytes live in the buffer");
+            match dst.as_mut().poll_write(cx, &buf[self.start..self.parsed]) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return self.dead_dst(),
+                Poll::Ready(Ok(n)) => {
+                    self.start += n;
+                    wrote = true;
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        if wrote || self.batch_bytes > 0 {
+            let us = self.batch_t.elapsed().as_micros() as u64;
+            env.metrics.record_batch(self.dir, self.batch_msgs, self.batch_bytes, us);
+            self.bytes += self.batch_bytes;
+            self.batch_msgs = 0;
+            self.batch_bytes = 0;
+        }
+        let at_boundary = self.frame_left == 0 || !self.frame_forward;
+        if at_boundary && self.mode == Mode::Done && self.close_queued && self.ctrl.is_none() && self.close_in {
+            // The relayed close frame has been written.
+            self.close_out = true;
+        }
+        if at_boundary {
+            if let Some(c) = self.ctrl {
+                let bytes = c.as_bytes();
+                while self.ctrl_pos < bytes.len() {
+                    match dst.as_mut().poll_write(cx, &bytes[self.ctrl_pos..]) {
+                        Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return self.dead_dst(),
+                        Poll::Ready(Ok(n)) => {
+                            self.ctrl_pos += n;
+                            wrote = true;
+                        }
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+                if c.opcode == OP_CLOSE {
+                    self.close_out = true;
+                }
+                self.ctrl = None;
+                self.ctrl_pos = 0;
+            }
+        }
+        if wrote {
+            match dst.as_mut().poll_flush(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(_)) => return self.dead_dst(),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(())
+    }
+
+    fn dead_dst(&mut self) -> Poll<()> {
+        self.dst_dead = true;
+        self.start = self.parsed;
+        self.ctrl = None;
+        Poll::Ready(())
+    }
+
+    /// Moves bytes along until the source or the destination would block, or
+    /// this direction has nothing more to do.
+    pub fn poll<R, W>(&mut self, cx: &mut Context<'_>, mut src: Pin<&mut R>, mut dst: Pin<&mut W>, env: &Env<'_>) -> Poll<()>
+    where
+        R: AsyncRead + ?Sized,
+        W: AsyncWrite + ?Sized,
+    {
+        loop {
+            if self.poll_flush(cx, dst.as_mut(), env).is_pending() {
+                return Poll::Pending;
+            }
+            if self.buf.is_some() && self.parsed < self.filled {
+                if let Step::Flush = self.process(env) {
+                    continue;
+                }
+                if self.start < self.parsed {
+                    continue;
+                }
+            }
+            if self.fault.is_some() || self.finished_reading() {
+                self.release(env.pool);
+                return Poll::Ready(());
+            }
+            // Everything written; make room and read.
+            let mut buf = self.buf.take().unwrap_or_else(|| env.pool.take());
+            if self.parsed > 0 {
+                buf.copy_within(self.parsed..self.filled, 0);
+                self.filled -= self.parsed;
+                self.parsed = 0;
+                self.start = 0;
+            }
+            let r = src.as_mut().poll_read(cx, &mut buf[self.filled..]);
+            self.buf = Some(buf);
+            match r {
+                Poll::Pending => {
+                    if self.filled == 0 {
+                        self.release(env.pool);
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                    self.src_dead = true;
+                    self.filled = self.parsed;
+                    self.release(env.pool);
+                    return Poll::Ready(());
+                }
+                Poll::Ready(Ok(n)) => {
+                    self.filled += n;
+                    let now = Instant::now();
+                    self.batch_t = now;
+                    self.last_rx = now;
+                }
+            }
+        }
+    }
+
+    /// Gives the buffer back if it holds nothing unwritten or unparsed.
+    fn release(&mut self, pool: &BufPool) {
+        if self.start == self.parsed && self.parsed == self.filled {
+            if let Some(b) = self.buf.take() {
+                pool.give(b);
+            }
+            self.start = 0;
+            self.parsed = 0;
+            self.filled = 0;
+        }
+    }
+
+    /// Returns the buffer at the end of the session.
+    pub fn finish(&mut self, pool: &BufPool) {
+        if let Some(b) = self.buf.take() {
+            pool.give(b);
+        }
+    }
+}
+
+fn xor4(a: [u8; 4], b: [u8; 4]) -> [u8; 4] {
+    [a[0] ^ b[0], a[1] ^ b[1], a[2] ^ b[2], a[3] ^ b[3]]
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,443 @@
+//! One client connection, from the first byte to the last: the steps of
+//! `LIFECYCLE.md` (Handshake → Connecting upstream → Relaying → Closing →
+//! Closed). Each failed step answers with its status and leaves nothing
+//! behind: the admission slot and the metrics gauge are released by `Drop`.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use glommio::timer::Timer;
+
+use crate::bridge::Endpoint;
+use crate::shard::frame::ControlFrame;
+use crate::shard::handshake::{self, ClientRequest, Refusal, Route};
+use crate::shard::limits::{self, Full};
+use crate::shard::metrics::{EndpointMetrics, Reject, IN, OUT};
+use crate::shard::relay::{Env, Fault, Mode, Pump};
+use crate::shard::upstream::{self, UpStream, UpstreamRequest};
+use crate::shard::ShardCtx;
+
+/// How long both close handshakes may take once closing starts.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The shard's handle on a running session: how the shard asks it to close.
+#[derive(Default)]
+pub struct SessionCtl {
+    close_req: Cell<Option<(u16, &'static str)>>,
+    waker: Cell<Option<Waker>>,
+}
+
+impl SessionCtl {
+    /// Asks the session to close both legs with `code`.
+    pub fn request_close(&self, code: u16, reason: &'static str) {
+        self.close_req.set(Some((code, reason)));
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+}
+
+/// Removes the session from the shard's table and the gauge, both or neither.
+struct Registered {
+    ctx: Rc<ShardCtx>,
+    key: u64,
+    metrics: Rc<EndpointMetrics>,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.ctx.sessions.borrow_mut().remove(&self.key);
+        self.metrics.sessions_active.set(self.metrics.sessions_active.get() - 1);
+    }
+}
+
+async fn respond(stream: &mut TcpStream, bytes: &[u8]) {
+    let _ = stream.write_all(bytes).await;
+    let _ = stream.flush().await;
+    let _ = stream.shutdown(std::net::Shutdown::Write).await;
+}
+
+async fn refuse(ctx: &ShardCtx, stream: &mut TcpStream, r: Refusal, retry_after: Option<u64>) {
+    ctx.metrics.reject(r.reason);
+    let body = handshake::reason_phrase(r.status);
+    respond(stream, &handshake::simple_response(r.status, body, retry_after)).await;
+}
+
+enum Read {
+    Request(ClientRequest, Vec<u8>),
+    Refused(Refusal),
+    Closed,
+}
+
+/// Reads the upgrade request within `handshake_timeout_ms`.
+async fn read_request(ctx: &ShardCtx, stream: &mut TcpStream) -> Read {
+    let max = ctx.cfg.limits.max_header_bytes;
+    let timeout = Duration::from_millis(ctx.cfg.limits.handshake_timeout_ms);
+    let work = async {
+        let mut buf = vec![0u8; max.min(4096)];
+        let mut filled = 0;
+        loop {
+            if filled == buf.len() {
+                buf.resize((buf.len() * 2).min(max), 0);
+            }
+            let n = match stream.read(&mut buf[filled..]).await {
+                Ok(0) | Err(_) => return Read::Closed,
+                Ok(n) => n,
+            };
+            filled += n;
+            match handshake::parse_request(&buf[..filled], max) {
+                Ok(Some(req)) => {
+                    let rest = buf[req.consumed..filled].to_vec();
+                    return Read::Request(req, rest);
+                }
+                Ok(None) => {}
+                Err(r) => return Read::Refused(r),
+            }
+        }
+    };
+    futures_lite::future::or(work, async {
+        Timer::new(timeout).await;
+        Read::Refused(Refusal {
+            status: 408,
+            reason: Reject::HandshakeTimeout,
+        })
+    })
+    .await
+}
+
+/// Serves one accepted connection to its end.
+pub async fn serve(ctx: Rc<ShardCtx>, mut client: TcpStream, peer: SocketAddr) {
+    let (req, early) = match read_request(&ctx, &mut client).await {
+        Read::Request(r, rest) => (r, rest),
+        Read::Refused(r) => return refuse(&ctx, &mut client, r, None).await,
+        Read::Closed => return,
+    };
+    let id = match &req.route {
+        Route::Healthz => {
+            let (status, body) = if ctx.draining.get() { (503, "draining") } else { (200, "ok") };
+            return respond(&mut client, &handshake::simple_response(status, body, None)).await;
+        }
+        Route::Endpoint(id) => id.clone(),
+    };
+    let refusal = |status, reason| Refusal { status, reason };
+    if ctx.draining.get() {
+        return refuse(&ctx, &mut client, refusal(503, Reject::Draining), Some(1)).await;
+    }
+    if let Err(wait) = ctx.shared.ip_buckets.check(peer.ip()) {
+        return refuse(&ctx, &mut client, refusal(429, Reject::RateLimited), Some(wait)).await;
+    }
+    let endpoint = ctx.snapshot.borrow().endpoints.get(&id).cloned();
+    let Some(endpoint) = endpoint else {
+        return refuse(&ctx, &mut client, refusal(404, Reject::NotFound), None).await;
+    };
+    if !endpoint.cfg.enabled {
+        return refuse(&ctx, &mut client, refusal(403, Reject::Disabled), None).await;
+    }
+    if !req.origin_allowed(&endpoint.cfg.allowed_origins) {
+        return refuse(&ctx, &mut client, refusal(403, Reject::OriginNotAllowed), None).await;
+    }
+    if let Some(auth) = &endpoint.auth {
+        let ok = req.token().is_some_and(|t| {
+            jsonwebtoken::decode::<serde::de::IgnoredAny>(t, &auth.key, &auth.validation).is_ok()
+        });
+        if !ok {
+            return refuse(&ctx, &mut client, refusal(401, Reject::Unauthorized), None).await;
+        }
+    }
+    let slot = match limits::admit(
+        &ctx.shared.global_active,
+        ctx.cfg.limits.max_connections,
+        &endpoint.active,
+        endpoint.cfg.limits.max_connections,
+    ) {
+        Ok(s) => s,
+        Err(Full::Global) => return refuse(&ctx, &mut client, refusal(503, Reject::GlobalFull), Some(1)).await,
+        Err(Full::Endpoint) => return refuse(&ctx, &mut client, refusal(503, Reject::EndpointFull), Some(1)).await,
+    };
+    let metrics = ctx.metrics.endpoint(&endpoint.cfg.id);
+    let session_id = ctx.new_session_id();
+    let session_id_text = session_id.hyphenated().to_string();
+
+    // Connecting upstream.
+    let query = req.query_without_token();
+    let mut headers: Vec<(&str, &[u8])> = req.passthrough.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
+    if let Some(o) = &req.origin {
+        headers.push(("Origin", o.as_bytes()));
+    }
+    if endpoint.auth.is_none() {
+        if let Some(a) = &req.authorization {
+            headers.push(("Authorization", a.as_bytes()));
+        }
+    }
+    let up_req = UpstreamRequest {
+        client_query: query.as_deref(),
+        protocols: req.protocols.as_deref(),
+        client_ip: peer.ip(),
+        forwarded_for: req.forwarded_for.as_deref(),
+        request_id: &session_id_text,
+        headers,
+    };
+    let t0 = Instant::now();
+    let timeout = Duration::from_millis(ctx.cfg.limits.upstream_connect_timeout_ms);
+    let up = match upstream::open(&endpoint.target, &up_req, timeout, &ctx.shared.tls).await {
+        Ok(u) => u,
+        Err(e) => {
+            let status = e.status();
+            tracing::info!(endpoint = %endpoint.cfg.id, session = %session_id_text, error = %e, "upstream failed");
+            let reason = if status == 504 { Reject::UpstreamTimeout } else { Reject::UpstreamFailed };
+            return refuse(&ctx, &mut client, refusal(status, reason), None).await;
+        }
+    };
+    let _ = metrics.connect_us.borrow_mut().record(t0.elapsed().as_micros().max(1) as u64);
+    let reply = handshake::switching_protocols(&req.key, up.protocol.as_deref());
+    if client.write_all(&reply).await.is_err() || client.flush().await.is_err() {
+        return; // the client left; dropping the upstream closes it
+    }
+    let _ = client.set_nodelay(true);
+
+    // Relaying.
+    let ctl = Rc::new(SessionCtl::default());
+    let key = ctx.next_key();
+    ctx.sessions.borrow_mut().insert(key, ctl.clone());
+    metrics.sessions_total.set(metrics.sessions_total.get() + 1);
+    metrics.sessions_active.set(metrics.sessions_active.get() + 1);
+    let _registered = Registered {
+        ctx: ctx.clone(),
+        key,
+        metrics: metrics.clone(),
+    };
+    tracing::debug!(endpoint = %endpoint.cfg.id, session = %session_id_text, client = %peer, "session started");
+    let mut relay = Relay::new(&ctx, endpoint.clone(), metrics.clone(), client, up.stream, ctl);
+    relay.c2u.preload(&ctx.pool, &early);
+    relay.u2c.preload(&ctx.pool, &up.leftover);
+    let end = (&mut relay).await;
+    relay.c2u.finish(&ctx.pool);
+    relay.u2c.finish(&ctx.pool);
+    tracing::debug!(endpoint = %endpoint.cfg.id, session = %session_id_text, code = end.0, reason = end.1, msgs_in = relay.c2u.messages, msgs_out = relay.u2c.messages, "session ended");
+    drop(slot);
+}
+
+/// The Relaying and Closing steps of a session, as one future.
+pub struct Relay {
+    ctx: Rc<ShardCtx>,
+    endpoint: std::sync::Arc<Endpoint>,
+    metrics: Rc<EndpointMetrics>,
+    client: TcpStream,
+    upstream: UpStream,
+    /// Client → target.
+    pub c2u: Pump,
+    /// Target → client.
+    pub u2c: Pump,
+    ctl: Rc<SessionCtl>,
+    timer: Timer,
+    timer_at: Instant,
+    closing_since: Option<Instant>,
+    end: (u16, &'static str),
+    ping_sent: Option<Instant>,
+    missed_pongs: u32,
+    ping_seq: u64,
+}
+
+impl Relay {
+    fn new(ctx: &Rc<ShardCtx>, endpoint: std::sync::Arc<Endpoint>, metrics: Rc<EndpointMetrics>, client: TcpStream, upstream: UpStream, ctl: Rc<SessionCtl>) -> Relay {
+        let now = Instant::now();
+        let (s1, s2) = ctx.mask_seeds();
+        let first = now + Duration::from_millis(endpoint.cfg.limits.timeout_ms.min(ctx.cfg.heartbeat.ping_interval_ms));
+        Relay {
+            ctx: ctx.clone(),
+            endpoint,
+            metrics,
+            client,
+            upstream,
+            c2u: Pump::new(IN, true, now, s1),
+            u2c: Pump::new(OUT, false, now, s2),
+            ctl,
+            timer: Timer::new(first - now),
+            timer_at: first,
+            closing_since: None,
+            end: (1000, ""),
+            ping_sent: None,
+            missed_pongs: 0,
+            ping_seq: s1 ^ s2,
+        }
+    }
+
+    /// Sends wsrelay's own close on both legs (where not already closed) and
+    /// drops further data frames.
+    fn begin_close(&mut self, to_client: u16, to_target: u16, reason: &'static str, now: Instant) {
+        if self.closing_since.is_none() {
+            self.closing_since = Some(now);
+            self.end = (to_client, reason);
+        }
+        if !self.u2c.close_out && !self.u2c.dst_dead {
+            self.u2c.queue_control(ControlFrame::close(to_client, reason, None));
+            self.u2c.drain();
+        }
+        if !self.c2u.close_out && !self.c2u.dst_dead {
+            let mask = self.c2u.next_mask();
+            self.c2u.queue_control(ControlFrame::close(to_target, reason, Some(mask)));
+            self.c2u.drain();
+        }
+    }
+
+    /// Reacts to what the pumps found; true if a pump has new work.
+    fn react(&mut self, now: Instant) -> bool {
+        let mut again = false;
+        if let Some(Fault { code, reason }) = self.c2u.fault.take().or_else(|| self.u2c.fault.take()) {
+            self.begin_close(code, code, reason, now);
+            again = true;
+        }
+        // A leg that ended without a close frame.
+        let client_gone = (self.c2u.src_dead && !self.c2u.close_in) || self.u2c.dst_dead;
+        let target_gone = (self.u2c.src_dead && !self.u2c.close_in) || self.c2u.dst_dead;
+        if client_gone && !self.u2c.dst_dead {
+            self.u2c.dst_dead = true;
+            again = true;
+        }
+        if target_gone && !self.c2u.dst_dead {
+            self.c2u.dst_dead = true;
+            again = true;
+        }
+        if client_gone && self.closing_since.is_none() {
+            self.begin_close(1001, 1001, "client went away", now);
+            again = true;
+        }
+        if target_gone && self.closing_since.is_none() {
+            self.begin_close(1014, 1014, "target went away", now);
+            again = true;
+        }
+        if self.closing_since.is_none() && (self.c2u.close_in || self.u2c.close_in) {
+            // A peer started the close handshake; the other side answers it.
+            self.closing_since = Some(now);
+        }
+        if self.c2u.pong_seen {
+            self.c2u.pong_seen = false;
+            self.ping_sent = None;
+            self.missed_pongs = 0;
+        }
+        if let Some((code, reason)) = self.ctl.close_req.take() {
+            self.begin_close(code, code, reason, now);
+            again = true;
+        }
+        again
+    }
+
+    fn done(&self) -> bool {
+        let client_leg = self.u2c.dst_dead || (self.u2c.close_out && (self.c2u.close_in || self.c2u.src_dead));
+        let target_leg = self.c2u.dst_dead || (self.c2u.close_out && (self.u2c.close_in || self.u2c.src_dead));
+        client_leg && target_leg
+    }
+
+    /// Timers: idle timeout, heartbeat, close deadline. Returns the next deadline.
+    fn on_time(&mut self, now: Instant) -> Instant {
+        if let Some(since) = self.closing_since {
+            return since + CLOSE_TIMEOUT;
+        }
+        let hb = &self.ctx.cfg.heartbeat;
+        let idle_limit = Duration::from_millis(self.endpoint.cfg.limits.timeout_ms);
+        let last_msg = self.c2u.last_msg.max(self.u2c.last_msg);
+        if now >= last_msg + idle_limit {
+            self.begin_close(1001, 1001, "idle timeout", now);
+            return now + CLOSE_TIMEOUT;
+        }
+        let mut next = last_msg + idle_limit;
+        if let Some(sent) = self.ping_sent {
+            if self.c2u.last_rx > sent {
+                // Any bytes from the client prove it is alive.
+                self.ping_sent = None;
+                self.missed_pongs = 0;
+                self.c2u.pong_token = None;
+            } else if now >= sent + Duration::from_millis(hb.pong_timeout_ms) {
+                self.missed_pongs += 1;
+                self.ping_sent = None;
+                self.c2u.pong_token = None;
+                if self.missed_pongs >= hb.max_missed_pongs {
+                    // The client is unreachable: tell the target, drop the client.
+                    self.u2c.dst_dead = true;
+                    self.begin_close(1001, 1001, "client went away", now);
+                    return now + CLOSE_TIMEOUT;
+                }
+            }
+        }
+        match self.ping_sent {
+            Some(sent) => next = next.min(sent + Duration::from_millis(hb.pong_timeout_ms)),
+            None => {
+                let due = if self.missed_pongs > 0 {
+                    now
+                } else {
+                    self.c2u.last_rx + Duration::from_millis(hb.ping_interval_ms)
+                };
+                if now >= due && self.u2c.mode == Mode::Relaying && !self.u2c.control_pending() {
+                    self.ping_seq = self.ping_seq.wrapping_add(1);
+                    let token = self.ping_seq.to_be_bytes();
+                    if self.u2c.queue_control(ControlFrame::ping(&token, None)) {
+                        self.c2u.pong_token = Some(token);
+                        self.ping_sent = Some(now);
+                        next = next.min(now + Duration::from_millis(hb.pong_timeout_ms));
+                    }
+                } else {
+                    next = next.min(due.max(now + Duration::from_millis(1)));
+                }
+            }
+        }
+        next
+    }
+}
+
+impl Future for &mut Relay {
+    type Output = (u16, &'static str);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut **self.get_mut();
+        // Keep the task's waker for close requests (moved, not cloned, when present).
+        let w = this.ctl.waker.take().unwrap_or_else(|| cx.waker().clone());
+        this.ctl.waker.set(Some(w));
+        loop {
+            let env = Env {
+                pool: &this.ctx.pool,
+                metrics: &this.metrics,
+                max_message_size: this.endpoint.cfg.limits.max_message_size,
+                max_messages_per_second: this.endpoint.cfg.limits.max_messages_per_second,
+            };
+            let _ = this.c2u.poll(cx, Pin::new(&mut this.client), Pin::new(&mut this.upstream), &env);
+            let _ = this.u2c.poll(cx, Pin::new(&mut this.upstream), Pin::new(&mut this.client), &env);
+            let now = Instant::now();
+            let mut again = this.react(now);
+            if this.done() {
+                return Poll::Ready(this.end);
+            }
+            let close_deadline = this.closing_since.map(|s| s + CLOSE_TIMEOUT);
+            if close_deadline.is_some_and(|d| now >= d) {
+                return Poll::Ready(this.end);
+            }
+            let mut rearm = None;
+            if now >= this.timer_at {
+                let pending = this.u2c.control_pending() || this.c2u.control_pending();
+                rearm = Some(this.on_time(now));
+                again |= !pending && (this.u2c.control_pending() || this.c2u.control_pending());
+                again |= this.closing_since.is_some() && close_deadline.is_none();
+            } else if let Some(d) = close_deadline.filter(|d| *d < this.timer_at) {
+                rearm = Some(d);
+            }
+            if let Some(next) = rearm {
+                // The timer is polled only when re-armed: polling registers it with
+                // the reactor, which is not free. Later polls compare `timer_at`.
+                this.timer_at = next;
+                this.timer.reset(next.saturating_duration_since(now));
+                if Pin::new(&mut this.timer).poll(cx).is_ready() {
+                    again = true;
+                }
+            }
+            if !again {
+                return Poll::Pending;
+            }
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! The crate's only `unsafe` code: handing a bound socket to glommio and
+//! reading process limits and the CPU affinity mask.
+#![allow(unsafe_code)]
+
+use std::os::fd::{FromRawFd, IntoRawFd};
+
+/// Wraps a bound, listening socket as a glommio listener on this executor.
+pub fn listener_from_socket(s: socket2::Socket) -> glommio::net::TcpListener {
+    let fd = s.into_raw_fd();
+    // SAFETY: `fd` is an open, listening TCP socket whose ownership moves here.
+    unsafe { glommio::net::TcpListener::from_raw_fd(fd) }
+}
+
+/// The soft `RLIMIT_MEMLOCK` in bytes (`None` = unlimited).
+pub fn memlock_limit() -> std::io::Result<Option<u64>> {
+    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `r` is a valid out-pointer for getrlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut r) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((r.rlim_cur != libc::RLIM_INFINITY).then_some(r.rlim_cur))
+}
+
+/// CPUs this process may run on.
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: a zeroed cpu_set_t is valid; sched_getaffinity fills it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } == 0;
+    if !ok {
+        return (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect();
+    }
+    (0..libc::CPU_SETSIZE as usize)
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .collect()
+}
