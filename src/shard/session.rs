@@ -249,7 +249,6 @@ impl Relay {
     fn new(ctx: &Rc<ShardCtx>, endpoint: std::sync::Arc<Endpoint>, metrics: Rc<EndpointMetrics>, client: TcpStream, upstream: UpStream, ctl: Rc<SessionCtl>) -> Relay {
         let now = Instant::now();
         let (s1, s2) = ctx.mask_seeds();
-        let first = now + Duration::from_millis(endpoint.cfg.limits.timeout_ms.min(ctx.cfg.heartbeat.ping_interval_ms));
         Relay {
             ctx: ctx.clone(),
             endpoint,
@@ -259,8 +258,10 @@ impl Relay {
             c2u: Pump::new(IN, true, now, s1),
             u2c: Pump::new(OUT, false, now, s2),
             ctl,
-            timer: Timer::new(first - now),
-            timer_at: first,
+            // `timer_at` in the past: the first poll computes the deadlines
+            // and registers the timer.
+            timer: Timer::new(Duration::from_secs(3600)),
+            timer_at: now,
             closing_since: None,
             end: (1000, ""),
             ping_sent: None,
