@@ -396,8 +396,10 @@ impl Config {
             let msg = e.message().trim().to_string();
             match e.span() {
                 Some(span) => {
-                    let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-                    ConfigError::Parse(format!("line {line}: {msg}"))
+                    let at = span.start.min(text.len());
+                    let line = text[..at].matches('\n').count() + 1;
+                    let src = text.lines().nth(line - 1).unwrap_or("").trim();
+                    ConfigError::Parse(format!("line {line} `{src}`: {msg}"))
                 }
                 None => ConfigError::Parse(msg),
             }

@@ -1,0 +1,134 @@
+//! Start-up errors (one line, exit 2), exact limits across shards, drain.
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+use tungstenite::Message;
+
+fn one_line_exit_2(args: &[&str], config: Option<&str>, must_contain: &str) {
+    let (code, err) = run_to_exit(args, config);
+    assert_eq!(code, 2, "exit code; stderr: {err}");
+    let lines: Vec<_> = err.lines().filter(|l| l.starts_with("wsrelay:")).collect();
+    assert_eq!(lines.len(), 1, "one error line: {err}");
+    assert!(lines[0].contains(must_contain), "{err}");
+    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "{err}");
+}
+
+#[test]
+fn bad_config_bad_url_and_missing_file_exit_2() {
+    one_line_exit_2(&["serve"], Some("[server]\nlisten = 5\n"), "`listen = 5`");
+    one_line_exit_2(&["serve"], Some("[server\n"), "config");
+    one_line_exit_2(
+        &["serve"],
+        Some("[[endpoints]]\nid = \"a\"\ntarget_url = \"http://nope\"\n"),
+        "endpoints[0].target_url",
+    );
+    one_line_exit_2(&["serve", "--config", "/nonexistent/wsrelay.toml"], None, "/nonexistent/wsrelay.toml");
+}
+
+#[test]
+fn port_in_use_exits_2() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let cfg = format!("[server]\nlisten = \"{}\"\nadmin_listen = \"127.0.0.1:0\"\nshards = 1\n", taken.local_addr().unwrap());
+    one_line_exit_2(&["serve"], Some(&cfg), "server.listen");
+    let cfg = format!("[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"{}\"\nshards = 1\n", taken.local_addr().unwrap());
+    one_line_exit_2(&["serve"], Some(&cfg), "server.admin_listen");
+}
+
+#[test]
+fn too_little_locked_memory_is_a_clear_error() {
+    if std::process::Command::new("prlimit").arg("--version").output().is_err() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "prlimit (util-linux) is missing");
+        println!("skipped: prlimit not installed");
+        return;
+    }
+    let dir = TempDir::new();
+    let cfg = dir.0.join("c.toml");
+    std::fs::write(&cfg, base_config(2)).unwrap();
+    let out = std::process::Command::new("prlimit")
+        .args(["--memlock=131072:131072", bin(), "serve", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("ulimit -l") && err.contains("128 KiB"), "{err}");
+}
+
+#[test]
+fn endpoint_limit_is_exact_under_concurrent_connects_across_shards() {
+    let t = target(Behaviour::Echo);
+    let cfg = base_config(2) + &endpoint("lim", &t.url(), "limits = { max_connections = 50 }");
+    let r = Relay::start(&cfg);
+    let url = r.url("lim");
+    let results: Vec<Result<Ws, u16>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..200)
+            .map(|_| {
+                let url = url.clone();
+                s.spawn(move || connect(&url).map(|(ws, _)| ws).map_err(status_of))
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    let refused = results.iter().filter(|r| matches!(r, Err(503))).count();
+    assert_eq!((ok, refused), (50, 150));
+    // Every admitted session really relays.
+    let mut open: Vec<Ws> = results.into_iter().filter_map(Result::ok).collect();
+    for ws in &mut open {
+        ws.send(Message::Text("x".into())).unwrap();
+        assert_eq!(ws.read().unwrap(), Message::Text("x".into()));
+    }
+    // Freed slots are reusable.
+    for mut ws in open.drain(..10) {
+        ws.close(None).unwrap();
+        while ws.read().is_ok() {}
+    }
+    let mut again = 0;
+    let mut held = Vec::new();
+    for _ in 0..15 {
+        // Slots are released when the relay finishes each close handshake.
+        for _ in 0..100 {
+            match connect(&url) {
+                Ok((ws, _)) => {
+                    held.push(ws);
+                    again += 1;
+                    break;
+                }
+                Err(e) => {
+                    assert_eq!(status_of(e), 503);
+                    if again == 10 {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(20)); // retry like a client would
+                }
+            }
+        }
+    }
+    assert_eq!(again, 10, "exactly the 10 freed slots");
+}
+
+#[test]
+fn sigterm_drains_healthz_503_sessions_closed_1001_exit_0() {
+    let t = target(Behaviour::Echo);
+    let r0 = Relay::start(&(base_config(2) + &endpoint("echo", &t.url(), "")));
+    let mut r = r0;
+    let (mut ws, _) = connect(&r.url("echo")).unwrap();
+    ws.send(Message::Text("before".into())).unwrap();
+    ws.read().unwrap();
+    r.sigterm();
+    // The session keeps relaying during the drain...
+    ws.send(Message::Text("during".into())).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::Text("during".into()));
+    // ...health checks fail and new sessions are refused...
+    let health = raw(r.data, b"GET /healthz HTTP/1.1\r\n\r\n");
+    assert!(health.starts_with("HTTP/1.1 503"), "{health}");
+    assert_eq!(status_of(connect(&r.url("echo")).unwrap_err()), 503);
+    // ...and at drain_timeout_ms (2 s) the session is closed with 1001.
+    assert_eq!(read_close(&mut ws), (1001, "going away".into()));
+    assert_eq!(t.closes.recv_timeout(IO_TIMEOUT).unwrap(), Some(1001));
+    let status = r.wait_exit(Duration::from_secs(15));
+    assert_eq!(status.code(), Some(0));
+}
