@@ -274,7 +274,9 @@ impl TargetUrl {
         }
         Ok(TargetUrl {
             tls,
-            port: u.port_or_known_default().unwrap_or(if tls { 443 } else { 80 }),
+            port: u
+                .port_or_known_default()
+                .unwrap_or(if tls { 443 } else { 80 }),
             host,
             path: u.path().to_string(),
             query: u.query().map(str::to_string),
@@ -303,17 +305,13 @@ impl EndpointConfig {
     /// Checks every rule of SPEC section 3; `key` prefixes error keys.
     pub fn validate(&self, key: &str) -> Result<(), ConfigError> {
         if !valid_endpoint_id(&self.id) {
-            return Err(invalid(
-                format!("{key}.id"),
-                "must match [a-z0-9-]{1,64}",
-            ));
+            return Err(invalid(format!("{key}.id"), "must match [a-z0-9-]{1,64}"));
         }
         let name_len = self.name.chars().count();
         if name_len > 100 {
             return Err(invalid(format!("{key}.name"), "must be 1-100 characters"));
         }
-        TargetUrl::parse(&self.target_url)
-            .map_err(|m| invalid(format!("{key}.target_url"), m))?;
+        TargetUrl::parse(&self.target_url).map_err(|m| invalid(format!("{key}.target_url"), m))?;
         let l = &self.limits;
         if !(1..=1_000_000).contains(&l.max_connections) {
             return Err(invalid(
@@ -340,7 +338,10 @@ impl EndpointConfig {
             ));
         }
         if self.sampling.percentage > 100 {
-            return Err(invalid(format!("{key}.sampling.percentage"), "must be 0-100"));
+            return Err(invalid(
+                format!("{key}.sampling.percentage"),
+                "must be 0-100",
+            ));
         }
         if self.sampling.max_samples > 100_000 {
             return Err(invalid(
@@ -437,7 +438,10 @@ impl Config {
             return Err(invalid("server.shards", "must be 0-1024"));
         }
         let db = &self.server.database;
-        if !(db.starts_with("sqlite://") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+        if !(db.starts_with("sqlite://")
+            || db.starts_with("postgres://")
+            || db.starts_with("postgresql://"))
+        {
             return Err(invalid(
                 "server.database",
                 "must start with sqlite:// or postgres://",
@@ -460,10 +464,7 @@ impl Config {
             ));
         }
         if !(4096..=1 << 20).contains(&l.relay_buffer_bytes) {
-            return Err(invalid(
-                "limits.relay_buffer_bytes",
-                "must be 4096-1048576",
-            ));
+            return Err(invalid("limits.relay_buffer_bytes", "must be 4096-1048576"));
         }
         let h = &self.heartbeat;
         if h.ping_interval_ms < 100 || h.pong_timeout_ms == 0 || h.max_missed_pongs == 0 {
@@ -477,7 +478,10 @@ impl Config {
             let key = format!("endpoints[{i}]");
             e.validate(&key)?;
             if !seen.insert(e.id.as_str()) {
-                return Err(invalid(format!("{key}.id"), format!("duplicate id {:?}", e.id)));
+                return Err(invalid(
+                    format!("{key}.id"),
+                    format!("duplicate id {:?}", e.id),
+                ));
             }
         }
         Ok(())

@@ -21,7 +21,10 @@ pub struct Registry {
 
 impl Registry {
     /// A snapshot of `endpoints` (already validated).
-    pub fn snapshot(&mut self, endpoints: &[EndpointConfig]) -> Result<Arc<EndpointSnapshot>, String> {
+    pub fn snapshot(
+        &mut self,
+        endpoints: &[EndpointConfig],
+    ) -> Result<Arc<EndpointSnapshot>, String> {
         self.version += 1;
         let mut map = HashMap::with_capacity(endpoints.len());
         for cfg in endpoints {
@@ -38,7 +41,15 @@ impl Registry {
             if cfg.name.is_empty() {
                 cfg.name = cfg.id.clone();
             }
-            map.insert(cfg.id.clone(), Arc::new(Endpoint { cfg, target, auth, active }));
+            map.insert(
+                cfg.id.clone(),
+                Arc::new(Endpoint {
+                    cfg,
+                    target,
+                    auth,
+                    active,
+                }),
+            );
         }
         Ok(Arc::new(EndpointSnapshot {
             version: self.version,

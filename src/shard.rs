@@ -171,7 +171,8 @@ async fn drain(ctx: &Rc<ShardCtx>, commands: &async_channel::Receiver<ShardComma
     ctx.draining.set(true);
     let n = ctx.sessions.borrow().len();
     tracing::info!(shard = ctx.id, sessions = n, "draining");
-    let deadline = std::time::Instant::now() + Duration::from_millis(ctx.cfg.server.drain_timeout_ms);
+    let deadline =
+        std::time::Instant::now() + Duration::from_millis(ctx.cfg.server.drain_timeout_ms);
     let mut closed_at = None;
     loop {
         if ctx.sessions.borrow().is_empty() {
@@ -183,7 +184,11 @@ async fn drain(ctx: &Rc<ShardCtx>, commands: &async_channel::Receiver<ShardComma
             closed_at = Some(now);
         }
         if closed_at.is_some_and(|t| now >= t + session::CLOSE_TIMEOUT + Duration::from_secs(1)) {
-            tracing::warn!(shard = ctx.id, left = ctx.sessions.borrow().len(), "sessions did not close in time");
+            tracing::warn!(
+                shard = ctx.id,
+                left = ctx.sessions.borrow().len(),
+                "sessions did not close in time"
+            );
             return;
         }
         // Wake on a command (a second signal closes at once) or every 50 ms

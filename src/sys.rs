@@ -13,7 +13,10 @@ pub fn listener_from_socket(s: socket2::Socket) -> glommio::net::TcpListener {
 
 /// The soft `RLIMIT_MEMLOCK` in bytes (`None` = unlimited).
 pub fn memlock_limit() -> std::io::Result<Option<u64>> {
-    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: `r` is a valid out-pointer for getrlimit.
     if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut r) } != 0 {
         return Err(std::io::Error::last_os_error());
@@ -25,11 +28,21 @@ pub fn memlock_limit() -> std::io::Result<Option<u64>> {
 pub fn allowed_cpus() -> Vec<usize> {
     // SAFETY: a zeroed cpu_set_t is valid; sched_getaffinity fills it.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    let ok = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } == 0;
+    let ok =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) }
+            == 0;
     if !ok {
         return (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect();
     }
     (0..libc::CPU_SETSIZE as usize)
         .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
         .collect()
+}
+
+/// Shuts a socket down both ways right now (a plain syscall, no waiting).
+pub fn shutdown_now(s: &impl std::os::fd::AsRawFd) {
+    // SAFETY: `s` owns an open socket for the duration of the call.
+    unsafe {
+        libc::shutdown(s.as_raw_fd(), libc::SHUT_RDWR);
+    }
 }

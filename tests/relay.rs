@@ -1,4 +1,10 @@
 //! SPEC 4.2: relaying, closing and the misbehaving targets.
+// Tests run on plain threads, not on shards: blocking calls and locks are fine here.
+#![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    clippy::result_large_err
+)]
 
 mod support;
 
@@ -24,7 +30,12 @@ fn messages_arrive_unchanged_in_order() {
     let mut sent = Vec::new();
     for i in 0..200usize {
         let m = if i % 3 == 0 {
-            Message::Binary((0..(i * 37) % 70_000).map(|b| b as u8).collect::<Vec<u8>>().into())
+            Message::Binary(
+                (0..(i * 37) % 70_000)
+                    .map(|b| b as u8)
+                    .collect::<Vec<u8>>()
+                    .into(),
+            )
         } else {
             Message::Text(format!("message {i} ✓ {}", "x".repeat(i * 13)).into())
         };
@@ -41,10 +52,25 @@ fn messages_arrive_unchanged_in_order() {
 fn fragmented_messages_with_interleaved_pings() {
     let (_t, r) = echo_relay(1, "");
     let (mut ws, _) = connect(&r.url("echo")).unwrap();
-    ws.write(Message::Frame(Frame::message(b"hel".to_vec(), OpCode::Data(Data::Text), false))).unwrap();
+    ws.write(Message::Frame(Frame::message(
+        b"hel".to_vec(),
+        OpCode::Data(Data::Text),
+        false,
+    )))
+    .unwrap();
     ws.write(Message::Ping(b"p1".to_vec().into())).unwrap();
-    ws.write(Message::Frame(Frame::message(b"lo ".to_vec(), OpCode::Data(Data::Continue), false))).unwrap();
-    ws.write(Message::Frame(Frame::message(b"world".to_vec(), OpCode::Data(Data::Continue), true))).unwrap();
+    ws.write(Message::Frame(Frame::message(
+        b"lo ".to_vec(),
+        OpCode::Data(Data::Continue),
+        false,
+    )))
+    .unwrap();
+    ws.write(Message::Frame(Frame::message(
+        b"world".to_vec(),
+        OpCode::Data(Data::Continue),
+        true,
+    )))
+    .unwrap();
     ws.flush().unwrap();
     // The target's pong for p1 comes back through the relay, then the echo.
     let mut got = Vec::new();
@@ -61,26 +87,51 @@ fn fragmented_messages_with_interleaved_pings() {
 #[test]
 fn upstream_request_carries_host_query_protocol_and_forwarding_headers() {
     let t = target_with_protocol(Behaviour::Echo, Some("v2"));
-    let r = Relay::start(&(base_config(1) + &endpoint("echo", &format!("ws://{}/target?fixed=1", t.addr), "")));
-    let mut req = tungstenite::client::IntoClientRequest::into_client_request(format!("{}?q=7", r.url("echo"))).unwrap();
+    let r = Relay::start(
+        &(base_config(1) + &endpoint("echo", &format!("ws://{}/target?fixed=1", t.addr), "")),
+    );
+    let mut req = tungstenite::client::IntoClientRequest::into_client_request(format!(
+        "{}?q=7",
+        r.url("echo")
+    ))
+    .unwrap();
     let h = req.headers_mut();
     h.insert("Sec-WebSocket-Protocol", "v1, v2".parse().unwrap());
-    h.insert("Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits".parse().unwrap());
+    h.insert(
+        "Sec-WebSocket-Extensions",
+        "permessage-deflate; client_max_window_bits"
+            .parse()
+            .unwrap(),
+    );
     h.insert("X-Forwarded-For", "203.0.113.7".parse().unwrap());
     h.insert("Cookie", "session=abc".parse().unwrap());
     let (_ws, resp) = connect_req(req).unwrap();
-    assert_eq!(resp.headers().get("sec-websocket-protocol").unwrap(), "v2", "the target's choice reaches the client");
+    assert_eq!(
+        resp.headers().get("sec-websocket-protocol").unwrap(),
+        "v2",
+        "the target's choice reaches the client"
+    );
     assert!(resp.headers().get("sec-websocket-extensions").is_none());
     let seen = t.seen.recv_timeout(IO_TIMEOUT).unwrap();
     assert_eq!(seen.uri, "/target?fixed=1&q=7");
     assert_eq!(seen.header("host"), Some(t.addr.to_string().as_str()));
     assert_eq!(seen.header("sec-websocket-protocol"), Some("v1, v2"));
-    assert_eq!(seen.header("sec-websocket-extensions"), None, "no compression offer upstream");
-    assert_eq!(seen.header("x-forwarded-for"), Some("203.0.113.7, 127.0.0.1"));
+    assert_eq!(
+        seen.header("sec-websocket-extensions"),
+        None,
+        "no compression offer upstream"
+    );
+    assert_eq!(
+        seen.header("x-forwarded-for"),
+        Some("203.0.113.7, 127.0.0.1")
+    );
     assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
     assert_eq!(seen.header("cookie"), Some("session=abc"));
     let rid = seen.header("x-request-id").unwrap();
-    assert!(uuid::Uuid::parse_str(rid).is_ok(), "X-Request-Id is the session id: {rid}");
+    assert!(
+        uuid::Uuid::parse_str(rid).is_ok(),
+        "X-Request-Id is the session id: {rid}"
+    );
 }
 
 #[test]
@@ -89,13 +140,21 @@ fn client_close_is_relayed_with_code_and_reason_and_answered() {
     let (mut ws, _) = connect(&r.url("echo")).unwrap();
     ws.send(Message::Text("a".into())).unwrap();
     ws.read().unwrap();
-    ws.close(Some(tungstenite::protocol::CloseFrame { code: CloseCode::from(4321), reason: "client done".into() })).unwrap();
+    ws.close(Some(tungstenite::protocol::CloseFrame {
+        code: CloseCode::from(4321),
+        reason: "client done".into(),
+    }))
+    .unwrap();
     // The target got the client's own code; the client gets the target's answer.
     assert_eq!(t.closes.recv_timeout(IO_TIMEOUT).unwrap(), Some(4321));
     loop {
         match ws.read() {
             Ok(Message::Close(f)) => {
-                assert_eq!(f.map(|f| u16::from(f.code)), Some(4321), "tungstenite echoes the code");
+                assert_eq!(
+                    f.map(|f| u16::from(f.code)),
+                    Some(4321),
+                    "tungstenite echoes the code"
+                );
             }
             Ok(_) => {}
             Err(tungstenite::Error::ConnectionClosed) => break,
@@ -120,7 +179,8 @@ fn target_dying_without_close_gives_1014() {
     let t = target(Behaviour::DieAfterFirst);
     let r = Relay::start(&(base_config(1) + &endpoint("d", &t.url(), "")));
     let mut s = raw_client(r.data, "/ws/d");
-    s.write_all(&[0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2]).unwrap();
+    s.write_all(&[0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2])
+        .unwrap();
     let mut echo = [0u8; 4];
     s.read_exact(&mut echo).unwrap();
     assert_eq!(echo, [0x81, 2, b'h', b'i']);
@@ -153,7 +213,9 @@ fn oversized_messages_close_both_legs_with_1009() {
     assert_eq!(t.closes.recv_timeout(IO_TIMEOUT).unwrap(), Some(1009));
     // From the target.
     let big = target(Behaviour::SendBig(10_000));
-    let r2 = Relay::start(&(base_config(1) + &endpoint("big", &big.url(), "limits = { max_message_size = 4096 }")));
+    let r2 = Relay::start(
+        &(base_config(1) + &endpoint("big", &big.url(), "limits = { max_message_size = 4096 }")),
+    );
     let (mut ws, _) = connect(&r2.url("big")).unwrap();
     assert_eq!(read_close(&mut ws).0, 1009);
     assert_eq!(big.closes.recv_timeout(IO_TIMEOUT).unwrap(), Some(1009));
@@ -193,7 +255,11 @@ fn raw_client(addr: std::net::SocketAddr, path: &str) -> TcpStream {
         s.read_exact(&mut b).unwrap();
         head.push(b[0]);
     }
-    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
     s
 }
 
@@ -221,7 +287,9 @@ fn heartbeat_pong_keeps_the_session_and_is_not_relayed() {
     let r = Relay::start(&cfg);
     let (mut ws, _) = connect(&r.url("echo")).unwrap();
     // tungstenite answers pings while reading; three rounds of ping/pong.
-    ws.get_ref().set_read_timeout(Some(Duration::from_millis(900))).unwrap();
+    ws.get_ref()
+        .set_read_timeout(Some(Duration::from_millis(900)))
+        .unwrap();
     let start = Instant::now();
     while start.elapsed() < Duration::from_millis(800) {
         match ws.read() {
@@ -240,10 +308,13 @@ fn heartbeat_pong_keeps_the_session_and_is_not_relayed() {
 #[test]
 fn a_target_that_never_reads_stalls_the_client_without_growing_memory() {
     let t = target(Behaviour::NeverRead);
-    let r = Relay::start(&(base_config(1) + &endpoint("stall", &t.url(), "limits = { max_message_size = 1048576 }")));
+    let r = Relay::start(
+        &(base_config(1) + &endpoint("stall", &t.url(), "limits = { max_message_size = 1048576 }")),
+    );
     let (ws, _) = connect(&r.url("stall")).unwrap();
     let mut s = ws.into_inner();
-    s.set_write_timeout(Some(Duration::from_millis(500))).unwrap();
+    s.set_write_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
     let rss_before = rss_kib(r.child.id());
     // Write masked 64 KiB frames until the relay stops taking bytes.
     let payload = vec![0u8; 65536];
@@ -255,13 +326,24 @@ fn a_target_that_never_reads_stalls_the_client_without_growing_memory() {
     loop {
         match s.write(&frame) {
             Ok(n) => written += n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => break,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                break
+            }
             Err(e) => panic!("{e}"),
         }
-        assert!(written < 512 << 20, "the relay kept accepting: no backpressure");
+        assert!(
+            written < 512 << 20,
+            "the relay kept accepting: no backpressure"
+        );
     }
     let rss_after = rss_kib(r.child.id());
     // What was accepted sits in kernel socket buffers plus one relay buffer.
-    assert!(rss_after < rss_before + 2048, "RSS grew from {rss_before} to {rss_after} KiB");
+    assert!(
+        rss_after < rss_before + 2048,
+        "RSS grew from {rss_before} to {rss_after} KiB"
+    );
     assert!(written < 64 << 20, "accepted {written} bytes");
 }

@@ -1,5 +1,11 @@
 //! SPEC 4.1: every row of the upgrade status table, with literal request
 //! bytes or a real client.
+// Tests run on plain threads, not on shards: blocking calls and locks are fine here.
+#![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    clippy::result_large_err
+)]
 
 mod support;
 
@@ -25,22 +31,47 @@ fn malformed_and_missing_upgrade() {
     let r = Relay::start(&(base_config(1) + &endpoint("echo", &t.url(), "")));
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (b"NOT HTTP AT ALL\r\n\r\n".to_vec(), "HTTP/1.1 400 "),
-        (b"GET /ws/echo HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), "HTTP/1.1 426 "),
-        (String::from_utf8(upgrade_bytes("/ws/echo", "")).unwrap().replace("Version: 13", "Version: 12").into_bytes(), "HTTP/1.1 400 "),
-        (String::from_utf8(upgrade_bytes("/ws/echo", "")).unwrap().replace(KEY, "bad").into_bytes(), "HTTP/1.1 400 "),
+        (
+            b"GET /ws/echo HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+            "HTTP/1.1 426 ",
+        ),
+        (
+            String::from_utf8(upgrade_bytes("/ws/echo", ""))
+                .unwrap()
+                .replace("Version: 13", "Version: 12")
+                .into_bytes(),
+            "HTTP/1.1 400 ",
+        ),
+        (
+            String::from_utf8(upgrade_bytes("/ws/echo", ""))
+                .unwrap()
+                .replace(KEY, "bad")
+                .into_bytes(),
+            "HTTP/1.1 400 ",
+        ),
     ];
     for (req, want) in cases {
         let resp = raw(r.data, &req);
-        assert!(resp.starts_with(want), "{:?} -> {:?}", String::from_utf8_lossy(&req), status_line(&resp));
+        assert!(
+            resp.starts_with(want),
+            "{:?} -> {:?}",
+            String::from_utf8_lossy(&req),
+            status_line(&resp)
+        );
     }
     let resp = raw(r.data, b"GET /ws/echo HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert!(resp.contains("Upgrade: websocket"), "426 names the upgrade: {resp}");
+    assert!(
+        resp.contains("Upgrade: websocket"),
+        "426 names the upgrade: {resp}"
+    );
 }
 
 #[test]
 fn headers_too_large_is_431() {
     let t = target(Behaviour::Echo);
-    let r = Relay::start(&(base_config(1) + "[limits]\nmax_header_bytes = 1024\n" + &endpoint("echo", &t.url(), "")));
+    let r = Relay::start(
+        &(base_config(1) + "[limits]\nmax_header_bytes = 1024\n" + &endpoint("echo", &t.url(), "")),
+    );
     let big = upgrade_bytes("/ws/echo", &format!("X-Pad: {}\r\n", "p".repeat(2000)));
     let resp = raw(r.data, &big);
     assert!(resp.starts_with("HTTP/1.1 431 "), "{}", status_line(&resp));
@@ -49,10 +80,15 @@ fn headers_too_large_is_431() {
 #[test]
 fn slow_request_is_408_then_closed() {
     let t = target(Behaviour::Echo);
-    let r = Relay::start(&(base_config(1) + "[limits]\nhandshake_timeout_ms = 300\n" + &endpoint("echo", &t.url(), "")));
+    let r = Relay::start(
+        &(base_config(1)
+            + "[limits]\nhandshake_timeout_ms = 300\n"
+            + &endpoint("echo", &t.url(), "")),
+    );
     let mut s = TcpStream::connect(r.data).unwrap();
     s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    s.write_all(b"GET /ws/echo HTTP/1.1\r\nHost: x\r\n").unwrap(); // never finished
+    s.write_all(b"GET /ws/echo HTTP/1.1\r\nHost: x\r\n")
+        .unwrap(); // never finished
     let start = Instant::now();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap(); // returns at EOF: the relay closed
@@ -73,44 +109,91 @@ fn disabled_endpoint_and_foreign_origin_are_403() {
     let t = target(Behaviour::Echo);
     let cfg = base_config(1)
         + &endpoint("off", &t.url(), "enabled = false")
-        + &endpoint("strict", &t.url(), "allowed_origins = [\"https://good.example\"]");
+        + &endpoint(
+            "strict",
+            &t.url(),
+            "allowed_origins = [\"https://good.example\"]",
+        );
     let r = Relay::start(&cfg);
     assert_eq!(status_of(connect(&r.url("off")).unwrap_err()), 403);
-    assert_eq!(status_of(connect(&r.url("strict")).unwrap_err()), 403, "no Origin at all");
-    let resp = raw(r.data, &upgrade_bytes("/ws/strict", "Origin: https://evil.example\r\n"));
+    assert_eq!(
+        status_of(connect(&r.url("strict")).unwrap_err()),
+        403,
+        "no Origin at all"
+    );
+    let resp = raw(
+        r.data,
+        &upgrade_bytes("/ws/strict", "Origin: https://evil.example\r\n"),
+    );
     assert!(resp.starts_with("HTTP/1.1 403 "), "{resp}");
-    let mut req = tungstenite::client::IntoClientRequest::into_client_request(r.url("strict")).unwrap();
-    req.headers_mut().insert("Origin", "https://good.example".parse().unwrap());
+    let mut req =
+        tungstenite::client::IntoClientRequest::into_client_request(r.url("strict")).unwrap();
+    req.headers_mut()
+        .insert("Origin", "https://good.example".parse().unwrap());
     let (mut ws, _) = connect_req(req).unwrap();
     ws.send(tungstenite::Message::Text("hi".into())).unwrap();
     assert_eq!(ws.read().unwrap().into_text().unwrap().as_str(), "hi");
     let seen = t.seen.recv_timeout(IO_TIMEOUT).unwrap();
-    assert_eq!(seen.header("origin"), Some("https://good.example"), "Origin is passed on");
+    assert_eq!(
+        seen.header("origin"),
+        Some("https://good.example"),
+        "Origin is passed on"
+    );
 }
 
 fn hs256(secret: &str, claims: serde_json::Value) -> String {
-    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes())).unwrap()
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
 }
 
 fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 #[test]
 fn jwt_is_required_checked_and_stripped() {
     let t = target(Behaviour::Echo);
     let cfg = base_config(1)
-        + &endpoint("auth", &t.url(), "auth = { jwt_secret = \"s3cret\", audience = \"relay\", issuer = \"me\" }");
+        + &endpoint(
+            "auth",
+            &t.url(),
+            "auth = { jwt_secret = \"s3cret\", audience = \"relay\", issuer = \"me\" }",
+        );
     let r = Relay::start(&cfg);
-    let good = hs256("s3cret", serde_json::json!({"exp": now() + 60, "aud": "relay", "iss": "me"}));
+    let good = hs256(
+        "s3cret",
+        serde_json::json!({"exp": now() + 60, "aud": "relay", "iss": "me"}),
+    );
     let refused = [
         String::new(),
-        hs256("wrong", serde_json::json!({"exp": now() + 60, "aud": "relay", "iss": "me"})),
-        hs256("s3cret", serde_json::json!({"exp": now() - 120, "aud": "relay", "iss": "me"})), // expired past leeway
+        hs256(
+            "wrong",
+            serde_json::json!({"exp": now() + 60, "aud": "relay", "iss": "me"}),
+        ),
+        hs256(
+            "s3cret",
+            serde_json::json!({"exp": now() - 120, "aud": "relay", "iss": "me"}),
+        ), // expired past leeway
         hs256("s3cret", serde_json::json!({"aud": "relay", "iss": "me"})), // no exp
-        hs256("s3cret", serde_json::json!({"exp": now() + 60, "aud": "other", "iss": "me"})),
-        hs256("s3cret", serde_json::json!({"exp": now() + 60, "aud": "relay", "iss": "you"})),
-        hs256("s3cret", serde_json::json!({"exp": now() + 600, "nbf": now() + 300, "aud": "relay", "iss": "me"})),
+        hs256(
+            "s3cret",
+            serde_json::json!({"exp": now() + 60, "aud": "other", "iss": "me"}),
+        ),
+        hs256(
+            "s3cret",
+            serde_json::json!({"exp": now() + 60, "aud": "relay", "iss": "you"}),
+        ),
+        hs256(
+            "s3cret",
+            serde_json::json!({"exp": now() + 600, "nbf": now() + 300, "aud": "relay", "iss": "me"}),
+        ),
         jsonwebtoken::encode(
             &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS512),
             &serde_json::json!({"exp": now() + 60, "aud": "relay", "iss": "me"}),
@@ -130,25 +213,39 @@ fn jwt_is_required_checked_and_stripped() {
     assert_eq!(seen.uri, "/target?a=1&b=2");
     assert_eq!(seen.header("authorization"), None);
     // Header token.
-    let mut req = tungstenite::client::IntoClientRequest::into_client_request(r.url("auth")).unwrap();
-    req.headers_mut().insert("Authorization", format!("Bearer {good}").parse().unwrap());
+    let mut req =
+        tungstenite::client::IntoClientRequest::into_client_request(r.url("auth")).unwrap();
+    req.headers_mut()
+        .insert("Authorization", format!("Bearer {good}").parse().unwrap());
     let (_ws2, _) = connect_req(req).unwrap();
     let seen = t.seen.recv_timeout(IO_TIMEOUT).unwrap();
-    assert_eq!(seen.header("authorization"), None, "the endpoint's token is not passed on");
+    assert_eq!(
+        seen.header("authorization"),
+        None,
+        "the endpoint's token is not passed on"
+    );
     drop(ws);
-    assert!(!r.log_text().contains(&good), "the token never reaches the log");
+    assert!(
+        !r.log_text().contains(&good),
+        "the token never reaches the log"
+    );
 }
 
 #[test]
 fn per_ip_connect_rate_is_429_with_retry_after() {
     let t = target(Behaviour::Echo);
-    let cfg = base_config(2) + "[limits]\nconnects_per_ip_per_second = 3\n" + &endpoint("echo", &t.url(), "");
+    let cfg = base_config(2)
+        + "[limits]\nconnects_per_ip_per_second = 3\n"
+        + &endpoint("echo", &t.url(), "");
     let r = Relay::start(&cfg);
     let mut ok = 0;
     let mut limited = 0;
     for _ in 0..8 {
         let resp = raw(r.data, b"GET /healthz HTTP/1.1\r\n\r\n");
-        assert!(resp.starts_with("HTTP/1.1 200"), "healthz is not rate limited");
+        assert!(
+            resp.starts_with("HTTP/1.1 200"),
+            "healthz is not rate limited"
+        );
     }
     let mut keep = Vec::new();
     for _ in 0..6 {
@@ -158,14 +255,20 @@ fn per_ip_connect_rate_is_429_with_retry_after() {
                 keep.push(ws);
             }
             Err(e) => {
-                let tungstenite::Error::Http(resp) = e else { panic!("{e}") };
+                let tungstenite::Error::Http(resp) = e else {
+                    panic!("{e}")
+                };
                 assert_eq!(resp.status().as_u16(), 429);
                 assert!(resp.headers().get("retry-after").is_some());
                 limited += 1;
             }
         }
     }
-    assert_eq!((ok, limited), (3, 3), "a burst of the rate, then refusals, across both shards");
+    assert_eq!(
+        (ok, limited),
+        (3, 3),
+        "a burst of the rate, then refusals, across both shards"
+    );
 }
 
 #[test]
@@ -178,12 +281,18 @@ fn connection_limits_are_503_with_retry_after() {
     let r = Relay::start(&cfg);
     let a = connect(&r.url("small")).unwrap();
     let e = connect(&r.url("small")).unwrap_err();
-    let tungstenite::Error::Http(resp) = e else { panic!() };
+    let tungstenite::Error::Http(resp) = e else {
+        panic!()
+    };
     assert_eq!(resp.status().as_u16(), 503);
     assert!(resp.headers().get("retry-after").is_some());
     let b = connect(&r.url("big")).unwrap();
     let c = connect(&r.url("big")).unwrap();
-    assert_eq!(status_of(connect(&r.url("big")).unwrap_err()), 503, "global limit of 3");
+    assert_eq!(
+        status_of(connect(&r.url("big")).unwrap_err()),
+        503,
+        "global limit of 3"
+    );
     drop((a, b, c));
 }
 
@@ -203,11 +312,27 @@ fn target_refusal_is_502_and_silence_is_504() {
         + &endpoint("silent", &silent.url(), "")
         + &endpoint("hole", &format!("ws://{}/", hole.addr), "");
     let r = Relay::start(&cfg);
-    assert_eq!(status_of(connect(&r.url("refuse")).unwrap_err()), 502, "upgrade refused");
-    assert_eq!(status_of(connect(&r.url("closed")).unwrap_err()), 502, "connection refused");
+    assert_eq!(
+        status_of(connect(&r.url("refuse")).unwrap_err()),
+        502,
+        "upgrade refused"
+    );
+    assert_eq!(
+        status_of(connect(&r.url("closed")).unwrap_err()),
+        502,
+        "connection refused"
+    );
     let start = Instant::now();
-    assert_eq!(status_of(connect(&r.url("silent")).unwrap_err()), 504, "upgrade never answered");
-    assert_eq!(status_of(connect(&r.url("hole")).unwrap_err()), 504, "TCP connect never answered");
+    assert_eq!(
+        status_of(connect(&r.url("silent")).unwrap_err()),
+        504,
+        "upgrade never answered"
+    );
+    assert_eq!(
+        status_of(connect(&r.url("hole")).unwrap_err()),
+        504,
+        "TCP connect never answered"
+    );
     assert!(start.elapsed() < Duration::from_secs(5));
 }
 
@@ -216,5 +341,8 @@ fn healthz_answers_ok() {
     let t = target(Behaviour::Echo);
     let r = Relay::start(&(base_config(2) + &endpoint("echo", &t.url(), "")));
     let resp = raw(r.data, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert!(resp.starts_with("HTTP/1.1 200 ") && resp.ends_with("ok\n"), "{resp}");
+    assert!(
+        resp.starts_with("HTTP/1.1 200 ") && resp.ends_with("ok\n"),
+        "{resp}"
+    );
 }

@@ -27,15 +27,18 @@ pub fn spawn(listener: TcpListener) {
                     continue;
                 }
                 let a = active.clone();
-                let _ = std::thread::Builder::new().name("echo-conn".into()).spawn(move || {
-                    serve(stream);
-                    a.fetch_sub(1, Ordering::AcqRel);
-                });
+                let _ = std::thread::Builder::new()
+                    .name("echo-conn".into())
+                    .spawn(move || {
+                        serve(stream);
+                        a.fetch_sub(1, Ordering::AcqRel);
+                    });
             }
         })
         .expect("spawn the admin thread");
 }
 
+#[allow(clippy::result_large_err)] // tungstenite's callback signature
 fn serve(stream: TcpStream) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(300)));
     let mut peek = [0u8; 16];

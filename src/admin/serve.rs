@@ -20,7 +20,8 @@ pub const IO_MEMORY: usize = 256 * 1024;
 pub const RING_DEPTH: usize = 256;
 /// Locked memory one shard needs: registered buffers, three rings, a page
 /// for membarrier.
-pub const MEMLOCK_PER_SHARD: u64 = IO_MEMORY as u64 + 3 * (RING_DEPTH as u64 * (64 + 2 * 16 + 4)) + 4096;
+pub const MEMLOCK_PER_SHARD: u64 =
+    IO_MEMORY as u64 + 3 * (RING_DEPTH as u64 * (64 + 2 * 16 + 4)) + 4096;
 /// glommio refuses to start below this limit, whatever the shard count.
 pub const GLOMMIO_MIN_MEMLOCK: u64 = 512 * 1024;
 
@@ -64,13 +65,18 @@ pub fn shard_cpus(cfg: &Config) -> Result<Vec<usize>, StartError> {
     let cpus = if cfg.server.cpus.trim().is_empty() {
         allowed.clone()
     } else {
-        let list = parse_cpu_list(&cfg.server.cpus).map_err(|m| StartError(format!("config: server.cpus: {m}")))?;
+        let list = parse_cpu_list(&cfg.server.cpus)
+            .map_err(|m| StartError(format!("config: server.cpus: {m}")))?;
         if let Some(c) = list.iter().find(|c| !allowed.contains(c)) {
             return Err(StartError(format!("config: server.cpus: CPU {c} is not available to this process (allowed: {allowed:?})")));
         }
         list
     };
-    let n = if cfg.server.shards == 0 { cpus.len() } else { cfg.server.shards };
+    let n = if cfg.server.shards == 0 {
+        cpus.len()
+    } else {
+        cfg.server.shards
+    };
     Ok((0..n).map(|i| cpus[i % cpus.len()]).collect())
 }
 
@@ -91,7 +97,8 @@ pub fn example_endpoint(admin: SocketAddr) -> EndpointConfig {
 fn bind_probe(addr: SocketAddr, key: &str) -> Result<socket2::Socket, StartError> {
     use socket2::{Domain, Protocol, Socket, Type};
     let err = |e: std::io::Error| StartError(format!("{key}: cannot listen on {addr}: {e}"));
-    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
+    let s =
+        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
     s.set_reuse_port(true).map_err(err)?;
     s.set_reuse_address(true).map_err(err)?;
     s.bind(&addr.into()).map_err(err)?;
@@ -113,9 +120,14 @@ pub fn run(mut cfg: Config) -> Result<(), StartError> {
         .and_then(|a| a.as_socket())
         .ok_or_else(|| StartError("server.listen: cannot read the bound address".into()))?;
     let admin_addr: SocketAddr = cfg.server.admin_listen.parse().expect("validated");
-    let admin = std::net::TcpListener::bind(admin_addr)
-        .map_err(|e| StartError(format!("server.admin_listen: cannot listen on {admin_addr}: {e}")))?;
-    let admin_addr = admin.local_addr().map_err(|e| StartError(format!("server.admin_listen: {e}")))?;
+    let admin = std::net::TcpListener::bind(admin_addr).map_err(|e| {
+        StartError(format!(
+            "server.admin_listen: cannot listen on {admin_addr}: {e}"
+        ))
+    })?;
+    let admin_addr = admin
+        .local_addr()
+        .map_err(|e| StartError(format!("server.admin_listen: {e}")))?;
     crate::admin::echo::spawn(admin);
     if cfg.endpoints.is_empty() {
         cfg.endpoints.push(example_endpoint(admin_addr));
@@ -125,13 +137,18 @@ pub fn run(mut cfg: Config) -> Result<(), StartError> {
         None
     } else {
         Some(std::fs::read(&cfg.server.upstream_ca_file).map_err(|e| {
-            StartError(format!("config: server.upstream_ca_file: {}: {e}", cfg.server.upstream_ca_file))
+            StartError(format!(
+                "config: server.upstream_ca_file: {}: {e}",
+                cfg.server.upstream_ca_file
+            ))
         })?)
     };
     let tls = shard::upstream::tls_connector(tls_extra.as_deref())
         .map_err(|m| StartError(format!("config: server.upstream_ca_file: {m}")))?;
     let mut registry = Registry::default();
-    let snapshot = registry.snapshot(&cfg.endpoints).map_err(|m| StartError(format!("config: {m}")))?;
+    let snapshot = registry
+        .snapshot(&cfg.endpoints)
+        .map_err(|m| StartError(format!("config: {m}")))?;
     let shared = Arc::new(Shared {
         global_active: Arc::new(AtomicUsize::new(0)),
         ip_buckets: shard::limits::IpBuckets::new(cfg.limits.connects_per_ip_per_second),
@@ -175,7 +192,11 @@ pub fn run(mut cfg: Config) -> Result<(), StartError> {
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "wsrelay ready data={data_addr} admin={admin_addr} shards={}", cpus.len());
+        let _ = writeln!(
+            out,
+            "wsrelay ready data={data_addr} admin={admin_addr} shards={}",
+            cpus.len()
+        );
         let _ = out.flush();
     }
 
@@ -190,7 +211,9 @@ pub fn run(mut cfg: Config) -> Result<(), StartError> {
 }
 
 /// First SIGTERM/SIGINT: drain. Second: close every session now.
-fn spawn_signal_thread(commands: Vec<async_channel::Sender<ShardCommand>>) -> Result<(), StartError> {
+fn spawn_signal_thread(
+    commands: Vec<async_channel::Sender<ShardCommand>>,
+) -> Result<(), StartError> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
         .map_err(|e| StartError(format!("cannot install signal handlers: {e}")))?;
@@ -202,7 +225,11 @@ fn spawn_signal_thread(commands: Vec<async_channel::Sender<ShardCommand>>) -> Re
                 seen += 1;
                 tracing::info!(signal = sig, "signal received");
                 for c in &commands {
-                    let cmd = if seen == 1 { ShardCommand::Drain } else { ShardCommand::CloseAll(1001, "going away") };
+                    let cmd = if seen == 1 {
+                        ShardCommand::Drain
+                    } else {
+                        ShardCommand::CloseAll(1001, "going away")
+                    };
                     let _ = c.send_blocking(cmd);
                 }
             }
@@ -218,16 +245,26 @@ mod tests {
     #[test]
     fn two_shards_and_a_restart_fit_in_8_mib() {
         let eight = 8 << 20;
-        assert_eq!(check_memlock(2, Some(eight)).unwrap(), None, "no warning at 8 MiB with 2 shards");
+        assert_eq!(
+            check_memlock(2, Some(eight)).unwrap(),
+            None,
+            "no warning at 8 MiB with 2 shards"
+        );
         assert!(4 * MEMLOCK_PER_SHARD <= eight);
     }
 
     #[test]
     fn a_low_limit_is_one_line_naming_limit_and_fix() {
         let e = check_memlock(2, Some(64 * 1024)).unwrap_err().0;
-        assert!(e.contains("ulimit -l") && e.contains("64 KiB") && e.contains("LimitMEMLOCK"), "{e}");
+        assert!(
+            e.contains("ulimit -l") && e.contains("64 KiB") && e.contains("LimitMEMLOCK"),
+            "{e}"
+        );
         assert!(!e.contains('\n'));
-        assert!(check_memlock(64, Some(8 << 20)).is_err(), "64 shards do not fit");
+        assert!(
+            check_memlock(64, Some(8 << 20)).is_err(),
+            "64 shards do not fit"
+        );
         assert!(check_memlock(2, None).unwrap().is_none(), "unlimited");
     }
 }

@@ -18,7 +18,10 @@ fn parses_and_validates_a_good_file() {
     c.validate().unwrap();
     assert_eq!(c.server.shards, 1);
     assert_eq!(c.endpoints[0].limits.max_connections, 5);
-    assert_eq!(c.limits.max_header_bytes, 8192, "defaults apply to absent keys");
+    assert_eq!(
+        c.limits.max_header_bytes, 8192,
+        "defaults apply to absent keys"
+    );
     let t = TargetUrl::parse(&c.endpoints[0].target_url).unwrap();
     assert_eq!(t.host_header(), "127.0.0.1:9001");
     assert_eq!(t.path, "/path");
@@ -70,7 +73,9 @@ fn environment_overrides_the_file() {
     assert_eq!(c.server.listen, "127.0.0.1:9999");
     assert_eq!(c.server.shards, 2);
     assert_eq!(c.server.database, "postgres://u:p@h/db");
-    let e = c.apply_env(|k| (k == "WSRELAY_SHARDS").then(|| "two".into())).unwrap_err();
+    let e = c
+        .apply_env(|k| (k == "WSRELAY_SHARDS").then(|| "two".into()))
+        .unwrap_err();
     assert!(e.to_string().contains("WSRELAY_SHARDS"));
 }
 

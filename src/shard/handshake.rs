@@ -96,7 +96,10 @@ fn valid_key(k: &str) -> bool {
 
 /// Parses `buf`. `Ok(None)`: incomplete, read more (unless `buf` already
 /// holds `max_header_bytes`, which is a 431).
-pub fn parse_request(buf: &[u8], max_header_bytes: usize) -> Result<Option<ClientRequest>, Refusal> {
+pub fn parse_request(
+    buf: &[u8],
+    max_header_bytes: usize,
+) -> Result<Option<ClientRequest>, Refusal> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let consumed = match req.parse(buf) {
@@ -140,8 +143,16 @@ pub fn parse_request(buf: &[u8], max_header_bytes: usize) -> Result<Option<Clien
     if method != "GET" || req.version != Some(1) {
         return Err(refuse(400, Reject::BadRequest));
     }
-    let get = |name: &str| req.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name));
-    let text = |name: &str| get(name).and_then(|h| std::str::from_utf8(h.value).ok()).map(str::trim);
+    let get = |name: &str| {
+        req.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+    };
+    let text = |name: &str| {
+        get(name)
+            .and_then(|h| std::str::from_utf8(h.value).ok())
+            .map(str::trim)
+    };
     match get("upgrade") {
         Some(h) if has_token(h.value, "websocket") => {}
         _ => return Err(refuse(426, Reject::UpgradeRequired)),

@@ -107,7 +107,11 @@ impl IpBuckets {
             let (debt, last) = ((cur >> 32), cur as u32);
             let elapsed = u64::from(now32.wrapping_sub(last));
             let refill = elapsed.saturating_mul(self.rate); // milli-tokens since `last`
-            let debt = if cur == 0 { 0 } else { debt.saturating_sub(refill) };
+            let debt = if cur == 0 {
+                0
+            } else {
+                debt.saturating_sub(refill)
+            };
             if debt + MILLI > cap {
                 let wait_ms = (debt + MILLI - cap).div_ceil(self.rate);
                 return Err(wait_ms.div_ceil(1000).max(1));
@@ -133,14 +137,22 @@ mod tests {
             let hs: Vec<_> = (0..8)
                 .map(|_| {
                     let (g, e) = (global.clone(), ep.clone());
-                    s.spawn(move || (0..50).filter_map(|_| admit(&g, 1000, &e, 50).ok()).collect::<Vec<_>>())
+                    s.spawn(move || {
+                        (0..50)
+                            .filter_map(|_| admit(&g, 1000, &e, 50).ok())
+                            .collect::<Vec<_>>()
+                    })
                 })
                 .collect();
             hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
         });
         assert_eq!(slots.len(), 50);
         assert_eq!(ep.load(Ordering::SeqCst), 50);
-        assert_eq!(global.load(Ordering::SeqCst), 50, "refused endpoint admissions gave the global slot back");
+        assert_eq!(
+            global.load(Ordering::SeqCst),
+            50,
+            "refused endpoint admissions gave the global slot back"
+        );
         drop(slots);
         assert_eq!(global.load(Ordering::SeqCst), 0);
         assert_eq!(ep.load(Ordering::SeqCst), 0);

@@ -141,7 +141,9 @@ impl ShardMetrics {
             return m.clone();
         }
         let m = Rc::new(EndpointMetrics::new());
-        self.endpoints.borrow_mut().insert(id.to_string(), m.clone());
+        self.endpoints
+            .borrow_mut()
+            .insert(id.to_string(), m.clone());
         m
     }
 
@@ -162,7 +164,10 @@ impl ShardMetrics {
                 sessions_active: m.sessions_active.get(),
                 messages: [m.messages[IN].get(), m.messages[OUT].get()],
                 bytes: [m.bytes[IN].get(), m.bytes[OUT].get()],
-                latency_us: [m.latency_us[IN].borrow().clone(), m.latency_us[OUT].borrow().clone()],
+                latency_us: [
+                    m.latency_us[IN].borrow().clone(),
+                    m.latency_us[OUT].borrow().clone(),
+                ],
                 connect_us: m.connect_us.borrow().clone(),
             })
             .collect();
@@ -172,7 +177,12 @@ impl ShardMetrics {
             endpoints,
             rejections: Reject::ALL
                 .iter()
-                .map(|r| (r.label(), self.rejections.borrow().get(r).copied().unwrap_or(0)))
+                .map(|r| {
+                    (
+                        r.label(),
+                        self.rejections.borrow().get(r).copied().unwrap_or(0),
+                    )
+                })
                 .collect(),
             panics: self.panics.get(),
         }
@@ -270,6 +280,9 @@ mod tests {
         assert_eq!(s.endpoints[0].latency_us[IN].len(), 3);
         assert_eq!(s.endpoints[0].latency_us[OUT].len(), 0);
         let line = s.summary_line();
-        assert!(line.contains("not_found=2") && line.contains("msgs_in=3"), "{line}");
+        assert!(
+            line.contains("not_found=2") && line.contains("msgs_in=3"),
+            "{line}"
+        );
     }
 }

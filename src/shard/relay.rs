@@ -202,6 +202,14 @@ impl Pump {
         self.ctrl.is_some()
     }
 
+    /// Reads nothing more from the source: it was failed, and its close is
+    /// not awaited.
+    pub fn stop_reading(&mut self) {
+        self.close_in = true;
+        self.mode = Mode::Done;
+        self.filled = self.parsed;
+    }
+
     /// Switches to draining (after wsrelay queued its own close).
     pub fn drain(&mut self) {
         if self.mode == Mode::Relaying {
@@ -267,7 +275,11 @@ impl Pump {
                 if self.frame_forward {
                     if self.from_client {
                         let buf = self.buf.as_mut().expect("buffer");
-                        frame::apply_mask(&mut buf[self.parsed..self.parsed + k], self.frame_xor, self.frame_phase);
+                        frame::apply_mask(
+                            &mut buf[self.parsed..self.parsed + k],
+                            self.frame_xor,
+                            self.frame_phase,
+                        );
                         self.frame_phase += k;
                     }
                     self.parsed += k;
@@ -285,7 +297,8 @@ impl Pump {
                 self.filled = self.parsed;
                 return Step::NeedMore;
             }
-            let parsed = frame::parse_header(&self.buf.as_ref().expect("buffer")[self.parsed..self.filled]);
+            let parsed =
+                frame::parse_header(&self.buf.as_ref().expect("buffer")[self.parsed..self.filled]);
             let h: Header = match parsed {
                 Ok(Some(h)) => h,
                 Ok(None) => return Step::NeedMore,
@@ -308,7 +321,11 @@ impl Pump {
             if continuation != self.msg_open {
                 return self.fail(1002, "protocol error");
             }
-            let size = if continuation { self.msg_size + h.len } else { h.len };
+            let size = if continuation {
+                self.msg_size + h.len
+            } else {
+                h.len
+            };
             if size > env.max_message_size {
                 return self.fail(1009, "message too big");
             }
@@ -350,7 +367,9 @@ impl Pump {
         if let Some(m) = h.mask {
             frame::apply_mask(p, m, 0);
         }
-        let ours = h.opcode == OP_PONG && self.from_client && self.pong_token.is_some_and(|t| t[..] == p[..]);
+        let ours = h.opcode == OP_PONG
+            && self.from_client
+            && self.pong_token.is_some_and(|t| t[..] == p[..]);
         match h.opcode {
             OP_CLOSE => {
                 if let Err(e) = frame::check_close_payload(p) {
@@ -392,7 +411,12 @@ impl Pump {
     }
 
     /// Writes what is ready. `Ready(())` when nothing is left to write now.
-    fn poll_flush<W: AsyncWrite + ?Sized>(&mut self, cx: &mut Context<'_>, mut dst: Pin<&mut W>, env: &Env<'_>) -> Poll<()> {
+    fn poll_flush<W: AsyncWrite + ?Sized>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut dst: Pin<&mut W>,
+        env: &Env<'_>,
+    ) -> Poll<()> {
         if self.dst_dead {
             self.start = self.parsed;
             self.ctrl = None;
@@ -402,7 +426,10 @@ impl Pump {
         }
         let mut wrote = false;
         while self.start < self.parsed {
-            let buf = self.buf.as_ref().expect("unwritten bytes live in the buffer");
+            let buf = self
+                .buf
+                .as_ref()
+                .expect("unwritten bytes live in the buffer");
             match dst.as_mut().poll_write(cx, &buf[self.start..self.parsed]) {
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return self.dead_dst(),
                 Poll::Ready(Ok(n)) => {
@@ -414,13 +441,19 @@ impl Pump {
         }
         if wrote || self.batch_bytes > 0 {
             let us = self.batch_t.elapsed().as_micros() as u64;
-            env.metrics.record_batch(self.dir, self.batch_msgs, self.batch_bytes, us);
+            env.metrics
+                .record_batch(self.dir, self.batch_msgs, self.batch_bytes, us);
             self.bytes += self.batch_bytes;
             self.batch_msgs = 0;
             self.batch_bytes = 0;
         }
         let at_boundary = self.frame_left == 0 || !self.frame_forward;
-        if at_boundary && self.mode == Mode::Done && self.close_queued && self.ctrl.is_none() && self.close_in {
+        if at_boundary
+            && self.mode == Mode::Done
+            && self.close_queued
+            && self.ctrl.is_none()
+            && self.close_in
+        {
             // The relayed close frame has been written.
             self.close_out = true;
         }
@@ -463,7 +496,13 @@ impl Pump {
 
     /// Moves bytes along until the source or the destination would block, or
     /// this direction has nothing more to do.
-    pub fn poll<R, W>(&mut self, cx: &mut Context<'_>, mut src: Pin<&mut R>, mut dst: Pin<&mut W>, env: &Env<'_>) -> Poll<()>
+    pub fn poll<R, W>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut src: Pin<&mut R>,
+        mut dst: Pin<&mut W>,
+        env: &Env<'_>,
+    ) -> Poll<()>
     where
         R: AsyncRead + ?Sized,
         W: AsyncWrite + ?Sized,

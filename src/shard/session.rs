@@ -54,7 +54,9 @@ struct Registered {
 impl Drop for Registered {
     fn drop(&mut self) {
         self.ctx.sessions.borrow_mut().remove(&self.key);
-        self.metrics.sessions_active.set(self.metrics.sessions_active.get() - 1);
+        self.metrics
+            .sessions_active
+            .set(self.metrics.sessions_active.get() - 1);
     }
 }
 
@@ -67,11 +69,15 @@ async fn respond(stream: &mut TcpStream, bytes: &[u8]) {
 async fn refuse(ctx: &ShardCtx, stream: &mut TcpStream, r: Refusal, retry_after: Option<u64>) {
     ctx.metrics.reject(r.reason);
     let body = handshake::reason_phrase(r.status);
-    respond(stream, &handshake::simple_response(r.status, body, retry_after)).await;
+    respond(
+        stream,
+        &handshake::simple_response(r.status, body, retry_after),
+    )
+    .await;
 }
 
 enum Read {
-    Request(ClientRequest, Vec<u8>),
+    Request(Box<ClientRequest>, Vec<u8>),
     Refused(Refusal),
     Closed,
 }
@@ -95,7 +101,7 @@ async fn read_request(ctx: &ShardCtx, stream: &mut TcpStream) -> Read {
             match handshake::parse_request(&buf[..filled], max) {
                 Ok(Some(req)) => {
                     let rest = buf[req.consumed..filled].to_vec();
-                    return Read::Request(req, rest);
+                    return Read::Request(Box::new(req), rest);
                 }
                 Ok(None) => {}
                 Err(r) => return Read::Refused(r),
@@ -121,7 +127,11 @@ pub async fn serve(ctx: Rc<ShardCtx>, mut client: TcpStream, peer: SocketAddr) {
     };
     let id = match &req.route {
         Route::Healthz => {
-            let (status, body) = if ctx.draining.get() { (503, "draining") } else { (200, "ok") };
+            let (status, body) = if ctx.draining.get() {
+                (503, "draining")
+            } else {
+                (200, "ok")
+            };
             return respond(&mut client, &handshake::simple_response(status, body, None)).await;
         }
         Route::Endpoint(id) => id.clone(),
@@ -131,7 +141,13 @@ pub async fn serve(ctx: Rc<ShardCtx>, mut client: TcpStream, peer: SocketAddr) {
         return refuse(&ctx, &mut client, refusal(503, Reject::Draining), Some(1)).await;
     }
     if let Err(wait) = ctx.shared.ip_buckets.check(peer.ip()) {
-        return refuse(&ctx, &mut client, refusal(429, Reject::RateLimited), Some(wait)).await;
+        return refuse(
+            &ctx,
+            &mut client,
+            refusal(429, Reject::RateLimited),
+            Some(wait),
+        )
+        .await;
     }
     let endpoint = ctx.snapshot.borrow().endpoints.get(&id).cloned();
     let Some(endpoint) = endpoint else {
@@ -141,7 +157,13 @@ pub async fn serve(ctx: Rc<ShardCtx>, mut client: TcpStream, peer: SocketAddr) {
         return refuse(&ctx, &mut client, refusal(403, Reject::Disabled), None).await;
     }
     if !req.origin_allowed(&endpoint.cfg.allowed_origins) {
-        return refuse(&ctx, &mut client, refusal(403, Reject::OriginNotAllowed), None).await;
+        return refuse(
+            &ctx,
+            &mut client,
+            refusal(403, Reject::OriginNotAllowed),
+            None,
+        )
+        .await;
     }
     if let Some(auth) = &endpoint.auth {
         let ok = req.token().is_some_and(|t| {
@@ -158,8 +180,18 @@ pub async fn serve(ctx: Rc<ShardCtx>, mut client: TcpStream, peer: SocketAddr) {
         endpoint.cfg.limits.max_connections,
     ) {
         Ok(s) => s,
-        Err(Full::Global) => return refuse(&ctx, &mut client, refusal(503, Reject::GlobalFull), Some(1)).await,
-        Err(Full::Endpoint) => return refuse(&ctx, &mut client, refusal(503, Reject::EndpointFull), Some(1)).await,
+        Err(Full::Global) => {
+            return refuse(&ctx, &mut client, refusal(503, Reject::GlobalFull), Some(1)).await
+        }
+        Err(Full::Endpoint) => {
+            return refuse(
+                &ctx,
+                &mut client,
+                refusal(503, Reject::EndpointFull),
+                Some(1),
+            )
+            .await
+        }
     };
     let metrics = ctx.metrics.endpoint(&endpoint.cfg.id);
     let session_id = ctx.new_session_id();
@@ -167,7 +199,11 @@ pub async fn serve(ctx: Rc<ShardCtx>, mut client: TcpStream, peer: SocketAddr) {
 
     // Connecting upstream.
     let query = req.query_without_token();
-    let mut headers: Vec<(&str, &[u8])> = req.passthrough.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
+    let mut headers: Vec<(&str, &[u8])> = req
+        .passthrough
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_slice()))
+        .collect();
     if let Some(o) = &req.origin {
         headers.push(("Origin", o.as_bytes()));
     }
@@ -191,11 +227,18 @@ pub async fn serve(ctx: Rc<ShardCtx>, mut client: TcpStream, peer: SocketAddr) {
         Err(e) => {
             let status = e.status();
             tracing::info!(endpoint = %endpoint.cfg.id, session = %session_id_text, error = %e, "upstream failed");
-            let reason = if status == 504 { Reject::UpstreamTimeout } else { Reject::UpstreamFailed };
+            let reason = if status == 504 {
+                Reject::UpstreamTimeout
+            } else {
+                Reject::UpstreamFailed
+            };
             return refuse(&ctx, &mut client, refusal(status, reason), None).await;
         }
     };
-    let _ = metrics.connect_us.borrow_mut().record(t0.elapsed().as_micros().max(1) as u64);
+    let _ = metrics
+        .connect_us
+        .borrow_mut()
+        .record(t0.elapsed().as_micros().max(1) as u64);
     let reply = handshake::switching_protocols(&req.key, up.protocol.as_deref());
     if client.write_all(&reply).await.is_err() || client.flush().await.is_err() {
         return; // the client left; dropping the upstream closes it
@@ -207,14 +250,23 @@ pub async fn serve(ctx: Rc<ShardCtx>, mut client: TcpStream, peer: SocketAddr) {
     let key = ctx.next_key();
     ctx.sessions.borrow_mut().insert(key, ctl.clone());
     metrics.sessions_total.set(metrics.sessions_total.get() + 1);
-    metrics.sessions_active.set(metrics.sessions_active.get() + 1);
+    metrics
+        .sessions_active
+        .set(metrics.sessions_active.get() + 1);
     let _registered = Registered {
         ctx: ctx.clone(),
         key,
         metrics: metrics.clone(),
     };
     tracing::debug!(endpoint = %endpoint.cfg.id, session = %session_id_text, client = %peer, "session started");
-    let mut relay = Relay::new(&ctx, endpoint.clone(), metrics.clone(), client, up.stream, ctl);
+    let mut relay = Relay::new(
+        &ctx,
+        endpoint.clone(),
+        metrics.clone(),
+        client,
+        up.stream,
+        ctl,
+    );
     relay.c2u.preload(&ctx.pool, &early);
     relay.u2c.preload(&ctx.pool, &up.leftover);
     let end = (&mut relay).await;
@@ -246,7 +298,14 @@ pub struct Relay {
 }
 
 impl Relay {
-    fn new(ctx: &Rc<ShardCtx>, endpoint: std::sync::Arc<Endpoint>, metrics: Rc<EndpointMetrics>, client: TcpStream, upstream: UpStream, ctl: Rc<SessionCtl>) -> Relay {
+    fn new(
+        ctx: &Rc<ShardCtx>,
+        endpoint: std::sync::Arc<Endpoint>,
+        metrics: Rc<EndpointMetrics>,
+        client: TcpStream,
+        upstream: UpStream,
+        ctl: Rc<SessionCtl>,
+    ) -> Relay {
         let now = Instant::now();
         let (s1, s2) = ctx.mask_seeds();
         Relay {
@@ -278,12 +337,14 @@ impl Relay {
             self.end = (to_client, reason);
         }
         if !self.u2c.close_out && !self.u2c.dst_dead {
-            self.u2c.queue_control(ControlFrame::close(to_client, reason, None));
+            self.u2c
+                .queue_control(ControlFrame::close(to_client, reason, None));
             self.u2c.drain();
         }
         if !self.c2u.close_out && !self.c2u.dst_dead {
             let mask = self.c2u.next_mask();
-            self.c2u.queue_control(ControlFrame::close(to_target, reason, Some(mask)));
+            self.c2u
+                .queue_control(ControlFrame::close(to_target, reason, Some(mask)));
             self.c2u.drain();
         }
     }
@@ -291,8 +352,17 @@ impl Relay {
     /// Reacts to what the pumps found; true if a pump has new work.
     fn react(&mut self, now: Instant) -> bool {
         let mut again = false;
-        if let Some(Fault { code, reason }) = self.c2u.fault.take().or_else(|| self.u2c.fault.take()) {
+        // A peer that broke the protocol (or a limit) is failed (RFC 6455
+        // 7.1.7): it gets wsrelay's close and nothing more is read from it, so
+        // its leg ends as soon as that close is written.
+        if let Some(Fault { code, reason }) = self.c2u.fault.take() {
             self.begin_close(code, code, reason, now);
+            self.c2u.stop_reading();
+            again = true;
+        }
+        if let Some(Fault { code, reason }) = self.u2c.fault.take() {
+            self.begin_close(code, code, reason, now);
+            self.u2c.stop_reading();
             again = true;
         }
         // A leg that ended without a close frame.
@@ -330,9 +400,18 @@ impl Relay {
         again
     }
 
-    fn done(&self) -> bool {
-        let client_leg = self.u2c.dst_dead || (self.u2c.close_out && (self.c2u.close_in || self.c2u.src_dead));
-        let target_leg = self.c2u.dst_dead || (self.c2u.close_out && (self.u2c.close_in || self.u2c.src_dead));
+    fn done(&mut self) -> bool {
+        let client_leg =
+            self.u2c.dst_dead || (self.u2c.close_out && (self.c2u.close_in || self.c2u.src_dead));
+        let target_leg =
+            self.c2u.dst_dead || (self.c2u.close_out && (self.u2c.close_in || self.u2c.src_dead));
+        if client_leg && !self.u2c.dst_dead {
+            // The client's close handshake is complete: as the server, wsrelay
+            // closes the TCP connection first (RFC 6455 7.1.1), without waiting
+            // for the target's leg.
+            crate::sys::shutdown_now(&self.client);
+            self.u2c.dst_dead = true;
+        }
         client_leg && target_leg
     }
 
@@ -407,8 +486,18 @@ impl Future for &mut Relay {
                 max_message_size: this.endpoint.cfg.limits.max_message_size,
                 max_messages_per_second: this.endpoint.cfg.limits.max_messages_per_second,
             };
-            let _ = this.c2u.poll(cx, Pin::new(&mut this.client), Pin::new(&mut this.upstream), &env);
-            let _ = this.u2c.poll(cx, Pin::new(&mut this.upstream), Pin::new(&mut this.client), &env);
+            let _ = this.c2u.poll(
+                cx,
+                Pin::new(&mut this.client),
+                Pin::new(&mut this.upstream),
+                &env,
+            );
+            let _ = this.u2c.poll(
+                cx,
+                Pin::new(&mut this.upstream),
+                Pin::new(&mut this.client),
+                &env,
+            );
             let now = Instant::now();
             let mut again = this.react(now);
             if this.done() {

@@ -24,7 +24,11 @@ pub enum UpStream {
 }
 
 impl AsyncRead for UpStream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             UpStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             UpStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
@@ -33,7 +37,11 @@ impl AsyncRead for UpStream {
 }
 
 impl AsyncWrite for UpStream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             UpStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             UpStream::Tls(s) => {
@@ -156,7 +164,11 @@ pub fn build_request(t: &TargetUrl, r: &UpstreamRequest<'_>, key: &str) -> Vec<u
 }
 
 /// Checks the target's answer; returns (chosen subprotocol, bytes used).
-pub fn parse_response(buf: &[u8], key: &str, offered: Option<&str>) -> Result<Option<(Option<String>, usize)>, String> {
+pub fn parse_response(
+    buf: &[u8],
+    key: &str,
+    offered: Option<&str>,
+) -> Result<Option<(Option<String>, usize)>, String> {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut resp = httparse::Response::new(&mut headers);
     let n = match resp.parse(buf) {
@@ -185,7 +197,9 @@ pub fn parse_response(buf: &[u8], key: &str, offered: Option<&str>) -> Result<Op
     if let Some(p) = &protocol {
         let ok = offered.is_some_and(|o| o.split(',').any(|x| x.trim() == p));
         if !ok {
-            return Err(format!("target chose subprotocol {p:?} that was not offered"));
+            return Err(format!(
+                "target chose subprotocol {p:?} that was not offered"
+            ));
         }
     }
     Ok(Some((protocol, n)))
@@ -200,11 +214,15 @@ async fn resolve(t: &TargetUrl) -> Result<SocketAddr, UpstreamError> {
     glommio::executor()
         .spawn_blocking(move || {
             use std::net::ToSocketAddrs;
-            (host.as_str(), port).to_socket_addrs().map(|mut a| a.next())
+            (host.as_str(), port)
+                .to_socket_addrs()
+                .map(|mut a| a.next())
         })
         .await
         .map_err(UpstreamError::Connect)?
-        .ok_or_else(|| UpstreamError::Connect(io::Error::new(io::ErrorKind::NotFound, "no address")))
+        .ok_or_else(|| {
+            UpstreamError::Connect(io::Error::new(io::ErrorKind::NotFound, "no address"))
+        })
 }
 
 /// Opens and upgrades the target leg within `timeout`.
@@ -216,19 +234,23 @@ pub async fn open(
 ) -> Result<Upgraded, UpstreamError> {
     let work = async {
         let addr = resolve(t).await?;
-        let tcp = TcpStream::connect_timeout(addr, timeout).await.map_err(|e| {
-            let e: io::Error = e.into();
-            if e.kind() == io::ErrorKind::TimedOut {
-                UpstreamError::Timeout(timeout)
-            } else {
-                UpstreamError::Connect(e)
-            }
-        })?;
+        let tcp = TcpStream::connect_timeout(addr, timeout)
+            .await
+            .map_err(|e| {
+                let e: io::Error = e.into();
+                if e.kind() == io::ErrorKind::TimedOut {
+                    UpstreamError::Timeout(timeout)
+                } else {
+                    UpstreamError::Connect(e)
+                }
+            })?;
         let _ = tcp.set_nodelay(true);
         let mut stream = if t.tls {
             let name = ServerName::try_from(t.host.clone())
                 .map_err(|e| UpstreamError::Tls(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
-            UpStream::Tls(Box::new(tls.connect(name, tcp).await.map_err(UpstreamError::Tls)?))
+            UpStream::Tls(Box::new(
+                tls.connect(name, tcp).await.map_err(UpstreamError::Tls)?,
+            ))
         } else {
             UpStream::Plain(tcp)
         };
@@ -243,17 +265,22 @@ pub async fn open(
         loop {
             if filled == buf.len() {
                 if buf.len() >= 64 * 1024 {
-                    return Err(UpstreamError::Handshake("response headers too large".into()));
+                    return Err(UpstreamError::Handshake(
+                        "response headers too large".into(),
+                    ));
                 }
                 buf.resize(buf.len() * 2, 0);
             }
-            let n = stream.read(&mut buf[filled..]).await.map_err(UpstreamError::Connect)?;
+            let n = stream
+                .read(&mut buf[filled..])
+                .await
+                .map_err(UpstreamError::Connect)?;
             if n == 0 {
                 return Err(UpstreamError::Handshake("closed before answering".into()));
             }
             filled += n;
-            if let Some((protocol, used)) =
-                parse_response(&buf[..filled], &key, req.protocols).map_err(UpstreamError::Handshake)?
+            if let Some((protocol, used)) = parse_response(&buf[..filled], &key, req.protocols)
+                .map_err(UpstreamError::Handshake)?
             {
                 buf.copy_within(used..filled, 0);
                 buf.truncate(filled - used);
@@ -286,7 +313,9 @@ pub fn tls_connector(extra_ca_pem: Option<&[u8]>) -> Result<TlsConnector, String
         let mut n = 0;
         for cert in rustls_pemfile::certs(&mut &pem[..]) {
             let cert = cert.map_err(|e| format!("bad PEM: {e}"))?;
-            roots.add(cert).map_err(|e| format!("bad certificate: {e}"))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("bad certificate: {e}"))?;
             n += 1;
         }
         if n == 0 {
@@ -321,7 +350,10 @@ mod tests {
             headers: vec![("Origin", b"https://o")],
         };
         let s = String::from_utf8(build_request(&target(), &r, "KEY")).unwrap();
-        assert!(s.starts_with("GET /sock?v=2&a=1 HTTP/1.1\r\nHost: 127.0.0.1:9001\r\n"), "{s}");
+        assert!(
+            s.starts_with("GET /sock?v=2&a=1 HTTP/1.1\r\nHost: 127.0.0.1:9001\r\n"),
+            "{s}"
+        );
         for h in [
             "X-Forwarded-For: 1.2.3.4, 10.0.0.9\r\n",
             "X-Forwarded-Proto: http\r\n",
@@ -339,11 +371,18 @@ mod tests {
     fn response_checks() {
         let key = "dGhlIHNhbXBsZSBub25jZQ==";
         let ok = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: v2\r\n\r\n\x01\x00";
-        let (p, n) = parse_response(ok.as_bytes(), key, Some("chat, v2")).unwrap().unwrap();
+        let (p, n) = parse_response(ok.as_bytes(), key, Some("chat, v2"))
+            .unwrap()
+            .unwrap();
         assert_eq!(p.as_deref(), Some("v2"));
         assert_eq!(n, ok.len() - 2, "the frame after the headers is left over");
-        assert!(parse_response(ok.as_bytes(), key, Some("chat")).is_err(), "unoffered subprotocol");
-        assert!(parse_response(&ok.as_bytes()[..20], key, None).unwrap().is_none());
+        assert!(
+            parse_response(ok.as_bytes(), key, Some("chat")).is_err(),
+            "unoffered subprotocol"
+        );
+        assert!(parse_response(&ok.as_bytes()[..20], key, None)
+            .unwrap()
+            .is_none());
         let bad = ok.replace("s3pP", "xxxx");
         assert!(parse_response(bad.as_bytes(), key, Some("v2")).is_err());
         let e = parse_response(b"HTTP/1.1 403 Forbidden\r\n\r\n", key, None).unwrap_err();

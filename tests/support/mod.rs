@@ -52,7 +52,12 @@ impl Drop for TempDir {
 fn rand_suffix() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64);
+    h.write_u64(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64,
+    );
     h.finish()
 }
 
@@ -85,18 +90,26 @@ impl Relay {
         let log = dir.0.join("wsrelay.log");
         let mut cmd = Command::new(bin());
         cmd.arg("serve").arg("--config").arg(&cfg);
-        cmd.env_remove("WSRELAY_LISTEN").env_remove("WSRELAY_SHARDS").env_remove("DATABASE_URL");
+        cmd.env_remove("WSRELAY_LISTEN")
+            .env_remove("WSRELAY_SHARDS")
+            .env_remove("DATABASE_URL");
         cmd.env("WSRELAY_LOG", "info");
         for (k, v) in env {
             cmd.env(k, v);
         }
-        cmd.stdout(Stdio::piped()).stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
         let mut child = cmd.spawn().expect("start wsrelay");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         if !line.starts_with("wsrelay ready") {
             let _ = child.wait();
-            panic!("wsrelay did not start: {line:?}\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+            panic!(
+                "wsrelay did not start: {line:?}\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
         }
         let field = |k: &str| -> SocketAddr {
             line.split_whitespace()
@@ -121,7 +134,11 @@ impl Relay {
 
     /// Sends SIGTERM.
     pub fn sigterm(&self) {
-        let ok = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
+        let ok = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
         assert!(ok.success());
     }
 
@@ -132,7 +149,10 @@ impl Relay {
             if let Some(s) = self.child.try_wait().unwrap() {
                 return s;
             }
-            assert!(start.elapsed() < limit, "wsrelay did not exit within {limit:?}");
+            assert!(
+                start.elapsed() < limit,
+                "wsrelay did not exit within {limit:?}"
+            );
             thread::sleep(Duration::from_millis(20)); // polling a process, not synchronising
         }
     }
@@ -159,26 +179,36 @@ pub fn run_to_exit(args: &[&str], config: Option<&str>) -> (i32, String) {
         std::fs::write(&p, c).unwrap();
         cmd.arg("--config").arg(p);
     }
-    cmd.env_remove("WSRELAY_LISTEN").env_remove("WSRELAY_SHARDS");
+    cmd.env_remove("WSRELAY_LISTEN")
+        .env_remove("WSRELAY_SHARDS");
     let out = cmd.stdin(Stdio::null()).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 pub type Ws = WebSocket<TcpStream>;
 
 /// Connects a WebSocket client.
-pub fn connect(url: &str) -> Result<(Ws, tungstenite::handshake::client::Response), tungstenite::Error> {
+pub fn connect(
+    url: &str,
+) -> Result<(Ws, tungstenite::handshake::client::Response), tungstenite::Error> {
     let req = tungstenite::client::IntoClientRequest::into_client_request(url).unwrap();
     connect_req(req)
 }
 
-pub fn connect_req(req: tungstenite::handshake::client::Request) -> Result<(Ws, tungstenite::handshake::client::Response), tungstenite::Error> {
+pub fn connect_req(
+    req: tungstenite::handshake::client::Request,
+) -> Result<(Ws, tungstenite::handshake::client::Response), tungstenite::Error> {
     let host = req.uri().host().unwrap().to_string();
     let port = req.uri().port_u16().unwrap();
     let s = TcpStream::connect((host.as_str(), port)).unwrap();
     s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-    let cfg = WebSocketConfig::default().max_message_size(Some(256 << 20)).max_frame_size(Some(256 << 20));
+    let cfg = WebSocketConfig::default()
+        .max_message_size(Some(256 << 20))
+        .max_frame_size(Some(256 << 20));
     tungstenite::client::client_with_config(req, s, Some(cfg)).map_err(|e| match e {
         tungstenite::HandshakeError::Failure(e) => e,
         tungstenite::HandshakeError::Interrupted(_) => panic!("blocking handshake interrupted"),
@@ -224,7 +254,10 @@ pub struct Seen {
 
 impl Seen {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -281,7 +314,12 @@ pub fn target_with_protocol(b: Behaviour, protocol: Option<&'static str>) -> Tar
             thread::spawn(move || serve_target(s, b, protocol, seen_tx, close_tx, held));
         }
     });
-    Target { addr, seen, closes, held }
+    Target {
+        addr,
+        seen,
+        closes,
+        held,
+    }
 }
 
 fn serve_target(
@@ -303,7 +341,12 @@ fn serve_target(
             headers: req
                 .headers()
                 .iter()
-                .map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                .map(|(n, v)| {
+                    (
+                        n.to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
                 .collect(),
         };
         let offered = seen.header("sec-websocket-protocol").map(str::to_string);
@@ -315,13 +358,18 @@ fn serve_target(
         }
         if let (Some(p), Some(o)) = (protocol, offered) {
             if o.split(',').any(|x| x.trim() == p) {
-                resp.headers_mut().insert("Sec-WebSocket-Protocol", p.parse().unwrap());
+                resp.headers_mut()
+                    .insert("Sec-WebSocket-Protocol", p.parse().unwrap());
             }
         }
         Ok(resp)
     };
-    let cfg = WebSocketConfig::default().max_message_size(Some(256 << 20)).max_frame_size(Some(256 << 20));
-    let Ok(mut ws) = tungstenite::accept_hdr_with_config(s, cb, Some(cfg)) else { return };
+    let cfg = WebSocketConfig::default()
+        .max_message_size(Some(256 << 20))
+        .max_frame_size(Some(256 << 20));
+    let Ok(mut ws) = tungstenite::accept_hdr_with_config(s, cb, Some(cfg)) else {
+        return;
+    };
     match b {
         Behaviour::NeverRead => {
             let s = ws.get_ref().try_clone().unwrap();
@@ -382,13 +430,16 @@ pub struct Blackhole {
 pub fn blackhole() -> Blackhole {
     use socket2::{Domain, Socket, Type};
     let l = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    l.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into()).unwrap();
+    l.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
     l.listen(0).unwrap();
     let addr = l.local_addr().unwrap().as_socket().unwrap();
     // Backlog 0 queues one connection; with it queued and never accepted,
     // the kernel drops further SYNs.
     let filler = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    filler.connect_timeout(&addr.into(), Duration::from_secs(5)).unwrap();
+    filler
+        .connect_timeout(&addr.into(), Duration::from_secs(5))
+        .unwrap();
     let fillers = vec![filler];
     Blackhole {
         addr,

@@ -4,13 +4,23 @@ use super::*;
 fn parses_literal_headers() {
     // FIN text, unmasked, len 5
     let h = parse_header(&[0x81, 0x05, b'h']).unwrap().unwrap();
-    assert_eq!((h.fin, h.opcode, h.len, h.header_len, h.mask), (true, OP_TEXT, 5, 2, None));
+    assert_eq!(
+        (h.fin, h.opcode, h.len, h.header_len, h.mask),
+        (true, OP_TEXT, 5, 2, None)
+    );
     // masked binary, 16-bit length 300
-    let h = parse_header(&[0x82, 0xFE, 0x01, 0x2C, 1, 2, 3, 4]).unwrap().unwrap();
+    let h = parse_header(&[0x82, 0xFE, 0x01, 0x2C, 1, 2, 3, 4])
+        .unwrap()
+        .unwrap();
     assert_eq!((h.len, h.header_len, h.mask), (300, 8, Some([1, 2, 3, 4])));
     // 64-bit length
-    let h = parse_header(&[0x02, 0x7F, 0, 0, 0, 1, 0, 0, 0, 0]).unwrap().unwrap();
-    assert_eq!((h.fin, h.opcode, h.len, h.header_len), (false, OP_BINARY, 1 << 32, 10));
+    let h = parse_header(&[0x02, 0x7F, 0, 0, 0, 1, 0, 0, 0, 0])
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (h.fin, h.opcode, h.len, h.header_len),
+        (false, OP_BINARY, 1 << 32, 10)
+    );
     // incomplete
     assert_eq!(parse_header(&[0x81]).unwrap(), None);
     assert_eq!(parse_header(&[0x82, 0xFE, 0x01]).unwrap(), None);
@@ -22,8 +32,16 @@ fn rejects_bad_headers() {
     assert_eq!(parse_header(&[0xC1, 0x00]), Err(FrameError::ReservedBits));
     assert_eq!(parse_header(&[0x83, 0x00]), Err(FrameError::ReservedOpcode));
     assert_eq!(parse_header(&[0x8B, 0x00]), Err(FrameError::ReservedOpcode));
-    assert_eq!(parse_header(&[0x09, 0x00]), Err(FrameError::BadControl), "fragmented ping");
-    assert_eq!(parse_header(&[0x89, 0x7E, 0, 126]), Err(FrameError::BadControl), "long ping");
+    assert_eq!(
+        parse_header(&[0x09, 0x00]),
+        Err(FrameError::BadControl),
+        "fragmented ping"
+    );
+    assert_eq!(
+        parse_header(&[0x89, 0x7E, 0, 126]),
+        Err(FrameError::BadControl),
+        "long ping"
+    );
     assert_eq!(
         parse_header(&[0x82, 0x7F, 0x80, 0, 0, 0, 0, 0, 0, 0]),
         Err(FrameError::BadLength)
@@ -53,7 +71,10 @@ fn mask_in_pieces_equals_mask_at_once() {
 fn close_payload_rules() {
     assert_eq!(check_close_payload(&[]), Ok(None));
     assert_eq!(check_close_payload(&[3]), Err(CloseError::Protocol));
-    assert_eq!(check_close_payload(&[0x03, 0xE8, b'o', b'k']), Ok(Some(1000)));
+    assert_eq!(
+        check_close_payload(&[0x03, 0xE8, b'o', b'k']),
+        Ok(Some(1000))
+    );
     for bad in [999u16, 1004, 1005, 1006, 1015, 1016, 2999, 5000] {
         let p = bad.to_be_bytes();
         assert_eq!(check_close_payload(&p), Err(CloseError::Protocol), "{bad}");
@@ -61,7 +82,10 @@ fn close_payload_rules() {
     for good in [1000u16, 1001, 1003, 1007, 1011, 1012, 1014, 3000, 4999] {
         assert_eq!(check_close_payload(&good.to_be_bytes()), Ok(Some(good)));
     }
-    assert_eq!(check_close_payload(&[0x03, 0xE8, 0xFF]), Err(CloseError::BadUtf8));
+    assert_eq!(
+        check_close_payload(&[0x03, 0xE8, 0xFF]),
+        Err(CloseError::BadUtf8)
+    );
 }
 
 #[test]

@@ -18,7 +18,11 @@ fn a_valid_upgrade() {
     assert_eq!(r.origin.as_deref(), Some("https://a.example"));
     assert_eq!(r.consumed, raw.len());
     let names: Vec<_> = r.passthrough.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["Cookie"], "extensions offer, auth and hop-by-hop headers are not passed");
+    assert_eq!(
+        names,
+        ["Cookie"],
+        "extensions offer, auth and hop-by-hop headers are not passed"
+    );
     assert_eq!(r.token(), Some("t0k"), "the header wins over ?token=");
     assert_eq!(r.query_without_token().as_deref(), Some("a=1"));
     assert!(r.origin_allowed(&["https://A.example".into()]));
@@ -29,13 +33,20 @@ fn a_valid_upgrade() {
 #[test]
 fn incomplete_then_too_large() {
     let raw = upgrade("");
-    assert!(parse_request(&raw.as_bytes()[..40], 8192).unwrap().is_none());
+    assert!(parse_request(&raw.as_bytes()[..40], 8192)
+        .unwrap()
+        .is_none());
     let e = parse_request(&raw.as_bytes()[..40], 40).unwrap_err();
     assert_eq!((e.status, e.reason), (431, Reject::HeadersTooLarge));
     let big = upgrade(&format!("X-Big: {}\r\n", "a".repeat(9000)));
     assert_eq!(parse_request(big.as_bytes(), 8192).unwrap_err().status, 431);
     let many: String = (0..70).map(|i| format!("X-{i}: v\r\n")).collect();
-    assert_eq!(parse_request(upgrade(&many).as_bytes(), 8192).unwrap_err().status, 431);
+    assert_eq!(
+        parse_request(upgrade(&many).as_bytes(), 8192)
+            .unwrap_err()
+            .status,
+        431
+    );
 }
 
 #[test]
@@ -44,9 +55,15 @@ fn each_refusal() {
         ("GARBAGE\r\n\r\n".into(), 400),
         ("GET /nope HTTP/1.1\r\nHost: x\r\n\r\n".into(), 404),
         ("GET /ws/echo HTTP/1.1\r\nHost: x\r\n\r\n".into(), 426),
-        (upgrade("").replace("Sec-WebSocket-Version: 13", "Sec-WebSocket-Version: 8"), 400),
+        (
+            upgrade("").replace("Sec-WebSocket-Version: 13", "Sec-WebSocket-Version: 8"),
+            400,
+        ),
         (upgrade("").replace(KEY, "short"), 400),
-        (upgrade("").replace("keep-alive, Upgrade", "keep-alive"), 400),
+        (
+            upgrade("").replace("keep-alive, Upgrade", "keep-alive"),
+            400,
+        ),
         (upgrade("").replace("GET ", "POST "), 400),
         (upgrade("").replace("/ws/echo", "/ws/BAD_ID"), 404),
     ];
@@ -58,7 +75,9 @@ fn each_refusal() {
 
 #[test]
 fn healthz() {
-    let r = parse_request(b"GET /healthz HTTP/1.1\r\n\r\n", 8192).unwrap().unwrap();
+    let r = parse_request(b"GET /healthz HTTP/1.1\r\n\r\n", 8192)
+        .unwrap()
+        .unwrap();
     assert_eq!(r.route, Route::Healthz);
 }
 

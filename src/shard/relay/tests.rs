@@ -19,9 +19,17 @@ struct Src {
 }
 
 impl AsyncRead for Src {
-    fn poll_read(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
         if self.at == self.data.len() {
-            return if self.eof { Poll::Ready(Ok(0)) } else { Poll::Pending };
+            return if self.eof {
+                Poll::Ready(Ok(0))
+            } else {
+                Poll::Pending
+            };
         }
         let n = buf.len().min(self.chunk).min(self.data.len() - self.at);
         buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
@@ -37,7 +45,11 @@ struct Dst {
 }
 
 impl AsyncWrite for Dst {
-    fn poll_write(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let n = buf.len().min(self.room - self.out.len());
         if n == 0 {
             return Poll::Pending;
@@ -77,7 +89,9 @@ fn frame(fin: bool, opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8
 }
 
 /// Decodes frames: (fin, opcode, unmasked payload, mask).
-fn decode(mut b: &[u8]) -> Vec<(bool, u8, Vec<u8>, Option<[u8; 4]>)> {
+type Decoded = (bool, u8, Vec<u8>, Option<[u8; 4]>);
+
+fn decode(mut b: &[u8]) -> Vec<Decoded> {
     let mut out = Vec::new();
     while !b.is_empty() {
         let h = parse_header(b).unwrap().expect("whole frames only");
@@ -103,7 +117,14 @@ impl Rig {
             metrics: ShardMetrics::new(),
         }
     }
-    fn run(&self, pump: &mut Pump, src: &mut Src, dst: &mut Dst, max: u64, rate: Option<u32>) -> Poll<()> {
+    fn run(
+        &self,
+        pump: &mut Pump,
+        src: &mut Src,
+        dst: &mut Dst,
+        max: u64,
+        rate: Option<u32>,
+    ) -> Poll<()> {
         let m = self.metrics.endpoint("e");
         let env = Env {
             pool: &self.pool,
@@ -111,18 +132,28 @@ impl Rig {
             max_message_size: max,
             max_messages_per_second: rate,
         };
-        let waker = futures_lite::future::block_on(futures_lite::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())));
+        let waker = futures_lite::future::block_on(futures_lite::future::poll_fn(|cx| {
+            Poll::Ready(cx.waker().clone())
+        }));
         let mut cx = Context::from_waker(&waker);
         pump.poll(&mut cx, Pin::new(src), Pin::new(dst), &env)
     }
 }
 
 fn src(data: Vec<u8>, chunk: usize, eof: bool) -> Src {
-    Src { data, at: 0, chunk, eof }
+    Src {
+        data,
+        at: 0,
+        chunk,
+        eof,
+    }
 }
 
 fn dst() -> Dst {
-    Dst { out: Vec::new(), room: usize::MAX }
+    Dst {
+        out: Vec::new(),
+        room: usize::MAX,
+    }
 }
 
 #[test]
@@ -152,7 +183,10 @@ fn client_frames_are_remasked_with_boundaries_and_fragments_kept() {
         assert_eq!(got.len(), want.len(), "chunk {chunk}");
         for (g, w) in got.iter().zip(&want) {
             assert_eq!((g.0, g.1, g.2.as_slice()), (w.0, w.1, w.2), "chunk {chunk}");
-            assert!(g.3.is_some() && g.3 != key, "a fresh mask on the target leg");
+            assert!(
+                g.3.is_some() && g.3 != key,
+                "a fresh mask on the target leg"
+            );
         }
         assert_eq!(p.messages, 4);
         assert!(!p.holds_buffer(), "an idle direction gives its buffer back");
@@ -183,9 +217,19 @@ fn a_message_over_the_limit_faults_with_1009_and_is_not_forwarded() {
     let mut p = Pump::new(IN, true, Instant::now(), 1);
     let (mut s, mut d) = (src(input, 4096, false), dst());
     assert!(rig.run(&mut p, &mut s, &mut d, 1024, None).is_ready());
-    assert_eq!(p.fault, Some(Fault { code: 1009, reason: "message too big" }));
+    assert_eq!(
+        p.fault,
+        Some(Fault {
+            code: 1009,
+            reason: "message too big"
+        })
+    );
     let got = decode(&d.out);
-    assert_eq!(got.len(), 2, "the first fragment went through, the one that overflows did not");
+    assert_eq!(
+        got.len(),
+        2,
+        "the first fragment went through, the one that overflows did not"
+    );
     assert_eq!(got[0].2, b"ok");
 }
 
@@ -193,20 +237,40 @@ fn a_message_over_the_limit_faults_with_1009_and_is_not_forwarded() {
 fn protocol_errors_fault_with_1002_or_1007() {
     let rig = Rig::new(4096);
     let cases: Vec<(Vec<u8>, bool, u16)> = vec![
-        (frame(true, OP_TEXT, b"x", None), true, 1002),              // unmasked from the client
+        (frame(true, OP_TEXT, b"x", None), true, 1002), // unmasked from the client
         (frame(true, OP_TEXT, b"x", Some([1, 2, 3, 4])), false, 1002), // masked from the target
-        (frame(true, OP_CONT, b"x", None), false, 1002),             // continuation with nothing open
-        (frame(true, 0x3, b"x", None), false, 1002),                 // reserved opcode
-        ([frame(false, OP_TEXT, b"a", None), frame(true, OP_TEXT, b"b", None)].concat(), false, 1002),
-        (frame(true, OP_CLOSE, &[3], None), false, 1002),            // close with 1 byte
-        (frame(true, OP_CLOSE, &1005u16.to_be_bytes(), None), false, 1002),
+        (frame(true, OP_CONT, b"x", None), false, 1002), // continuation with nothing open
+        (frame(true, 0x3, b"x", None), false, 1002),    // reserved opcode
+        (
+            [
+                frame(false, OP_TEXT, b"a", None),
+                frame(true, OP_TEXT, b"b", None),
+            ]
+            .concat(),
+            false,
+            1002,
+        ),
+        (frame(true, OP_CLOSE, &[3], None), false, 1002), // close with 1 byte
+        (
+            frame(true, OP_CLOSE, &1005u16.to_be_bytes(), None),
+            false,
+            1002,
+        ),
         (frame(true, OP_CLOSE, &[3, 232, 0xff], None), false, 1007), // reason not UTF-8
         (vec![0xC1, 0x00], false, 1002),                             // RSV1 without an extension
     ];
     for (input, from_client, code) in cases {
-        let mut p = Pump::new(if from_client { IN } else { OUT }, from_client, Instant::now(), 1);
+        let mut p = Pump::new(
+            if from_client { IN } else { OUT },
+            from_client,
+            Instant::now(),
+            1,
+        );
         let (mut s, mut d) = (src(input.clone(), 4096, false), dst());
-        assert!(rig.run(&mut p, &mut s, &mut d, 1 << 20, None).is_ready(), "{input:?}");
+        assert!(
+            rig.run(&mut p, &mut s, &mut d, 1 << 20, None).is_ready(),
+            "{input:?}"
+        );
         assert_eq!(p.fault.map(|f| f.code), Some(code), "{input:?}");
     }
 }
@@ -224,7 +288,10 @@ fn a_close_is_relayed_then_nothing_more_is_read() {
     assert!(rig.run(&mut p, &mut s, &mut d, 1 << 20, None).is_ready());
     let got = decode(&d.out);
     assert_eq!(got.len(), 2);
-    assert_eq!((got[1].1, got[1].2.as_slice()), (OP_CLOSE, close.as_slice()));
+    assert_eq!(
+        (got[1].1, got[1].2.as_slice()),
+        (OP_CLOSE, close.as_slice())
+    );
     assert!(p.close_in && p.close_out && p.mode == Mode::Done);
     assert!(p.fault.is_none());
 }
@@ -249,7 +316,9 @@ fn wsrelays_own_pong_is_swallowed_and_others_pass() {
 #[test]
 fn the_message_rate_limit_closes_with_1008() {
     let rig = Rig::new(4096);
-    let input: Vec<u8> = (0..5).flat_map(|_| frame(true, OP_TEXT, b"m", None)).collect();
+    let input: Vec<u8> = (0..5)
+        .flat_map(|_| frame(true, OP_TEXT, b"m", None))
+        .collect();
     let mut p = Pump::new(OUT, false, Instant::now(), 1);
     let (mut s, mut d) = (src(input, 4096, false), dst());
     assert!(rig.run(&mut p, &mut s, &mut d, 1 << 20, Some(3)).is_ready());
@@ -260,15 +329,24 @@ fn the_message_rate_limit_closes_with_1008() {
 #[test]
 fn a_stalled_destination_stalls_the_source() {
     let rig = Rig::new(4096);
-    let input: Vec<u8> = (0..1000).flat_map(|_| frame(true, OP_BINARY, &[7; 200], None)).collect();
+    let input: Vec<u8> = (0..1000)
+        .flat_map(|_| frame(true, OP_BINARY, &[7; 200], None))
+        .collect();
     let mut p = Pump::new(OUT, false, Instant::now(), 1);
     let mut s = src(input.clone(), 65536, false);
-    let mut d = Dst { out: Vec::new(), room: 10_000 };
+    let mut d = Dst {
+        out: Vec::new(),
+        room: 10_000,
+    };
     for _ in 0..10 {
         assert!(rig.run(&mut p, &mut s, &mut d, 1 << 20, None).is_pending());
     }
     assert_eq!(d.out.len(), 10_000);
-    assert!(s.at <= 10_000 + 4096, "read {} bytes with 10000 written: at most one buffer ahead", s.at);
+    assert!(
+        s.at <= 10_000 + 4096,
+        "read {} bytes with 10000 written: at most one buffer ahead",
+        s.at
+    );
     // The reader catches up once the destination drains.
     d.room = usize::MAX;
     assert!(rig.run(&mut p, &mut s, &mut d, 1 << 20, None).is_pending());
@@ -302,7 +380,11 @@ fn an_injected_close_waits_for_the_frame_in_flight() {
     s.data.extend(frame(true, OP_TEXT, b"dropped", None));
     let _ = rig.run(&mut p, &mut s, &mut d, 1 << 20, None);
     let got = decode(&d.out);
-    assert_eq!(got.len(), 2, "the frame in flight, then the close; later data dropped");
+    assert_eq!(
+        got.len(),
+        2,
+        "the frame in flight, then the close; later data dropped"
+    );
     assert_eq!(got[1].1, OP_CLOSE);
     assert!(p.close_out);
 }
