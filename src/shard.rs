@@ -222,19 +222,18 @@ async fn accept_loop(listener: TcpListener, ctx: Rc<ShardCtx>) {
             Err(_) => continue,
         };
         let c = ctx.clone();
-        glommio::spawn_local(async move {
-            let metrics = c.metrics.clone();
-            let shard = c.id;
-            let r = std::panic::AssertUnwindSafe(session::serve(c, stream, peer))
-                .catch_unwind()
-                .await;
-            if r.is_err() {
-                // The session's sockets and slot were dropped while unwinding.
-                metrics.panics.set(metrics.panics.get() + 1);
-                tracing::error!(shard, client = %peer, "session task panicked; the shard goes on");
-            }
-        })
-        .detach();
+        let metrics = ctx.metrics.clone();
+        glommio::spawn_local(guarded(metrics, ctx.id, peer, session::serve(c, stream, peer))).detach();
+    }
+}
+
+/// Runs a session task so that a panic in it ends only that session: its
+/// sockets, admission slot and gauge are released while unwinding, the panic
+/// is counted and logged, and the shard goes on.
+pub async fn guarded(metrics: Rc<ShardMetrics>, shard: usize, peer: SocketAddr, fut: impl std::future::Future<Output = ()>) {
+    if std::panic::AssertUnwindSafe(fut).catch_unwind().await.is_err() {
+        metrics.panics.set(metrics.panics.get() + 1);
+        tracing::error!(shard, client = %peer, "session task panicked; the shard goes on");
     }
 }
 
@@ -246,5 +245,33 @@ async fn summary_loop(ctx: Rc<ShardCtx>) {
     loop {
         Timer::new(Duration::from_secs(every)).await;
         tracing::info!("{}", ctx.metrics.snapshot(ctx.id).summary_line());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_session_does_not_take_the_shard_down() {
+        let ex = glommio::LocalExecutorBuilder::default()
+            .io_memory(crate::admin::serve::IO_MEMORY)
+            .ring_depth(crate::admin::serve::RING_DEPTH)
+            .make()
+            .expect("executor");
+        let panics = ex.run(async {
+            let m = ShardMetrics::new();
+            let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+            let bad = glommio::spawn_local(guarded(m.clone(), 0, peer, async {
+                let v: Vec<u8> = Vec::new();
+                let _ = v[1]; // index out of bounds: a bug in a session
+            }));
+            bad.await;
+            // The executor still runs other sessions afterwards.
+            let ok = glommio::spawn_local(guarded(m.clone(), 0, peer, async {})).await;
+            let _: () = ok;
+            m.panics.get()
+        });
+        assert_eq!(panics, 1);
     }
 }
