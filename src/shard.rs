@@ -109,6 +109,10 @@ pub struct ShardSpec {
     pub ready: std::sync::mpsc::Sender<Result<usize, String>>,
 }
 
+/// Relay buffers a shard keeps for reuse when no session needs them
+/// (64 × 32 KiB = 2 MiB by default); beyond that they are freed.
+pub const POOL_IDLE_BUFFERS: usize = 64;
+
 /// Listen backlog per shard listener.
 pub const BACKLOG: i32 = 4096;
 
@@ -137,7 +141,7 @@ pub async fn run(spec: ShardSpec) {
     let cfg = spec.cfg;
     let ctx = Rc::new(ShardCtx {
         id: spec.id,
-        pool: BufPool::new(cfg.limits.relay_buffer_bytes, 1024),
+        pool: BufPool::new(cfg.limits.relay_buffer_bytes, POOL_IDLE_BUFFERS),
         cfg,
         shared: spec.shared,
         snapshot: RefCell::new(spec.snapshot),

@@ -108,6 +108,10 @@ fn bind_probe(addr: SocketAddr, key: &str) -> Result<socket2::Socket, StartError
 /// Runs the relay until SIGTERM/SIGINT and the drain finish.
 pub fn run(mut cfg: Config) -> Result<(), StartError> {
     let cpus = shard_cpus(&cfg)?;
+    let nofile = crate::sys::raise_nofile();
+    if nofile < 2 * cfg.limits.max_connections as u64 + 64 {
+        tracing::warn!(nofile, max_connections = cfg.limits.max_connections, "open-files limit is below 2 per session (ulimit -n / LimitNOFILE)");
+    }
     if let Some(warning) = check_memlock(cpus.len(), crate::sys::memlock_limit().ok().flatten())? {
         tracing::warn!("{warning}");
     }

@@ -87,7 +87,7 @@ async fn read_request(ctx: &ShardCtx, stream: &mut TcpStream) -> Read {
     let max = ctx.cfg.limits.max_header_bytes;
     let timeout = Duration::from_millis(ctx.cfg.limits.handshake_timeout_ms);
     let work = async {
-        let mut buf = vec![0u8; max.min(4096)];
+        let mut buf = vec![0u8; max.min(1024)];
         let mut filled = 0;
         loop {
             if filled == buf.len() {
@@ -239,7 +239,9 @@ pub async fn serve(ctx: Rc<ShardCtx>, mut client: TcpStream, peer: SocketAddr) {
         .connect_us
         .borrow_mut()
         .record(t0.elapsed().as_micros().max(1) as u64);
-    let reply = handshake::switching_protocols(&req.key, up.protocol.as_deref());
+    let upstream::Upgraded { stream: up_stream, protocol, leftover } = up;
+    let reply = handshake::switching_protocols(&req.key, protocol.as_deref());
+    drop(protocol);
     if client.write_all(&reply).await.is_err() || client.flush().await.is_err() {
         return; // the client left; dropping the upstream closes it
     }
@@ -264,11 +266,16 @@ pub async fn serve(ctx: Rc<ShardCtx>, mut client: TcpStream, peer: SocketAddr) {
         endpoint.clone(),
         metrics.clone(),
         client,
-        up.stream,
+        up_stream,
         ctl,
     );
     relay.c2u.preload(&ctx.pool, &early);
-    relay.u2c.preload(&ctx.pool, &up.leftover);
+    relay.u2c.preload(&ctx.pool, &leftover);
+    // Nothing from the handshake stays allocated while the session lives.
+    drop((early, leftover, reply));
+    drop(up_req);
+    drop(query);
+    drop(req);
     let end = (&mut relay).await;
     relay.c2u.finish(&ctx.pool);
     relay.u2c.finish(&ctx.pool);

@@ -260,7 +260,7 @@ pub async fn open(
             .await
             .map_err(UpstreamError::Connect)?;
         stream.flush().await.map_err(UpstreamError::Connect)?;
-        let mut buf = vec![0u8; 4096];
+        let mut buf = vec![0u8; 1024];
         let mut filled = 0;
         loop {
             if filled == buf.len() {
