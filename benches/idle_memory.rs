@@ -42,7 +42,11 @@ async fn target_conn(mut s: TcpStream) {
     let head = read_head(&mut s).await;
     let key = head
         .lines()
-        .find_map(|l| l.split_once(':').filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-key")).map(|(_, v)| v.trim().to_string()))
+        .find_map(|l| {
+            l.split_once(':')
+                .filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-key"))
+                .map(|(_, v)| v.trim().to_string())
+        })
         .unwrap();
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
     let resp = format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n");
@@ -74,7 +78,9 @@ async fn client(relay: SocketAddr) -> TcpStream {
     s.write_all(b"GET /ws/idle HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").await.unwrap();
     let head = read_head(&mut s).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    s.write_all(&[0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2]).await.unwrap();
+    s.write_all(&[0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2])
+        .await
+        .unwrap();
     let mut echo = [0u8; 4];
     s.read_exact(&mut echo).await.unwrap();
     assert_eq!(echo, [0x81, 2, b'h', b'i']);
@@ -82,7 +88,10 @@ async fn client(relay: SocketAddr) -> TcpStream {
 }
 
 fn main() {
-    let n: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(5000);
+    let n: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(5000);
     LocalExecutorBuilder::new(Placement::Fixed(1 % num_cpus()))
         .io_memory(256 << 10)
         .spawn(move || async move {

@@ -16,7 +16,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,6 +39,10 @@ pub struct Shared {
     pub ip_buckets: limits::IpBuckets,
     /// TLS client configuration for `wss://` targets.
     pub tls: futures_rustls::TlsConnector,
+    /// Shards that still have sessions while draining. Every shard keeps its
+    /// listener (answering 503) until this reaches 0, so a drained shard does
+    /// not reset connections still queued on its listener.
+    pub draining_shards: AtomicUsize,
 }
 
 /// Everything one shard owns.
@@ -178,22 +182,28 @@ async fn drain(ctx: &Rc<ShardCtx>, commands: &async_channel::Receiver<ShardComma
     let deadline =
         std::time::Instant::now() + Duration::from_millis(ctx.cfg.server.drain_timeout_ms);
     let mut closed_at = None;
+    let mut counted_out = false;
     loop {
-        if ctx.sessions.borrow().is_empty() {
-            return;
-        }
         let now = std::time::Instant::now();
-        if closed_at.is_none() && now >= deadline {
-            ctx.close_all(1001, "going away");
-            closed_at = Some(now);
-        }
-        if closed_at.is_some_and(|t| now >= t + session::CLOSE_TIMEOUT + Duration::from_secs(1)) {
+        let gave_up =
+            closed_at.is_some_and(|t| now >= t + session::CLOSE_TIMEOUT + Duration::from_secs(1));
+        if gave_up {
             tracing::warn!(
                 shard = ctx.id,
                 left = ctx.sessions.borrow().len(),
                 "sessions did not close in time"
             );
+        }
+        if !counted_out && (gave_up || ctx.sessions.borrow().is_empty()) {
+            counted_out = true;
+            ctx.shared.draining_shards.fetch_sub(1, Ordering::AcqRel);
+        }
+        if counted_out && ctx.shared.draining_shards.load(Ordering::Acquire) == 0 {
             return;
+        }
+        if closed_at.is_none() && now >= deadline {
+            ctx.close_all(1001, "going away");
+            closed_at = Some(now);
         }
         // Wake on a command (a second signal closes at once) or every 50 ms
         // to look at the session table; this runs only while draining.
@@ -227,15 +237,30 @@ async fn accept_loop(listener: TcpListener, ctx: Rc<ShardCtx>) {
         };
         let c = ctx.clone();
         let metrics = ctx.metrics.clone();
-        glommio::spawn_local(guarded(metrics, ctx.id, peer, session::serve(c, stream, peer))).detach();
+        glommio::spawn_local(guarded(
+            metrics,
+            ctx.id,
+            peer,
+            session::serve(c, stream, peer),
+        ))
+        .detach();
     }
 }
 
 /// Runs a session task so that a panic in it ends only that session: its
 /// sockets, admission slot and gauge are released while unwinding, the panic
 /// is counted and logged, and the shard goes on.
-pub async fn guarded(metrics: Rc<ShardMetrics>, shard: usize, peer: SocketAddr, fut: impl std::future::Future<Output = ()>) {
-    if std::panic::AssertUnwindSafe(fut).catch_unwind().await.is_err() {
+pub async fn guarded(
+    metrics: Rc<ShardMetrics>,
+    shard: usize,
+    peer: SocketAddr,
+    fut: impl std::future::Future<Output = ()>,
+) {
+    if std::panic::AssertUnwindSafe(fut)
+        .catch_unwind()
+        .await
+        .is_err()
+    {
         metrics.panics.set(metrics.panics.get() + 1);
         tracing::error!(shard, client = %peer, "session task panicked; the shard goes on");
     }

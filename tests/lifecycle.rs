@@ -159,9 +159,11 @@ fn sigterm_drains_healthz_503_sessions_closed_1001_exit_0() {
     while in_a_row < 10 {
         assert!(
             start.elapsed() < Duration::from_secs(5),
-            "healthz never turned 503 on every shard"
+            "healthz never turned 503 on every shard; log:\n{}",
+            r.log_text()
         );
         let health = raw(r.data, b"GET /healthz HTTP/1.1\r\n\r\n");
+        eprintln!("healthz: {:?}", health.lines().next());
         in_a_row = if health.starts_with("HTTP/1.1 503") {
             in_a_row + 1
         } else {
@@ -171,6 +173,8 @@ fn sigterm_drains_healthz_503_sessions_closed_1001_exit_0() {
     assert_eq!(status_of(connect(&r.url("echo")).unwrap_err()), 503);
     // ...and at drain_timeout_ms (2 s) the session is closed with 1001.
     assert_eq!(read_close(&mut ws), (1001, "going away".into()));
+    let _ = ws.flush(); // tungstenite sends its close reply
+
     assert_eq!(t.closes.recv_timeout(IO_TIMEOUT).unwrap(), Some(1001));
     let status = r.wait_exit(Duration::from_secs(15));
     assert_eq!(status.code(), Some(0));

@@ -110,7 +110,11 @@ pub fn run(mut cfg: Config) -> Result<(), StartError> {
     let cpus = shard_cpus(&cfg)?;
     let nofile = crate::sys::raise_nofile();
     if nofile < 2 * cfg.limits.max_connections as u64 + 64 {
-        tracing::warn!(nofile, max_connections = cfg.limits.max_connections, "open-files limit is below 2 per session (ulimit -n / LimitNOFILE)");
+        tracing::warn!(
+            nofile,
+            max_connections = cfg.limits.max_connections,
+            "open-files limit is below 2 per session (ulimit -n / LimitNOFILE)"
+        );
     }
     if let Some(warning) = check_memlock(cpus.len(), crate::sys::memlock_limit().ok().flatten())? {
         tracing::warn!("{warning}");
@@ -157,9 +161,17 @@ pub fn run(mut cfg: Config) -> Result<(), StartError> {
         global_active: Arc::new(AtomicUsize::new(0)),
         ip_buckets: shard::limits::IpBuckets::new(cfg.limits.connects_per_ip_per_second),
         tls,
+        draining_shards: AtomicUsize::new(cpus.len()),
     });
     let cfg = Arc::new(cfg);
 
+    // Handlers are installed before the ready line, so a signal sent as soon
+    // as wsrelay reports ready is never lost or fatal.
+    let signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .map_err(|e| StartError(format!("cannot install signal handlers: {e}")))?;
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let mut commands = Vec::new();
     let mut handles = Vec::new();
@@ -204,7 +216,7 @@ pub fn run(mut cfg: Config) -> Result<(), StartError> {
         let _ = out.flush();
     }
 
-    spawn_signal_thread(commands)?;
+    spawn_signal_thread(signals, commands)?;
     for h in handles {
         if h.join().is_err() {
             tracing::error!("a shard thread ended abnormally");
@@ -216,11 +228,9 @@ pub fn run(mut cfg: Config) -> Result<(), StartError> {
 
 /// First SIGTERM/SIGINT: drain. Second: close every session now.
 fn spawn_signal_thread(
+    mut signals: signal_hook::iterator::Signals,
     commands: Vec<async_channel::Sender<ShardCommand>>,
 ) -> Result<(), StartError> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
-        .map_err(|e| StartError(format!("cannot install signal handlers: {e}")))?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {

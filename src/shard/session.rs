@@ -239,7 +239,11 @@ pub async fn serve(ctx: Rc<ShardCtx>, mut client: TcpStream, peer: SocketAddr) {
         .connect_us
         .borrow_mut()
         .record(t0.elapsed().as_micros().max(1) as u64);
-    let upstream::Upgraded { stream: up_stream, protocol, leftover } = up;
+    let upstream::Upgraded {
+        stream: up_stream,
+        protocol,
+        leftover,
+    } = up;
     let reply = handshake::switching_protocols(&req.key, protocol.as_deref());
     drop(protocol);
     if client.write_all(&reply).await.is_err() || client.flush().await.is_err() {
