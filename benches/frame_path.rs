@@ -28,7 +28,11 @@ struct Src<'a> {
 }
 
 impl AsyncRead for Src<'_> {
-    fn poll_read(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
         if self.at == self.data.len() {
             return Poll::Pending;
         }
@@ -42,7 +46,11 @@ impl AsyncRead for Src<'_> {
 struct Sink(u64);
 
 impl AsyncWrite for Sink {
-    fn poll_write(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         self.0 += black_box(buf).len() as u64;
         Poll::Ready(Ok(buf.len()))
     }
@@ -98,7 +106,10 @@ fn run(dir: usize, size: usize) -> (f64, f64) {
     let mut best = Duration::MAX;
     for _ in 0..5 {
         let mut pump = Pump::new(dir, from_client, Instant::now(), 7);
-        let mut src = Src { data: &input, at: 0 };
+        let mut src = Src {
+            data: &input,
+            at: 0,
+        };
         let mut sink = Sink(0);
         let t = Instant::now();
         let r = pump.poll(&mut cx, Pin::new(&mut src), Pin::new(&mut sink), &env);
@@ -124,13 +135,24 @@ fn baseline(size: usize) -> (f64, f64) {
         }
         best = best.min(t.elapsed());
     }
-    (best.as_nanos() as f64 / count as f64, input.len() as f64 / best.as_secs_f64() / 1e9)
+    (
+        best.as_nanos() as f64 / count as f64,
+        input.len() as f64 / best.as_secs_f64() / 1e9,
+    )
 }
 
 fn main() {
     println!("frame_path: best of 5 runs over ~64 MiB per size, relay buffer {BUF} B");
-    println!("{:<10} {:>14} {:>10} {:>14} {:>10} {:>14} {:>10}", "size", "c->t ns/msg", "GB/s", "t->c ns/msg", "GB/s", "memcpy ns/msg", "GB/s");
-    for (label, size) in [("64 B", 64), ("1 KiB", 1024), ("16 KiB", 16 * 1024), ("1 MiB", 1 << 20)] {
+    println!(
+        "{:<10} {:>14} {:>10} {:>14} {:>10} {:>14} {:>10}",
+        "size", "c->t ns/msg", "GB/s", "t->c ns/msg", "GB/s", "memcpy ns/msg", "GB/s"
+    );
+    for (label, size) in [
+        ("64 B", 64),
+        ("1 KiB", 1024),
+        ("16 KiB", 16 * 1024),
+        ("1 MiB", 1 << 20),
+    ] {
         let (ni, gi) = run(IN, size);
         let (no, go) = run(OUT, size);
         let (nb, gb) = baseline(size);

@@ -54,7 +54,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            match wsrelay::admin::serve::run(cfg) {
+            match wsrelay::admin::serve::run(cfg, config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("wsrelay: {e}");

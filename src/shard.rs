@@ -86,6 +86,30 @@ impl ShardCtx {
         (r.gen(), r.gen())
     }
 
+    /// Installs a new routing table. Sessions of endpoints that are gone are
+    /// closed with 1001; every other session is untouched (it holds its own
+    /// `Arc<Endpoint>` and never looks at the table).
+    pub fn apply_snapshot(&self, s: Arc<EndpointSnapshot>) {
+        let gone: Vec<_> = self
+            .sessions
+            .borrow()
+            .values()
+            .filter(|c| !s.endpoints.contains_key(c.endpoint()))
+            .cloned()
+            .collect();
+        tracing::info!(
+            shard = self.id,
+            version = s.version,
+            endpoints = s.endpoints.len(),
+            closing = gone.len(),
+            "routing table updated"
+        );
+        *self.snapshot.borrow_mut() = s;
+        for c in gone {
+            c.request_close(1001, "endpoint removed");
+        }
+    }
+
     /// Asks every session to close.
     pub fn close_all(&self, code: u16, reason: &'static str) {
         let all: Vec<_> = self.sessions.borrow().values().cloned().collect();
@@ -162,7 +186,7 @@ pub async fn run(spec: ShardSpec) {
     // Control loop: snapshots and commands until told to drain.
     while let Ok(cmd) = spec.commands.recv().await {
         match cmd {
-            ShardCommand::Snapshot(s) => *ctx.snapshot.borrow_mut() = s,
+            ShardCommand::Snapshot(s) => ctx.apply_snapshot(s),
             ShardCommand::CloseAll(code, reason) => ctx.close_all(code, reason),
             ShardCommand::Drain => break,
         }

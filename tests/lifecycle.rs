@@ -179,3 +179,39 @@ fn sigterm_drains_healthz_503_sessions_closed_1001_exit_0() {
     let status = r.wait_exit(Duration::from_secs(15));
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn sighup_reloads_endpoints_as_a_new_snapshot_on_every_shard() {
+    let t = target(Behaviour::Echo);
+    let cfg = base_config(2) + &endpoint("keep", &t.url(), "") + &endpoint("drop", &t.url(), "");
+    let r = Relay::start(&cfg);
+    let (mut keep, _) = connect(&r.url("keep")).unwrap();
+    let (mut gone, _) = connect(&r.url("drop")).unwrap();
+    assert_eq!(status_of(connect(&r.url("new")).unwrap_err()), 404);
+
+    // A bad file changes nothing.
+    std::fs::write(&r.cfg, base_config(2) + "[[endpoints]]\nid = \"BAD\"\n").unwrap();
+    r.signal("-HUP");
+    let start = std::time::Instant::now();
+    while !r.log_text().contains("reload failed") {
+        assert!(start.elapsed() < Duration::from_secs(5), "no reload error logged");
+        std::thread::sleep(Duration::from_millis(20)); // polling the log file
+    }
+    keep.send(Message::Text("a".into())).unwrap();
+    assert_eq!(keep.read().unwrap(), Message::Text("a".into()));
+
+    std::fs::write(&r.cfg, base_config(2) + &endpoint("keep", &t.url(), "") + &endpoint("new", &t.url(), "")).unwrap();
+    r.signal("-HUP");
+    // The removed endpoint's session is closed with 1001...
+    assert_eq!(read_close(&mut gone), (1001, "endpoint removed".into()));
+    // ...the other endpoint's session is untouched...
+    keep.send(Message::Text("still".into())).unwrap();
+    assert_eq!(keep.read().unwrap(), Message::Text("still".into()));
+    // ...and every shard routes the new table (several connects spread over both).
+    for _ in 0..8 {
+        let (mut ws, _) = connect(&r.url("new")).unwrap();
+        ws.send(Message::Text("n".into())).unwrap();
+        assert_eq!(ws.read().unwrap(), Message::Text("n".into()));
+        assert_eq!(status_of(connect(&r.url("drop")).unwrap_err()), 404);
+    }
+}

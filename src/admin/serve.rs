@@ -106,7 +106,7 @@ fn bind_probe(addr: SocketAddr, key: &str) -> Result<socket2::Socket, StartError
 }
 
 /// Runs the relay until SIGTERM/SIGINT and the drain finish.
-pub fn run(mut cfg: Config) -> Result<(), StartError> {
+pub fn run(mut cfg: Config, path: Option<std::path::PathBuf>) -> Result<(), StartError> {
     let cpus = shard_cpus(&cfg)?;
     let nofile = crate::sys::raise_nofile();
     if nofile < 2 * cfg.limits.max_connections as u64 + 64 {
@@ -170,6 +170,7 @@ pub fn run(mut cfg: Config) -> Result<(), StartError> {
     let signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
     ])
     .map_err(|e| StartError(format!("cannot install signal handlers: {e}")))?;
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -216,7 +217,13 @@ pub fn run(mut cfg: Config) -> Result<(), StartError> {
         let _ = out.flush();
     }
 
-    spawn_signal_thread(signals, commands)?;
+    let reloader = Reloader {
+        path,
+        example: example_endpoint(admin_addr),
+        registry,
+        commands: commands.clone(),
+    };
+    spawn_signal_thread(signals, commands, reloader)?;
     for h in handles {
         if h.join().is_err() {
             tracing::error!("a shard thread ended abnormally");
@@ -226,16 +233,58 @@ pub fn run(mut cfg: Config) -> Result<(), StartError> {
     Ok(())
 }
 
-/// First SIGTERM/SIGINT: drain. Second: close every session now.
+/// Re-reads `[[endpoints]]` from the config file on SIGHUP and sends every
+/// shard the new snapshot. Other keys take effect at the next start.
+pub struct Reloader {
+    /// The config file (none: nothing to reload).
+    pub path: Option<std::path::PathBuf>,
+    /// The endpoint used when the file names none.
+    pub example: EndpointConfig,
+    /// Keeps the admission counters across versions.
+    pub registry: Registry,
+    /// One per shard.
+    pub commands: Vec<async_channel::Sender<ShardCommand>>,
+}
+
+impl Reloader {
+    /// Loads, validates and distributes; on any error the old table stays.
+    pub fn reload(&mut self) -> Result<usize, String> {
+        let Some(path) = &self.path else {
+            return Err("no config file to reload (started without --config)".into());
+        };
+        let mut cfg = Config::load(Some(path)).map_err(|e| e.to_string())?;
+        if cfg.endpoints.is_empty() {
+            cfg.endpoints.push(self.example.clone());
+        }
+        let snapshot = self.registry.snapshot(&cfg.endpoints)?;
+        let n = snapshot.endpoints.len();
+        for c in &self.commands {
+            // Bounded channel; a shard drains it at once, so this never waits long.
+            let _ = c.send_blocking(ShardCommand::Snapshot(snapshot.clone()));
+        }
+        Ok(n)
+    }
+}
+
+/// First SIGTERM/SIGINT: drain. Second: close every session now. SIGHUP:
+/// reload the endpoints.
 fn spawn_signal_thread(
     mut signals: signal_hook::iterator::Signals,
     commands: Vec<async_channel::Sender<ShardCommand>>,
+    mut reloader: Reloader,
 ) -> Result<(), StartError> {
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             let mut seen = 0;
             for sig in signals.forever() {
+                if sig == signal_hook::consts::SIGHUP {
+                    match reloader.reload() {
+                        Ok(n) => tracing::info!(endpoints = n, "endpoints reloaded"),
+                        Err(e) => tracing::error!("reload failed, endpoints unchanged: {e}"),
+                    }
+                    continue;
+                }
                 seen += 1;
                 tracing::info!(signal = sig, "signal received");
                 for c in &commands {

@@ -28,13 +28,27 @@ use crate::shard::ShardCtx;
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The shard's handle on a running session: how the shard asks it to close.
-#[derive(Default)]
 pub struct SessionCtl {
+    endpoint: String,
     close_req: Cell<Option<(u16, &'static str)>>,
     waker: Cell<Option<Waker>>,
 }
 
 impl SessionCtl {
+    /// A handle for a session of `endpoint`.
+    pub fn new(endpoint: &str) -> SessionCtl {
+        SessionCtl {
+            endpoint: endpoint.to_string(),
+            close_req: Cell::new(None),
+            waker: Cell::new(None),
+        }
+    }
+
+    /// The session's endpoint id.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
     /// Asks the session to close both legs with `code`.
     pub fn request_close(&self, code: u16, reason: &'static str) {
         self.close_req.set(Some((code, reason)));
@@ -252,7 +266,7 @@ pub async fn serve(ctx: Rc<ShardCtx>, mut client: TcpStream, peer: SocketAddr) {
     let _ = client.set_nodelay(true);
 
     // Relaying.
-    let ctl = Rc::new(SessionCtl::default());
+    let ctl = Rc::new(SessionCtl::new(&endpoint.cfg.id));
     let key = ctx.next_key();
     ctx.sessions.borrow_mut().insert(key, ctl.clone());
     metrics.sessions_total.set(metrics.sessions_total.get() + 1);

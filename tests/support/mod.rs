@@ -25,6 +25,7 @@ pub struct Relay {
     pub data: SocketAddr,
     pub admin: SocketAddr,
     pub log: PathBuf,
+    pub cfg: PathBuf,
     _dir: TempDir,
 }
 
@@ -123,6 +124,7 @@ impl Relay {
             admin: field("admin="),
             child,
             log,
+            cfg,
             _dir: dir,
         }
     }
@@ -134,11 +136,12 @@ impl Relay {
 
     /// Sends SIGTERM.
     pub fn sigterm(&self) {
-        let ok = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
+        self.signal("-TERM");
+    }
+
+    /// Sends `sig` (e.g. `-HUP`) to the relay process.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").arg(sig).arg(self.child.id().to_string()).status().unwrap();
         assert!(ok.success());
     }
 
