@@ -35,6 +35,11 @@ fn bad_config_bad_url_and_missing_file_exit_2() {
         "endpoints[0].target_url",
     );
     one_line_exit_2(
+        &["serve"],
+        Some("[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nupstream_ca_file = \"/nonexistent/ca.pem\"\n"),
+        "server.upstream_ca_file",
+    );
+    one_line_exit_2(
         &["serve", "--config", "/nonexistent/wsrelay.toml"],
         None,
         "/nonexistent/wsrelay.toml",
@@ -194,13 +199,20 @@ fn sighup_reloads_endpoints_as_a_new_snapshot_on_every_shard() {
     r.signal("-HUP");
     let start = std::time::Instant::now();
     while !r.log_text().contains("reload failed") {
-        assert!(start.elapsed() < Duration::from_secs(5), "no reload error logged");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "no reload error logged"
+        );
         std::thread::sleep(Duration::from_millis(20)); // polling the log file
     }
     keep.send(Message::Text("a".into())).unwrap();
     assert_eq!(keep.read().unwrap(), Message::Text("a".into()));
 
-    std::fs::write(&r.cfg, base_config(2) + &endpoint("keep", &t.url(), "") + &endpoint("new", &t.url(), "")).unwrap();
+    std::fs::write(
+        &r.cfg,
+        base_config(2) + &endpoint("keep", &t.url(), "") + &endpoint("new", &t.url(), ""),
+    )
+    .unwrap();
     r.signal("-HUP");
     // The removed endpoint's session is closed with 1001...
     assert_eq!(read_close(&mut gone), (1001, "endpoint removed".into()));
@@ -213,5 +225,45 @@ fn sighup_reloads_endpoints_as_a_new_snapshot_on_every_shard() {
         ws.send(Message::Text("n".into())).unwrap();
         assert_eq!(ws.read().unwrap(), Message::Text("n".into()));
         assert_eq!(status_of(connect(&r.url("drop")).unwrap_err()), 404);
+    }
+}
+
+#[test]
+fn summary_line_counts_messages_and_json_logs_parse() {
+    let t = target(Behaviour::Echo);
+    let cfg = base_config(1).replace("summary_interval_s = 0", "summary_interval_s = 1")
+        + &endpoint("echo", &t.url(), "");
+    let r = Relay::start_with(&cfg, &[("WSRELAY_LOG_FORMAT", "json")]);
+    let (mut ws, _) = connect(&r.url("echo")).unwrap();
+    for i in 0..7 {
+        ws.send(Message::Text(format!("{i}").into())).unwrap();
+        ws.read().unwrap();
+    }
+    assert_eq!(status_of(connect(&r.url("nope")).unwrap_err()), 404);
+    let start = std::time::Instant::now();
+    loop {
+        let log = r.log_text();
+        let hit = log.lines().any(|l| {
+            l.contains("shard 0 summary")
+                && l.contains("msgs_in=7")
+                && l.contains("msgs_out=7")
+                && l.contains("not_found=1")
+        });
+        if hit {
+            for line in log.lines() {
+                let v: serde_json::Value =
+                    serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+                assert!(
+                    v.get("level").is_some() && v.get("fields").is_some(),
+                    "{line}"
+                );
+            }
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no matching summary line:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(50)); // polling the log file
     }
 }

@@ -347,3 +347,27 @@ fn a_target_that_never_reads_stalls_the_client_without_growing_memory() {
     );
     assert!(written < 64 << 20, "accepted {written} bytes");
 }
+
+#[test]
+fn wss_targets_verify_the_certificate() {
+    let (addr, ca_pem) = tls_echo_target();
+    let dir = TempDir::new();
+    let ca = dir.0.join("ca.pem");
+    std::fs::write(&ca, ca_pem).unwrap();
+    let url = format!("wss://localhost:{}/", addr.port());
+    // Trusted through upstream_ca_file: relays.
+    let cfg = base_config(1).replace(
+        "[server]\n",
+        &format!("[server]\nupstream_ca_file = \"{}\"\n", ca.display()),
+    ) + &endpoint("tls", &url, "");
+    let r = Relay::start(&cfg);
+    let (mut ws, _) = connect(&r.url("tls")).unwrap();
+    for i in 0..20 {
+        let m = Message::Binary(vec![i as u8; 1000 * i].into());
+        ws.send(m.clone()).unwrap();
+        assert_eq!(ws.read().unwrap(), m);
+    }
+    // Not trusted (webpki roots only): the upgrade fails with 502.
+    let r2 = Relay::start(&(base_config(1) + &endpoint("tls", &url, "")));
+    assert_eq!(status_of(connect(&r2.url("tls")).unwrap_err()), 502);
+}

@@ -205,24 +205,44 @@ pub fn parse_response(
     Ok(Some((protocol, n)))
 }
 
-async fn resolve(t: &TargetUrl) -> Result<SocketAddr, UpstreamError> {
+async fn resolve(t: &TargetUrl) -> Result<Vec<SocketAddr>, UpstreamError> {
     if let Ok(ip) = t.host.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, t.port));
+        return Ok(vec![SocketAddr::new(ip, t.port)]);
     }
     // getaddrinfo blocks: run it off the shard.
     let (host, port) = (t.host.clone(), t.port);
-    glommio::executor()
+    let addrs: Vec<SocketAddr> = glommio::executor()
         .spawn_blocking(move || {
             use std::net::ToSocketAddrs;
-            (host.as_str(), port)
-                .to_socket_addrs()
-                .map(|mut a| a.next())
+            (host.as_str(), port).to_socket_addrs().map(|a| a.collect())
         })
         .await
-        .map_err(UpstreamError::Connect)?
-        .ok_or_else(|| {
-            UpstreamError::Connect(io::Error::new(io::ErrorKind::NotFound, "no address"))
-        })
+        .map_err(UpstreamError::Connect)?;
+    if addrs.is_empty() {
+        return Err(UpstreamError::Connect(io::Error::new(
+            io::ErrorKind::NotFound,
+            "no address",
+        )));
+    }
+    Ok(addrs)
+}
+
+/// Connects to the first address that accepts, in resolver order.
+async fn connect_any(addrs: &[SocketAddr], timeout: Duration) -> Result<TcpStream, UpstreamError> {
+    let mut last = None;
+    for &addr in addrs {
+        match TcpStream::connect_timeout(addr, timeout).await {
+            Ok(s) => return Ok(s),
+            Err(e) => {
+                let e: io::Error = e.into();
+                if e.kind() == io::ErrorKind::TimedOut {
+                    return Err(UpstreamError::Timeout(timeout));
+                }
+                last = Some(e);
+            }
+        }
+    }
+    Err(UpstreamError::Connect(last.expect("at least one address")))
 }
 
 /// Opens and upgrades the target leg within `timeout`.
@@ -233,17 +253,8 @@ pub async fn open(
     tls: &TlsConnector,
 ) -> Result<Upgraded, UpstreamError> {
     let work = async {
-        let addr = resolve(t).await?;
-        let tcp = TcpStream::connect_timeout(addr, timeout)
-            .await
-            .map_err(|e| {
-                let e: io::Error = e.into();
-                if e.kind() == io::ErrorKind::TimedOut {
-                    UpstreamError::Timeout(timeout)
-                } else {
-                    UpstreamError::Connect(e)
-                }
-            })?;
+        let addrs = resolve(t).await?;
+        let tcp = connect_any(&addrs, timeout).await?;
         let _ = tcp.set_nodelay(true);
         let mut stream = if t.tls {
             let name = ServerName::try_from(t.host.clone())
