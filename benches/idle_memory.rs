@@ -144,7 +144,8 @@ fn main() {
                 let k = batch.min(n - opened);
                 let tasks: Vec<_> = (0..k).map(|_| glommio::spawn_local(client(relay))).collect();
                 for t in tasks {
-                    held.borrow_mut().push(t.await);
+                    let s = t.await;
+                    held.borrow_mut().push(s);
                 }
                 opened += k;
                 if opened % 1000 == 0 {
