@@ -15,7 +15,7 @@ use crate::shard::{self, ShardSpec, Shared};
 
 /// Registered io_uring buffer memory per shard (glommio's `io_memory`).
 /// wsrelay does no file I/O, so this is kept small.
-pub const IO_MEMORY: usize = 256 * 1024;
+pub const IO_MEMORY: usize = 64 * 1024;
 /// io_uring submission queue depth per ring (glommio uses three rings).
 pub const RING_DEPTH: usize = 256;
 /// Locked memory one shard needs: registered buffers, three rings, a page
