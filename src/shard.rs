@@ -328,3 +328,44 @@ mod tests {
         assert_eq!(panics, 1);
     }
 }
+#[cfg(test)]
+mod size_tests {
+    /// What an idle session costs is mostly its task: the handshake's and the
+    /// connect's futures are boxed and freed once the relay starts, so the
+    /// task that lives on is the small `serve` shell plus the relay state.
+    #[test]
+    fn the_long_lived_session_state_stays_small() {
+        let ex = glommio::LocalExecutorBuilder::default()
+            .io_memory(crate::admin::serve::IO_MEMORY)
+            .make()
+            .unwrap();
+        let serve_size = ex.run(async {
+            let l = glommio::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let a = l.local_addr().unwrap();
+            let c = glommio::net::TcpStream::connect(a).await.unwrap();
+            let ctx = std::rc::Rc::new(super::ShardCtx {
+                id: 0,
+                pool: super::BufPool::new(4096, 1),
+                cfg: std::sync::Arc::new(crate::config::Config::default()),
+                shared: std::sync::Arc::new(super::Shared {
+                    global_active: Default::default(),
+                    ip_buckets: super::limits::IpBuckets::new(0),
+                    tls: super::upstream::tls_connector(None).unwrap(),
+                    draining_shards: Default::default(),
+                }),
+                snapshot: Default::default(),
+                metrics: super::ShardMetrics::new(),
+                sessions: Default::default(),
+                draining: Default::default(),
+                next_key: Default::default(),
+                rng: std::cell::RefCell::new(rand::SeedableRng::from_entropy()),
+            });
+            std::mem::size_of_val(&super::session::serve(ctx, c, a))
+        });
+        assert!(serve_size <= 512, "serve future is {serve_size} bytes");
+        let relay = std::mem::size_of::<super::session::Relay>();
+        assert!(relay <= 1024, "Relay is {relay} bytes");
+        let ctrl = std::mem::size_of::<super::frame::ControlFrame>();
+        assert!(ctrl <= 48, "ControlFrame is {ctrl} bytes");
+    }
+}

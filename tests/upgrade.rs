@@ -352,7 +352,12 @@ fn rs256_public_key_auth_and_no_algorithm_confusion() {
     let public = include_str!("fixtures/rs256-public.pem");
     let private = include_str!("fixtures/rs256-private.pem");
     let t = target(Behaviour::Echo);
-    let cfg = base_config(1) + &endpoint("rs", &t.url(), &format!("auth = {{ jwt_public_key_pem = \"\"\"\n{public}\"\"\" }}"));
+    let cfg = base_config(1)
+        + &endpoint(
+            "rs",
+            &t.url(),
+            &format!("auth = {{ jwt_public_key_pem = \"\"\"\n{public}\"\"\" }}"),
+        );
     let r = Relay::start(&cfg);
     let claims = serde_json::json!({"exp": now() + 60, "sub": "u1"});
     let good = jsonwebtoken::encode(
@@ -366,5 +371,8 @@ fn rs256_public_key_auth_and_no_algorithm_confusion() {
     assert_eq!(ws.read().unwrap().into_text().unwrap().as_str(), "ok");
     // The classic confusion: HS256 "signed" with the public key as the secret.
     let forged = hs256(public, claims);
-    assert_eq!(status_of(connect(&format!("{}?token={forged}", r.url("rs"))).unwrap_err()), 401);
+    assert_eq!(
+        status_of(connect(&format!("{}?token={forged}", r.url("rs"))).unwrap_err()),
+        401
+    );
 }

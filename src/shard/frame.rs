@@ -153,65 +153,85 @@ pub fn check_close_payload(p: &[u8]) -> Result<Option<u16>, CloseError> {
     }
 }
 
-/// A control frame wsrelay writes itself (close or ping), stored inline.
-#[derive(Clone, Copy)]
+/// A control frame wsrelay writes itself (close or ping): kept as its
+/// ingredients (about 40 bytes, not the 131 of a rendered frame, since every
+/// session has room for two) and rendered when written.
+#[derive(Debug, Clone, Copy)]
 pub struct ControlFrame {
-    bytes: [u8; MAX_CONTROL_FRAME],
-    len: u8,
     /// Opcode of the frame.
     pub opcode: u8,
-}
-
-impl std::fmt::Debug for ControlFrame {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ControlFrame(op={}, {:?})", self.opcode, self.as_bytes())
-    }
+    code: u16,
+    reason: &'static str,
+    ping: [u8; 8],
+    ping_len: u8,
+    mask: Option<[u8; 4]>,
 }
 
 impl ControlFrame {
-    fn build(opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> ControlFrame {
-        debug_assert!(payload.len() <= 125);
-        let mut bytes = [0u8; MAX_CONTROL_FRAME];
-        bytes[0] = 0x80 | opcode;
-        bytes[1] = payload.len() as u8 | if mask.is_some() { 0x80 } else { 0 };
-        let mut at = 2;
-        if let Some(m) = mask {
-            bytes[2..6].copy_from_slice(&m);
-            at = 6;
-        }
-        bytes[at..at + payload.len()].copy_from_slice(payload);
-        if let Some(m) = mask {
-            apply_mask(&mut bytes[at..at + payload.len()], m, 0);
-        }
-        ControlFrame {
-            bytes,
-            len: (at + payload.len()) as u8,
-            opcode,
-        }
-    }
-
     /// A close frame with `code` and `reason` (cut to fit 123 bytes on a char
     /// boundary). `code` must be one that may go on the wire.
-    pub fn close(code: u16, reason: &str, mask: Option<[u8; 4]>) -> ControlFrame {
+    pub fn close(code: u16, reason: &'static str, mask: Option<[u8; 4]>) -> ControlFrame {
         debug_assert!(close_code_allowed(code), "{code} may not go on the wire");
-        let mut p = [0u8; 125];
-        p[..2].copy_from_slice(&code.to_be_bytes());
-        let mut r = reason.len().min(123);
-        while !reason.is_char_boundary(r) {
-            r -= 1;
+        ControlFrame {
+            opcode: OP_CLOSE,
+            code,
+            reason,
+            ping: [0; 8],
+            ping_len: 0,
+            mask,
         }
-        p[2..2 + r].copy_from_slice(&reason.as_bytes()[..r]);
-        ControlFrame::build(OP_CLOSE, &p[..2 + r], mask)
     }
 
-    /// A ping frame carrying `payload` (at most 125 bytes).
+    /// A ping frame carrying `payload` (at most 8 bytes).
     pub fn ping(payload: &[u8], mask: Option<[u8; 4]>) -> ControlFrame {
-        ControlFrame::build(OP_PING, payload, mask)
+        let n = payload.len().min(8);
+        let mut ping = [0u8; 8];
+        ping[..n].copy_from_slice(&payload[..n]);
+        ControlFrame {
+            opcode: OP_PING,
+            code: 0,
+            reason: "",
+            ping,
+            ping_len: n as u8,
+            mask,
+        }
     }
 
-    /// The bytes to write.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes[..self.len as usize]
+    /// Renders the frame into `out`; returns its length.
+    pub fn render(&self, out: &mut [u8; MAX_CONTROL_FRAME]) -> usize {
+        let mut p = [0u8; 125];
+        let plen = if self.opcode == OP_CLOSE {
+            p[..2].copy_from_slice(&self.code.to_be_bytes());
+            let mut r = self.reason.len().min(123);
+            while !self.reason.is_char_boundary(r) {
+                r -= 1;
+            }
+            p[2..2 + r].copy_from_slice(&self.reason.as_bytes()[..r]);
+            2 + r
+        } else {
+            let n = self.ping_len as usize;
+            p[..n].copy_from_slice(&self.ping[..n]);
+            n
+        };
+        out[0] = 0x80 | self.opcode;
+        out[1] = plen as u8 | if self.mask.is_some() { 0x80 } else { 0 };
+        let mut at = 2;
+        if let Some(m) = self.mask {
+            out[2..6].copy_from_slice(&m);
+            at = 6;
+        }
+        out[at..at + plen].copy_from_slice(&p[..plen]);
+        if let Some(m) = self.mask {
+            apply_mask(&mut out[at..at + plen], m, 0);
+        }
+        at + plen
+    }
+
+    /// The rendered bytes (for tests and logs).
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = [0u8; MAX_CONTROL_FRAME];
+        let n = self.render(&mut out);
+        out[..n].to_vec()
     }
 }
 

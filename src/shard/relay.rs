@@ -459,7 +459,9 @@ impl Pump {
         }
         if at_boundary {
             if let Some(c) = self.ctrl {
-                let bytes = c.as_bytes();
+                let mut frame = [0u8; frame::MAX_CONTROL_FRAME];
+                let n = c.render(&mut frame);
+                let bytes = &frame[..n];
                 while self.ctrl_pos < bytes.len() {
                     match dst.as_mut().poll_write(cx, &bytes[self.ctrl_pos..]) {
                         Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return self.dead_dst(),

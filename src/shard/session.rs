@@ -74,20 +74,28 @@ impl Drop for Registered {
     }
 }
 
-async fn respond(stream: &mut TcpStream, bytes: &[u8]) {
+/// Answers with a complete HTTP response and ends the connection (`None`:
+/// no session follows).
+async fn respond<T>(stream: &mut TcpStream, bytes: &[u8]) -> Option<T> {
     let _ = stream.write_all(bytes).await;
     let _ = stream.flush().await;
     let _ = stream.shutdown(std::net::Shutdown::Write).await;
+    None
 }
 
-async fn refuse(ctx: &ShardCtx, stream: &mut TcpStream, r: Refusal, retry_after: Option<u64>) {
+async fn refuse<T>(
+    ctx: &ShardCtx,
+    stream: &mut TcpStream,
+    r: Refusal,
+    retry_after: Option<u64>,
+) -> Option<T> {
     ctx.metrics.reject(r.reason);
     let body = handshake::reason_phrase(r.status);
     respond(
         stream,
         &handshake::simple_response(r.status, body, retry_after),
     )
-    .await;
+    .await
 }
 
 enum Read {
@@ -133,11 +141,40 @@ async fn read_request(ctx: &ShardCtx, stream: &mut TcpStream) -> Read {
 }
 
 /// Serves one accepted connection to its end.
-pub async fn serve(ctx: Rc<ShardCtx>, mut client: TcpStream, peer: SocketAddr) {
+pub async fn serve(ctx: Rc<ShardCtx>, client: TcpStream, peer: SocketAddr) {
+    // Boxed: the handshake's futures and buffers are freed once it is done, so
+    // they do not size the session task for its whole life.
+    let Some(est) = Box::pin(establish(&ctx, client, peer)).await else {
+        return;
+    };
+    Box::pin(relay(ctx, est, peer)).await;
+}
+
+/// What a successful handshake hands to the relay phase.
+struct Established {
+    client: TcpStream,
+    upstream: UpStream,
+    endpoint: std::sync::Arc<Endpoint>,
+    metrics: Rc<EndpointMetrics>,
+    slot: limits::Slot,
+    session_id: uuid::Uuid,
+    /// Bytes the client sent after its request.
+    early: Vec<u8>,
+    /// Bytes the target sent after its 101.
+    leftover: Vec<u8>,
+}
+
+/// Handshake → Admitted → Connecting upstream; `None` once answered with an error.
+async fn establish(
+    ctx: &Rc<ShardCtx>,
+    mut client: TcpStream,
+    peer: SocketAddr,
+) -> Option<Established> {
+    let ctx = ctx.clone();
     let (req, early) = match read_request(&ctx, &mut client).await {
         Read::Request(r, rest) => (r, rest),
         Read::Refused(r) => return refuse(&ctx, &mut client, r, None).await,
-        Read::Closed => return,
+        Read::Closed => return None,
     };
     let id = match &req.route {
         Route::Healthz => {
@@ -261,11 +298,34 @@ pub async fn serve(ctx: Rc<ShardCtx>, mut client: TcpStream, peer: SocketAddr) {
     let reply = handshake::switching_protocols(&req.key, protocol.as_deref());
     drop(protocol);
     if client.write_all(&reply).await.is_err() || client.flush().await.is_err() {
-        return; // the client left; dropping the upstream closes it
+        return None; // the client left; dropping the upstream closes it
     }
     let _ = client.set_nodelay(true);
 
-    // Relaying.
+    Some(Established {
+        client,
+        upstream: up_stream,
+        endpoint,
+        metrics,
+        slot,
+        session_id,
+        early,
+        leftover,
+    })
+}
+
+/// Relaying → Closing → Closed.
+async fn relay(ctx: Rc<ShardCtx>, est: Established, peer: SocketAddr) {
+    let Established {
+        client,
+        upstream,
+        endpoint,
+        metrics,
+        slot,
+        session_id,
+        early,
+        leftover,
+    } = est;
     let ctl = Rc::new(SessionCtl::new(&endpoint.cfg.id));
     let key = ctx.next_key();
     ctx.sessions.borrow_mut().insert(key, ctl.clone());
@@ -278,26 +338,15 @@ pub async fn serve(ctx: Rc<ShardCtx>, mut client: TcpStream, peer: SocketAddr) {
         key,
         metrics: metrics.clone(),
     };
-    tracing::debug!(endpoint = %endpoint.cfg.id, session = %session_id_text, client = %peer, "session started");
-    let mut relay = Relay::new(
-        &ctx,
-        endpoint.clone(),
-        metrics.clone(),
-        client,
-        up_stream,
-        ctl,
-    );
+    tracing::debug!(endpoint = %endpoint.cfg.id, session = %session_id, client = %peer, "session started");
+    let mut relay = Relay::new(&ctx, endpoint.clone(), metrics, client, upstream, ctl);
     relay.c2u.preload(&ctx.pool, &early);
     relay.u2c.preload(&ctx.pool, &leftover);
-    // Nothing from the handshake stays allocated while the session lives.
-    drop((early, leftover, reply));
-    drop(up_req);
-    drop(query);
-    drop(req);
+    drop((early, leftover));
     let end = (&mut relay).await;
     relay.c2u.finish(&ctx.pool);
     relay.u2c.finish(&ctx.pool);
-    tracing::debug!(endpoint = %endpoint.cfg.id, session = %session_id_text, code = end.0, reason = end.1, msgs_in = relay.c2u.messages, msgs_out = relay.u2c.messages, "session ended");
+    tracing::debug!(endpoint = %endpoint.cfg.id, session = %session_id, code = end.0, reason = end.1, msgs_in = relay.c2u.messages, msgs_out = relay.u2c.messages, "session ended");
     drop(slot);
 }
 
