@@ -15,7 +15,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncRead, AsyncWrite};
-use wsrelay::shard::frame::apply_mask;
+use wsrelay::shard::frame::encode;
 use wsrelay::shard::metrics::{ShardMetrics, IN, OUT};
 use wsrelay::shard::pool::BufPool;
 use wsrelay::shard::relay::{Env, Pump};
@@ -63,28 +63,16 @@ impl AsyncWrite for Sink {
 }
 
 fn frames(size: usize, count: usize, masked: bool) -> Vec<u8> {
-    let mut out = Vec::new();
     let payload: Vec<u8> = (0..size).map(|i| i as u8).collect();
+    let mut out = Vec::with_capacity(count * (size + 14));
     for _ in 0..count {
-        out.push(0x82);
-        let m = if masked { 0x80 } else { 0 };
-        match size {
-            n if n < 126 => out.push(m | n as u8),
-            n if n < 65536 => {
-                out.push(m | 126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                out.push(m | 127);
-                out.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        let mut p = payload.clone();
-        if masked {
-            out.extend_from_slice(&[0x11, 0x22, 0x33, 0x44]);
-            apply_mask(&mut p, [0x11, 0x22, 0x33, 0x44], 0);
-        }
-        out.extend_from_slice(&p);
+        encode(
+            &mut out,
+            true,
+            0x2,
+            &payload,
+            masked.then_some([0x11, 0x22, 0x33, 0x44]),
+        );
     }
     out
 }

@@ -305,13 +305,17 @@ async fn summary_loop(ctx: Rc<ShardCtx>) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_panicking_session_does_not_take_the_shard_down() {
-        let ex = glommio::LocalExecutorBuilder::default()
+    fn executor() -> glommio::LocalExecutor {
+        glommio::LocalExecutorBuilder::default()
             .io_memory(crate::admin::serve::IO_MEMORY)
             .ring_depth(crate::admin::serve::RING_DEPTH)
             .make()
-            .expect("executor");
+            .expect("executor")
+    }
+
+    #[test]
+    fn a_panicking_session_does_not_take_the_shard_down() {
+        let ex = executor();
         let panics = ex.run(async {
             let m = ShardMetrics::new();
             let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
@@ -327,18 +331,13 @@ mod tests {
         });
         assert_eq!(panics, 1);
     }
-}
-#[cfg(test)]
-mod size_tests {
+
     /// What an idle session costs is mostly its task: the handshake's and the
     /// connect's futures are boxed and freed once the relay starts, so the
     /// task that lives on is the small `serve` shell plus the relay state.
     #[test]
     fn the_long_lived_session_state_stays_small() {
-        let ex = glommio::LocalExecutorBuilder::default()
-            .io_memory(crate::admin::serve::IO_MEMORY)
-            .make()
-            .unwrap();
+        let ex = executor();
         let serve_size = ex.run(async {
             let l = glommio::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let a = l.local_addr().unwrap();

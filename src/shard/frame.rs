@@ -112,6 +112,33 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], phase: usize) {
     }
 }
 
+/// Appends one frame to `out` (header, masking key, payload masked with it).
+/// For peers wsrelay talks to in tests, benches and the load generator; the
+/// relay itself rewrites frames in place and never calls this.
+pub fn encode(out: &mut Vec<u8>, fin: bool, opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) {
+    out.push(if fin { 0x80 } else { 0 } | opcode);
+    let m = if mask.is_some() { 0x80 } else { 0 };
+    match payload.len() {
+        n if n < 126 => out.push(m | n as u8),
+        n if n < 65536 => {
+            out.push(m | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(m | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    if let Some(k) = mask {
+        out.extend_from_slice(&k);
+    }
+    let at = out.len();
+    out.extend_from_slice(payload);
+    if let Some(k) = mask {
+        apply_mask(&mut out[at..], k, 0);
+    }
+}
+
 /// Why a close payload is refused, with the close code to answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseError {

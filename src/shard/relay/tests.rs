@@ -66,25 +66,8 @@ impl AsyncWrite for Dst {
 }
 
 fn frame(fin: bool, opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
-    let mut v = vec![(if fin { 0x80 } else { 0 }) | opcode];
-    let m = if mask.is_some() { 0x80 } else { 0 };
-    match payload.len() {
-        n if n < 126 => v.push(m | n as u8),
-        n if n < 65536 => {
-            v.push(m | 126);
-            v.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            v.push(m | 127);
-            v.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    let mut p = payload.to_vec();
-    if let Some(k) = mask {
-        v.extend_from_slice(&k);
-        frame::apply_mask(&mut p, k, 0);
-    }
-    v.extend_from_slice(&p);
+    let mut v = Vec::new();
+    frame::encode(&mut v, fin, opcode, payload, mask);
     v
 }
 
