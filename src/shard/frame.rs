@@ -112,13 +112,11 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], phase: usize) {
     }
 }
 
-/// Appends one frame to `out` (header, masking key, payload masked with it).
-/// For peers wsrelay talks to in tests, benches and the load generator; the
-/// relay itself rewrites frames in place and never calls this.
-pub fn encode(out: &mut Vec<u8>, fin: bool, opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) {
+/// Appends a frame header for a payload of `len` bytes to `out`.
+pub fn encode_header(out: &mut Vec<u8>, fin: bool, opcode: u8, len: usize, mask: Option<[u8; 4]>) {
     out.push(if fin { 0x80 } else { 0 } | opcode);
     let m = if mask.is_some() { 0x80 } else { 0 };
-    match payload.len() {
+    match len {
         n if n < 126 => out.push(m | n as u8),
         n if n < 65536 => {
             out.push(m | 126);
@@ -132,6 +130,13 @@ pub fn encode(out: &mut Vec<u8>, fin: bool, opcode: u8, payload: &[u8], mask: Op
     if let Some(k) = mask {
         out.extend_from_slice(&k);
     }
+}
+
+/// Appends one frame to `out` (header, masking key, payload masked with it).
+/// For peers wsrelay talks to in tests, benches and the load generator; the
+/// relay itself rewrites frames in place and never calls this.
+pub fn encode(out: &mut Vec<u8>, fin: bool, opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) {
+    encode_header(out, fin, opcode, payload.len(), mask);
     let at = out.len();
     out.extend_from_slice(payload);
     if let Some(k) = mask {
