@@ -73,6 +73,9 @@ pub struct ServerConfig {
     /// PEM file with extra CA certificates trusted for `wss://` targets
     /// (in addition to the webpki roots). Default: none.
     pub upstream_ca_file: String,
+    /// Microseconds a shard keeps polling for work before it sleeps; trades
+    /// CPU for wake-up latency. 0 (default) sleeps at once.
+    pub spin_before_park_us: u64,
 }
 
 impl Default for ServerConfig {
@@ -86,6 +89,7 @@ impl Default for ServerConfig {
             drain_timeout_ms: 30_000,
             summary_interval_s: 10,
             upstream_ca_file: String::new(),
+            spin_before_park_us: 0,
         }
     }
 }
@@ -433,6 +437,9 @@ impl Config {
         parse_addr(&self.server.admin_listen, "server.admin_listen")?;
         if !self.server.cpus.trim().is_empty() {
             parse_cpu_list(&self.server.cpus).map_err(|m| invalid("server.cpus", m))?;
+        }
+        if self.server.spin_before_park_us > 10_000 {
+            return Err(invalid("server.spin_before_park_us", "must be 0-10000"));
         }
         if self.server.shards > 1024 {
             return Err(invalid("server.shards", "must be 0-1024"));

@@ -63,6 +63,10 @@ struct Load {
     /// Label for the report (e.g. the target's name).
     #[arg(long, default_value = "run")]
     label: String,
+    /// A process (the proxy) whose CPU time over the measurement window is
+    /// reported, with messages per CPU-second.
+    #[arg(long)]
+    proxy_pid: Option<u32>,
 }
 
 #[derive(Subcommand)]
@@ -191,6 +195,7 @@ async fn run_messages(
         stop: measure_from + c.duration,
     };
     let progress = glommio::spawn_local(report::progress(stats.clone(), start, clock.stop, mode));
+    let cpu = glommio::spawn_local(run::cpu_over_window(l.proxy_pid, clock));
     let tasks: Vec<_> = (0..c.connections)
         .map(|i| {
             glommio::spawn_local(run::connection(
@@ -207,6 +212,8 @@ async fn run_messages(
         t.await;
     }
     drop(progress);
+    let mut extra = extra;
+    add_cpu(&mut extra, cpu.await, stats.measured.get());
     finish(mode, &l, &stats, c.duration, extra)
 }
 
@@ -226,6 +233,7 @@ async fn run_connect(l: Load) -> Result<(), String> {
         clock.stop,
         "connect",
     ));
+    let cpu = glommio::spawn_local(run::cpu_over_window(l.proxy_pid, clock));
     let tasks: Vec<_> = (0..c.connections)
         .map(|_| glommio::spawn_local(run::connect_worker(c.clone(), clock, stats.clone())))
         .collect();
@@ -233,7 +241,19 @@ async fn run_connect(l: Load) -> Result<(), String> {
         t.await;
     }
     drop(progress);
-    finish("connect", &l, &stats, c.duration, vec![])
+    let mut extra = vec![];
+    add_cpu(&mut extra, cpu.await, stats.measured.get());
+    finish("connect", &l, &stats, c.duration, extra)
+}
+
+/// Adds the proxy's CPU seconds over the window and work per CPU-second.
+fn add_cpu(extra: &mut Vec<(&'static str, serde_json::Value)>, cpu_s: Option<f64>, measured: u64) {
+    if let Some(cpu) = cpu_s {
+        extra.push(("proxy_cpu_s", ((cpu * 1000.0).round() / 1000.0).into()));
+        if cpu > 0.0 {
+            extra.push(("per_proxy_cpu_s", (measured as f64 / cpu).round().into()));
+        }
+    }
 }
 
 async fn run_idle(l: Load, hold: f64, pid: Option<u32>) -> Result<(), String> {

@@ -192,6 +192,7 @@ pub fn run(mut cfg: Config, path: Option<std::path::PathBuf>) -> Result<(), Star
             .name(&format!("shard-{id}"))
             .io_memory(IO_MEMORY)
             .ring_depth(RING_DEPTH)
+            .spin_before_park(Duration::from_micros(cfg.server.spin_before_park_us))
             .spawn(move || shard::run(spec))
             .map_err(|e| StartError(format!("shard {id} on CPU {cpu} failed to start: {e}")))?;
         handles.push(h);

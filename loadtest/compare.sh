@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+# Side-by-side comparison on one machine: a direct connection to the echo
+# target, nginx (1 worker), HAProxy (1 thread) and wsrelay (1 shard). Every
+# proxy is pinned to CPU 0; the load generator and the echo target share CPU 1.
+# Targets alternate within each repetition; each scenario runs REPS times.
+#
+#   loadtest/compare.sh                  # full run (~15 min)
+#   DURATION=3 REPS=3 IDLE_N=2000 loadtest/compare.sh   # quicker
+#
+# Environment: DURATION (s, default 10), WARMUP (s, 2), REPS (3), IDLE_N (5000),
+# OUT (target/compare), SCENARIOS (default: all; e.g. "lat10k tp64").
+# Output: $OUT/results.ndjson (one JSON line per run), $OUT/summary.md (medians
+# and wsrelay's ratios), $OUT/latency-10k.svg and latency-40k.svg.
+# Only loopback is used; every run is bounded in time and stops by itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+OUT=${OUT:-$ROOT/target/compare}
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+REPS=${REPS:-3}
+IDLE_N=${IDLE_N:-5000}
+SCENARIOS=${SCENARIOS:-"lat10k lat40k tp64 tp16k connect idle"}
+PROXY_CPU=0
+LOAD_CPU=1
+ECHO_PORT=19401 NGINX_PORT=19402 HAPROXY_PORT=19403 WSRELAY_PORT=19404
+
+mkdir -p "$OUT/hgrm"
+rm -f "$OUT/results.ndjson" "$OUT"/hgrm/*.hgrm
+
+need=()
+command -v nginx >/dev/null || need+=(nginx)
+command -v haproxy >/dev/null || need+=(haproxy)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "compare: installing ${need[*]} from Debian" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+cargo build --release -q -p wsrelay -p wsrelay-loadtest
+LT=$ROOT/target/release/wsrelay-loadtest
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+wait_port() {
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "compare: nothing listens on port $1" >&2
+  exit 1
+}
+
+# Echo target (CPU 1).
+taskset -c $LOAD_CPU "$LT" echo --listen 127.0.0.1:$ECHO_PORT >"$OUT/echo.log" 2>&1 &
+pids+=($!)
+wait_port $ECHO_PORT
+
+# nginx: one worker pinned to CPU 0.
+cat >"$OUT/nginx.conf" <<EOF
+worker_processes 1;
+worker_cpu_affinity 1;
+worker_rlimit_nofile 20000;
+daemon off;
+pid $OUT/nginx.pid;
+error_log $OUT/nginx-error.log warn;
+events { worker_connections 16000; }
+http {
+  access_log off;
+  map \$http_upgrade \$connection_upgrade { default upgrade; '' close; }
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location / {
+      proxy_pass http://127.0.0.1:$ECHO_PORT;
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade \$http_upgrade;
+      proxy_set_header Connection \$connection_upgrade;
+      proxy_read_timeout 600s;
+      proxy_send_timeout 600s;
+    }
+  }
+}
+EOF
+taskset -c $PROXY_CPU nginx -c "$OUT/nginx.conf" -e "$OUT/nginx-error.log" &
+pids+=($!)
+NGINX_MASTER=$!
+wait_port $NGINX_PORT
+NGINX_PID=$(pgrep -P "$NGINX_MASTER" | head -1)
+
+# HAProxy: one thread pinned to CPU 0.
+cat >"$OUT/haproxy.cfg" <<EOF
+global
+  nbthread 1
+  maxconn 9000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 600s
+  timeout server 600s
+  timeout tunnel 600s
+frontend fe
+  bind 127.0.0.1:$HAPROXY_PORT
+  default_backend be
+backend be
+  server echo 127.0.0.1:$ECHO_PORT
+EOF
+taskset -c $PROXY_CPU haproxy -db -f "$OUT/haproxy.cfg" >"$OUT/haproxy.log" 2>&1 &
+pids+=($!)
+HAPROXY_PID=$!
+wait_port $HAPROXY_PORT
+
+# wsrelay: one shard on CPU 0.
+cat >"$OUT/wsrelay.toml" <<EOF
+[server]
+listen = "127.0.0.1:$WSRELAY_PORT"
+admin_listen = "127.0.0.1:0"
+shards = 1
+cpus = "$PROXY_CPU"
+summary_interval_s = 0
+[limits]
+max_connections = 20000
+[heartbeat]
+ping_interval_ms = 600000
+[[endpoints]]
+id = "echo"
+target_url = "ws://127.0.0.1:$ECHO_PORT/"
+limits = { max_connections = 20000, max_message_size = 1048576, timeout_ms = 600000 }
+EOF
+taskset -c $PROXY_CPU "$ROOT/target/release/wsrelay" serve --config "$OUT/wsrelay.toml" >"$OUT/wsrelay.out" 2>"$OUT/wsrelay.log" &
+pids+=($!)
+WSRELAY_PID=$!
+wait_port $WSRELAY_PORT
+
+url_of() {
+  case $1 in
+    direct) echo "ws://127.0.0.1:$ECHO_PORT/" ;;
+    nginx) echo "ws://127.0.0.1:$NGINX_PORT/" ;;
+    haproxy) echo "ws://127.0.0.1:$HAPROXY_PORT/" ;;
+    wsrelay) echo "ws://127.0.0.1:$WSRELAY_PORT/ws/echo" ;;
+  esac
+}
+pid_of() {
+  case $1 in
+    direct) echo "" ;;
+    nginx) echo "$NGINX_PID" ;;
+    haproxy) echo "$HAPROXY_PID" ;;
+    wsrelay) echo "$WSRELAY_PID" ;;
+  esac
+}
+
+run() { # scenario target rep
+  local s=$1 t=$2 rep=$3 url pid args
+  url=$(url_of "$t")
+  pid=$(pid_of "$t")
+  local common=(--url "$url" --label "$t" -d "$DURATION" --warmup "$WARMUP")
+  [ -n "$pid" ] && common+=(--proxy-pid "$pid")
+  case $s in
+    lat10k) args=(latency "${common[@]}" -c 100 -s 64 -r 10000 --hgrm "$OUT/hgrm/$s-$t-$rep.hgrm") ;;
+    lat40k) args=(latency "${common[@]}" -c 100 -s 64 -r 40000 --hgrm "$OUT/hgrm/$s-$t-$rep.hgrm") ;;
+    tp64) args=(throughput "${common[@]}" -c 100 -w 16 -s 64) ;;
+    tp16k) args=(throughput "${common[@]}" -c 100 -w 16 -s 16384) ;;
+    connect) args=(connect "${common[@]}" -c 50) ;;
+    idle)
+      [ -n "$pid" ] || return 0
+      args=(idle --url "$url" --label "$t" -c "$IDLE_N" --ramp 3 --hold 1 --pid "$pid" -d 1 --warmup 0) ;;
+  esac
+  local line
+  line=$(taskset -c $LOAD_CPU "$LT" "${args[@]}" 2>"$OUT/last-run.log" | tail -1)
+  python3 - "$s" "$t" "$rep" "$line" >>"$OUT/results.ndjson" <<'PY'
+import json, sys
+s, t, rep, line = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+d = json.loads(line)
+d.update(scenario=s, target=t, rep=rep)
+print(json.dumps(d))
+PY
+  printf 'compare: %-8s %-8s rep %d: %s\n' "$s" "$t" "$rep" "$(tail -1 "$OUT/results.ndjson" | python3 -c 'import json,sys; d=json.load(sys.stdin); print("p50=%sus p99=%sus rate=%s/s cpu=%s per_cpu_s=%s bytes/session=%s errors=%s" % (d.get("p50_us"), d.get("p99_us"), d.get("rate_per_s"), d.get("proxy_cpu_s"), d.get("per_proxy_cpu_s"), d.get("bytes_per_session"), d.get("errors")))')" >&2
+}
+
+targets=(direct nginx haproxy wsrelay)
+for rep in $(seq 1 "$REPS"); do
+  for s in $SCENARIOS; do
+    # Rotate the order each repetition so no target always runs first.
+    n=${#targets[@]}
+    for i in $(seq 0 $((n - 1))); do
+      run "$s" "${targets[$(((i + rep) % n))]}" "$rep"
+    done
+  done
+done
+
+python3 "$ROOT/loadtest/summarize.py" "$OUT" | tee "$OUT/summary.md"
+for s in lat10k lat40k; do
+  files=()
+  for t in "${targets[@]}"; do
+    f=$(python3 "$ROOT/loadtest/summarize.py" "$OUT" --median-hgrm "$s" "$t" || true)
+    [ -n "$f" ] && files+=("$t=$f")
+  done
+  if [ ${#files[@]} -gt 0 ]; then
+    "$LT" plot -o "$OUT/latency-${s#lat}.svg" --title "Latency by percentile, ${s#lat} msgs/s, 100 connections, 64 B (median run)" "${files[@]}"
+  fi
+done
+echo "compare: results in $OUT (summary.md, results.ndjson, latency-*.svg)"
