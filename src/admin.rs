@@ -2,5 +2,6 @@
 //! the shards, turns signals into drain commands and serves the built-in echo
 //! target. (The admin API, store and telemetry join it later.)
 
+pub mod check_host;
 pub mod echo;
 pub mod serve;

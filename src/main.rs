@@ -20,6 +20,18 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Report sysctls and limits that are under-tuned for N connections.
+    CheckHost {
+        /// Relayed sessions the host should carry.
+        #[arg(long, default_value_t = 100_000)]
+        connections: u64,
+        /// Shards (for locked memory); default: one per CPU this process may use.
+        #[arg(long)]
+        shards: Option<u64>,
+        /// Read from this directory instead of /proc (for tests).
+        #[arg(long, default_value = "/proc", hide = true)]
+        proc_root: PathBuf,
+    },
 }
 
 fn init_logging() {
@@ -46,6 +58,18 @@ fn main() -> ExitCode {
     };
     init_logging();
     match cli.command {
+        Command::CheckHost {
+            connections,
+            shards,
+            proc_root,
+        } => {
+            let shards = shards.unwrap_or(wsrelay::sys::allowed_cpus().len() as u64);
+            if wsrelay::admin::check_host::run(&proc_root, connections, shards) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
         Command::Serve { config } => {
             let cfg = match wsrelay::config::Config::load(config.as_deref()) {
                 Ok(c) => c,

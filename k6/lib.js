@@ -1,0 +1,64 @@
+// Shared session logic for the wsrelay k6 scenarios (k6/experimental/websockets).
+// Each virtual user opens one WebSocket through wsrelay, sends MESSAGES
+// messages INTERVAL_MS apart, measures each echo's round trip, then closes.
+//
+// Environment: WSRELAY_URL (default ws://127.0.0.1:8080/ws/echo),
+// MESSAGES (20), INTERVAL_MS (500), SIZE (64 bytes of payload).
+import { WebSocket } from 'k6/experimental/websockets';
+import { setTimeout } from 'k6/timers';
+import { Trend, Rate, Counter } from 'k6/metrics';
+
+export const URL = __ENV.WSRELAY_URL || 'ws://127.0.0.1:8080/ws/echo';
+const MESSAGES = Number(__ENV.MESSAGES || 20);
+const INTERVAL_MS = Number(__ENV.INTERVAL_MS || 500);
+const SIZE = Number(__ENV.SIZE || 64);
+
+export const connectTime = new Trend('ws_connect_time', true);
+export const roundTrip = new Trend('ws_round_trip', true);
+export const sessionErrors = new Rate('ws_session_errors');
+export const messagesEchoed = new Counter('ws_messages_echoed');
+
+// Thresholds every scenario shares; each can be tightened by environment.
+export const thresholds = {
+  ws_connect_time: [`p(95)<${__ENV.MAX_CONNECT_P95_MS || 1000}`],
+  ws_round_trip: [`p(99)<${__ENV.MAX_RTT_P99_MS || 500}`],
+  ws_session_errors: [`rate<${__ENV.MAX_ERROR_RATE || 0.01}`],
+};
+
+const pad = 'x'.repeat(Math.max(0, SIZE - 32));
+
+export function session() {
+  const started = Date.now();
+  const ws = new WebSocket(URL);
+  let sent = 0;
+  let echoed = 0;
+  let failed = false;
+
+  const sendNext = () => {
+    if (sent >= MESSAGES || ws.readyState !== 1) return;
+    ws.send(JSON.stringify({ t: Date.now(), i: sent, p: pad }));
+    sent += 1;
+  };
+
+  ws.onopen = () => {
+    connectTime.add(Date.now() - started);
+    sendNext();
+  };
+  ws.onmessage = (e) => {
+    const m = JSON.parse(e.data);
+    roundTrip.add(Date.now() - m.t);
+    messagesEchoed.add(1);
+    echoed += 1;
+    if (echoed >= MESSAGES) {
+      ws.close();
+    } else {
+      setTimeout(sendNext, INTERVAL_MS);
+    }
+  };
+  ws.onerror = () => {
+    failed = true;
+  };
+  ws.onclose = () => {
+    sessionErrors.add(failed || echoed < MESSAGES);
+  };
+}
