@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
 # Side-by-side comparison on one machine: a direct connection to the echo
-# target, nginx (1 worker), HAProxy (1 thread) and wsrelay (1 shard). Every
-# proxy is pinned to CPU 0; the load generator and the echo target share CPU 1.
-# Targets alternate within each repetition; each scenario runs REPS times.
+# target, nginx (1 worker), HAProxy (1 thread) and wsrelay (1 shard), plus
+# "wsrelay-spin" (the same with spin_before_park_us = WSRELAY_SPIN_US, latency
+# scenarios only). Every proxy is pinned to CPU 0; the load generator and the
+# echo target share CPU 1. Targets alternate within each repetition; each
+# scenario runs REPS times. Memory per idle session is read from a freshly
+# started proxy.
 #
 #   loadtest/compare.sh                  # full run (~15 min)
 #   DURATION=3 REPS=3 IDLE_N=2000 loadtest/compare.sh   # quicker
 #
 # Environment: DURATION (s, default 10), WARMUP (s, 2), REPS (3), IDLE_N (5000),
-# OUT (target/compare), SCENARIOS (default: all; e.g. "lat10k tp64").
-# Output: $OUT/results.ndjson (one JSON line per run), $OUT/summary.md (medians
-# and wsrelay's ratios), $OUT/latency-10k.svg and latency-40k.svg.
+# WSRELAY_SPIN_US (200; 0 leaves wsrelay-spin out),
+# OUT (target/compare), SCENARIOS (default: all; e.g. "lat10k tp64"), TARGETS
+# (default: direct nginx haproxy wsrelay wsrelay-spin).
+# Output: $OUT/results.ndjson (one JSON line per run), $OUT/summary.md (medians,
+# wsrelay's ratios, and each issue target met or not), $OUT/latency-10k.svg
+# and latency-40k.svg.
 # Only loopback is used; every run is bounded in time and stops by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,13 +26,14 @@ DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 REPS=${REPS:-3}
 IDLE_N=${IDLE_N:-5000}
+WSRELAY_SPIN_US=${WSRELAY_SPIN_US:-200}
 SCENARIOS=${SCENARIOS:-"lat10k lat40k tp64 tp16k connect idle"}
 PROXY_CPU=0
 LOAD_CPU=1
-ECHO_PORT=19401 NGINX_PORT=19402 HAPROXY_PORT=19403 WSRELAY_PORT=19404
+ECHO_PORT=19401 NGINX_PORT=19402 HAPROXY_PORT=19403 WSRELAY_PORT=19404 SPIN_PORT=19405
 
 mkdir -p "$OUT/hgrm"
-rm -f "$OUT/results.ndjson" "$OUT"/hgrm/*.hgrm
+rm -f "$OUT/results.ndjson" "$OUT"/hgrm/*.hgrm "$OUT/wsrelay.log"
 
 need=()
 command -v nginx >/dev/null || need+=(nginx)
@@ -81,11 +88,14 @@ http {
   }
 }
 EOF
-taskset -c $PROXY_CPU nginx -c "$OUT/nginx.conf" -e "$OUT/nginx-error.log" &
-pids+=($!)
-NGINX_MASTER=$!
-wait_port $NGINX_PORT
-NGINX_PID=$(pgrep -P "$NGINX_MASTER" | head -1)
+start_nginx() {
+  taskset -c $PROXY_CPU nginx -c "$OUT/nginx.conf" -e "$OUT/nginx-error.log" &
+  NGINX_MASTER=$!
+  pids+=($NGINX_MASTER)
+  wait_port $NGINX_PORT
+  NGINX_PID=$(pgrep -P "$NGINX_MASTER" | head -1)
+}
+start_nginx
 
 # HAProxy: one thread pinned to CPU 0.
 cat >"$OUT/haproxy.cfg" <<EOF
@@ -104,10 +114,13 @@ frontend fe
 backend be
   server echo 127.0.0.1:$ECHO_PORT
 EOF
-taskset -c $PROXY_CPU haproxy -db -f "$OUT/haproxy.cfg" >"$OUT/haproxy.log" 2>&1 &
-pids+=($!)
-HAPROXY_PID=$!
-wait_port $HAPROXY_PORT
+start_haproxy() {
+  taskset -c $PROXY_CPU haproxy -db -f "$OUT/haproxy.cfg" >"$OUT/haproxy.log" 2>&1 &
+  HAPROXY_PID=$!
+  pids+=($HAPROXY_PID)
+  wait_port $HAPROXY_PORT
+}
+start_haproxy
 
 # wsrelay: one shard on CPU 0.
 cat >"$OUT/wsrelay.toml" <<EOF
@@ -126,10 +139,49 @@ id = "echo"
 target_url = "ws://127.0.0.1:$ECHO_PORT/"
 limits = { max_connections = 20000, max_message_size = 1048576, timeout_ms = 600000 }
 EOF
-taskset -c $PROXY_CPU "$ROOT/target/release/wsrelay" serve --config "$OUT/wsrelay.toml" >"$OUT/wsrelay.out" 2>"$OUT/wsrelay.log" &
-pids+=($!)
-WSRELAY_PID=$!
-wait_port $WSRELAY_PORT
+start_wsrelay() {
+  taskset -c $PROXY_CPU "$ROOT/target/release/wsrelay" serve --config "$OUT/wsrelay.toml" >"$OUT/wsrelay.out" 2>>"$OUT/wsrelay.log" &
+  WSRELAY_PID=$!
+  pids+=($WSRELAY_PID)
+  wait_port $WSRELAY_PORT
+}
+start_wsrelay
+
+# wsrelay-spin: the same, but a shard that runs out of work keeps polling for
+# spin_before_park_us before it sleeps (latency scenarios only).
+sed -e "s/^listen = .*/listen = \"127.0.0.1:$SPIN_PORT\"/" \
+  -e "s/^summary_interval_s = 0/summary_interval_s = 0\nspin_before_park_us = $WSRELAY_SPIN_US/" \
+  "$OUT/wsrelay.toml" >"$OUT/wsrelay-spin.toml"
+start_wsrelay_spin() {
+  taskset -c $PROXY_CPU "$ROOT/target/release/wsrelay" serve --config "$OUT/wsrelay-spin.toml" >/dev/null 2>>"$OUT/wsrelay.log" &
+  SPIN_PID=$!
+  pids+=($SPIN_PID)
+  wait_port $SPIN_PORT
+}
+[ "$WSRELAY_SPIN_US" = 0 ] || start_wsrelay_spin
+
+# Memory per idle session is measured on a fresh process: a proxy that already
+# served (and freed) thousands of sessions reuses that memory, and its RSS would
+# hardly grow.
+restart() {
+  local pid
+  case $1 in
+    nginx) pid=$NGINX_MASTER ;;
+    haproxy) pid=$HAPROXY_PID ;;
+    wsrelay) pid=$WSRELAY_PID ;;
+    *) return 0 ;;
+  esac
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$(port_of "$1")") 2>/dev/null || break
+    sleep 0.05
+  done
+  "start_$1"
+}
+port_of() {
+  case $1 in nginx) echo $NGINX_PORT ;; haproxy) echo $HAPROXY_PORT ;; wsrelay) echo $WSRELAY_PORT ;; esac
+}
 
 url_of() {
   case $1 in
@@ -137,6 +189,7 @@ url_of() {
     nginx) echo "ws://127.0.0.1:$NGINX_PORT/" ;;
     haproxy) echo "ws://127.0.0.1:$HAPROXY_PORT/" ;;
     wsrelay) echo "ws://127.0.0.1:$WSRELAY_PORT/ws/echo" ;;
+    wsrelay-spin) echo "ws://127.0.0.1:$SPIN_PORT/ws/echo" ;;
   esac
 }
 pid_of() {
@@ -145,11 +198,14 @@ pid_of() {
     nginx) echo "$NGINX_PID" ;;
     haproxy) echo "$HAPROXY_PID" ;;
     wsrelay) echo "$WSRELAY_PID" ;;
+    wsrelay-spin) echo "$SPIN_PID" ;;
   esac
 }
 
 run() { # scenario target rep
   local s=$1 t=$2 rep=$3 url pid args
+  # wsrelay-spin: latency scenarios only; WSRELAY_SPIN_US=0 leaves it out.
+  [ "$t" != wsrelay-spin ] || { [[ $s == lat* ]] && [ "$WSRELAY_SPIN_US" != 0 ]; } || return 0
   url=$(url_of "$t")
   pid=$(pid_of "$t")
   local common=(--url "$url" --label "$t" -d "$DURATION" --warmup "$WARMUP")
@@ -162,6 +218,8 @@ run() { # scenario target rep
     connect) args=(connect "${common[@]}" -c 50) ;;
     idle)
       [ -n "$pid" ] || return 0
+      restart "$t"
+      pid=$(pid_of "$t")
       args=(idle --url "$url" --label "$t" -c "$IDLE_N" --ramp 3 --hold 1 --pid "$pid" -d 1 --warmup 0) ;;
   esac
   local line
@@ -176,7 +234,7 @@ PY
   printf 'compare: %-8s %-8s rep %d: %s\n' "$s" "$t" "$rep" "$(tail -1 "$OUT/results.ndjson" | python3 -c 'import json,sys; d=json.load(sys.stdin); print("p50=%sus p99=%sus rate=%s/s cpu=%s per_cpu_s=%s bytes/session=%s errors=%s" % (d.get("p50_us"), d.get("p99_us"), d.get("rate_per_s"), d.get("proxy_cpu_s"), d.get("per_proxy_cpu_s"), d.get("bytes_per_session"), d.get("errors")))')" >&2
 }
 
-targets=(direct nginx haproxy wsrelay)
+read -r -a targets <<<"${TARGETS:-direct nginx haproxy wsrelay wsrelay-spin}"
 for rep in $(seq 1 "$REPS"); do
   for s in $SCENARIOS; do
     # Rotate the order each repetition so no target always runs first.

@@ -108,3 +108,55 @@ fn an_unreadable_tree_reports_every_setting() {
     assert_eq!(findings.len(), checked);
     assert!(findings.iter().all(|f| f.current == "unreadable"));
 }
+
+/// The shipped deploy files are what check-host asks for: a host with
+/// `deploy/sysctl.d/60-wsrelay.conf` applied and the unit's limits has no
+/// finding, every sysctl fix names a key of that file, and every setting in
+/// the file carries a comment.
+#[test]
+fn the_deploy_files_fix_every_finding() {
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let sysctl_conf = std::fs::read_to_string(deploy.join("sysctl.d/60-wsrelay.conf")).unwrap();
+    let mut sysctls = Vec::new();
+    let mut previous_was_comment = false;
+    for line in sysctl_conf.lines().map(str::trim) {
+        if let Some((key, value)) = line.split_once('=').filter(|_| !line.starts_with('#')) {
+            assert!(previous_was_comment, "no comment above `{line}`");
+            sysctls.push((key.trim().to_string(), value.trim().replace(' ', "\t")));
+        }
+        previous_was_comment = line.starts_with('#');
+    }
+    let unit = std::fs::read_to_string(deploy.join("wsrelay.service")).unwrap();
+    let unit_value = |key: &str| {
+        unit.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("{key} missing from wsrelay.service"))
+            .trim()
+            .to_string()
+    };
+    let nofile = unit_value("LimitNOFILE=");
+    let memlock = unit_value("LimitMEMLOCK=");
+    let memlock_bytes = memlock.strip_suffix('M').unwrap().parse::<u64>().unwrap() << 20;
+
+    let pairs: Vec<(&str, &str)> = sysctls
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let (root, host) = fake_proc(&pairs, &nofile, &memlock_bytes.to_string());
+    let (findings, _) = check(&host, 100_000, 2);
+    assert!(findings.is_empty(), "{findings:?}");
+    let _ = std::fs::remove_dir_all(root);
+
+    let nowhere = HostView {
+        proc_root: PathBuf::from("/nonexistent/proc"),
+    };
+    for f in check(&nowhere, 100_000, 2).0 {
+        if let Some(rest) = f.fix.strip_prefix("sysctl -w ") {
+            let key = rest.split('=').next().unwrap();
+            assert!(
+                sysctls.iter().any(|(k, _)| k == key),
+                "{key} is not set by deploy/sysctl.d/60-wsrelay.conf"
+            );
+        }
+    }
+}

@@ -1501,6 +1501,10 @@ impl LocalExecutor {
                                     .expect("Failed to park! This is actually pretty bad!");
                                 break;
                             }
+                            // wsrelay: let kernel threads that share this CPU
+                            // (softirq, kworkers) run instead of waiting for the
+                            // end of our time slice.
+                            std::thread::yield_now();
                         }
                         // reset the timer for deduct spin loop time
                         pre_time = Instant::now();

@@ -94,6 +94,9 @@ bitflags::bitflags! {
         const ATTACH_WQ = 1 << 5;
         /// Run task work cooperatively, without an IPI per completion (5.19).
         const COOP_TASKRUN = 1 << 8;
+        /// With COOP_TASKRUN: the kernel sets IORING_SQ_TASKRUN in the SQ
+        /// ring's flags while task work is pending (5.19).
+        const TASKRUN_FLAG = 1 << 9;
     }
 }
 

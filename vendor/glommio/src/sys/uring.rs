@@ -742,9 +742,13 @@ pub(crate) trait UringCommon {
             .or_else(Reactor::busy_ok)
             .or_else(Reactor::again_ok)
             .or_else(Reactor::intr_ok)?;
+        self.run_pending_task_work();
         self.consume_completion_queue(woke);
         Ok(())
     }
+
+    /// Runs task work the kernel holds for this ring (see SleepableRing).
+    fn run_pending_task_work(&mut self) {}
 }
 
 struct PollRing {
@@ -905,11 +909,21 @@ impl SleepableRing {
         assert!(*IO_URING_RECENT_ENOUGH);
         // COOP_TASKRUN (Linux 5.19): completions for this thread are run when it
         // next enters the kernel instead of interrupting it with an IPI each.
+        // TASKRUN_FLAG: the kernel flags pending task work in the SQ ring, so
+        // a spinning executor (spin_before_park), which makes no syscall,
+        // knows when to enter the kernel to have its completions posted.
         let ring = iou::IoUring::new_with_flags(
             size as _,
-            iou::SetupFlags::COOP_TASKRUN,
+            iou::SetupFlags::COOP_TASKRUN | iou::SetupFlags::TASKRUN_FLAG,
             iou::SetupFeatures::empty(),
         )
+        .or_else(|_| {
+            iou::IoUring::new_with_flags(
+                size as _,
+                iou::SetupFlags::COOP_TASKRUN,
+                iou::SetupFeatures::empty(),
+            )
+        })
         .or_else(|_| iou::IoUring::new(size as _))?;
         Ok(SleepableRing {
             ring,
@@ -1116,6 +1130,30 @@ impl SleepableRing {
 }
 
 impl UringCommon for SleepableRing {
+    /// With COOP_TASKRUN, completions wait as task work until this thread
+    /// enters the kernel. When the kernel flags pending task work
+    /// (IORING_SQ_TASKRUN), enter it without waiting so the completions are
+    /// posted now rather than when the executor next submits or parks.
+    fn run_pending_task_work(&mut self) {
+        let raw = self.ring.raw();
+        // SAFETY: kflags points into the SQ ring mapping, valid for the
+        // ring's lifetime; the kernel writes it concurrently, hence volatile.
+        let flags = unsafe { std::ptr::read_volatile(raw.sq.kflags) };
+        if flags & uring_sys::IORING_SQ_TASKRUN != 0 {
+            // SAFETY: a plain io_uring_enter on our own ring fd: nothing to
+            // submit, wait for nothing, just run task work.
+            unsafe {
+                uring_sys::syscalls::io_uring_enter(
+                    raw.ring_fd,
+                    0,
+                    0,
+                    uring_sys::IORING_ENTER_GETEVENTS,
+                    std::ptr::null(),
+                );
+            }
+        }
+    }
+
     fn name(&self) -> &'static str {
         self.name
     }
