@@ -6,6 +6,7 @@
 # process.
 #
 #   loadtest/artillery.sh ramp|stress|spike|smoke [artillery run options…]
+#   loadtest/artillery.sh install        # only install
 #
 # Environment (defaults per scenario): WSRELAY_URL (ws://127.0.0.1:8080/ws/echo),
 # USERS (1000 | 2000 | 5000 | 20), BASE (spike: 100), MESSAGES (20),
@@ -23,8 +24,9 @@ if [ ! -x "$ART/node_modules/.bin/artillery" ]; then
   npm install --prefix "$ART" --ignore-scripts --no-audit --no-fund \
     --no-update-notifier --loglevel=error "artillery@$VERSION" >&2
 fi
-scenario=${1:?usage: loadtest/artillery.sh ramp|stress|spike|smoke [options]}
+scenario=${1:?usage: loadtest/artillery.sh ramp|stress|spike|smoke|install [options]}
 shift
+[ "$scenario" != install ] || exit 0
 case $scenario in
   ramp)   : "${USERS:=1000}" "${RAMP_S:=120}" "${DURATION_S:=180}" ;;
   stress) : "${USERS:=2000}" "${RAMP_S:=60}" "${DURATION_S:=600}" ;;

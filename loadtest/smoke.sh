@@ -22,6 +22,9 @@ DATA=$(sed -n 's/.*data=\([^ ]*\).*/\1/p' <<<"$ready")
 GOOD=ws://$DATA/ws/echo
 BAD=ws://$DATA/ws/no-such-endpoint
 
+# Install first, so the 60 s bound covers only the runs.
+k6/run.sh install
+loadtest/artillery.sh install
 bounded() { timeout --kill-after=5 60 "$@"; }
 
 echo "smoke: k6 ramp (50 users) against $GOOD"
