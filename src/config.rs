@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// A configuration problem, reported as one line naming the key.
 #[derive(Debug, thiserror::Error)]
@@ -148,7 +148,7 @@ impl Default for HeartbeatConfig {
 }
 
 /// One `[[endpoints]]` entry (SPEC section 3).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointConfig {
     /// Slug `[a-z0-9-]{1,64}`.
@@ -180,7 +180,7 @@ fn yes() -> bool {
 }
 
 /// `limits` of an endpoint.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct EndpointLimits {
     /// 1–1,000,000 sessions across all shards. Default 100.
@@ -205,7 +205,7 @@ impl Default for EndpointLimits {
 }
 
 /// `sampling` of an endpoint.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Sampling {
     /// Default false.
@@ -227,7 +227,7 @@ impl Default for Sampling {
 }
 
 /// `auth` of an endpoint: exactly one of the two keys.
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct EndpointAuth {
     /// HS256 shared secret.

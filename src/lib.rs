@@ -7,6 +7,7 @@
 //!   later the admin API and the store).
 //! - [`bridge`]: the plain types that cross between them.
 //! - [`config`]: plain, validated configuration data.
+//! - [`store`]: the database (SQLite or PostgreSQL), used from the admin side.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -15,4 +16,5 @@ pub mod bridge;
 pub mod config;
 pub mod registry;
 pub mod shard;
+pub mod store;
 pub mod sys;

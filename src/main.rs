@@ -20,6 +20,13 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Apply the store's migrations and exit.
+    Migrate {
+        /// `sqlite://FILE` or `postgres://USER:PASS@HOST/DB`; default:
+        /// `DATABASE_URL`, else `sqlite://wsrelay.db`.
+        #[arg(long)]
+        database: Option<String>,
+    },
     /// Report sysctls and limits that are under-tuned for N connections.
     CheckHost {
         /// Relayed sessions the host should carry.
@@ -68,6 +75,24 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
+            }
+        }
+        Command::Migrate { database } => {
+            let url = database
+                .or_else(|| std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()))
+                .unwrap_or_else(|| "sqlite://wsrelay.db".into());
+            let shown = wsrelay::store::postgres::redact(&url);
+            match wsrelay::store::Store::connect(&url).and_then(|s| s.migrate()) {
+                Ok(n) => {
+                    println!(
+                        "wsrelay migrate: {shown}: applied {n} migration(s); schema up to date"
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("wsrelay migrate: {shown}: {e}");
+                    ExitCode::from(2)
+                }
             }
         }
         Command::Serve { config } => {

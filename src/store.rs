@@ -1,0 +1,606 @@
+//! The store: configuration, users, sessions, samples and the audit log.
+//!
+//! One [`Store`] with two backends behind the small [`sql::Db`] seam: SQLite
+//! (rusqlite, bundled, pooled with r2d2) as the embedded default and
+//! PostgreSQL (postgres + r2d2_postgres). Every query is written once, in
+//! [`Store`]; a backend only runs SQL and converts values. Calls block: the
+//! admin runtime runs them on its blocking pool, never on a shard.
+//!
+//! Times are Unix milliseconds. Migrations live in `migrations/<backend>/`
+//! and are applied in order at start and by `wsrelay migrate`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::EndpointConfig;
+
+pub mod postgres;
+pub mod sql;
+pub mod sqlite;
+
+use sql::{Db, Value};
+
+/// What went wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or refused the connection.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A row with this key exists already.
+    #[error("{0} already exists")]
+    Conflict(String),
+    /// The URL is not `sqlite://…` or `postgres://…`.
+    #[error("bad database URL {0:?}: expected sqlite://FILE or postgres://USER:PASS@HOST/DB")]
+    BadUrl(String),
+    /// A query failed.
+    #[error("database error: {0}")]
+    Query(String),
+    /// A stored value did not decode.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+/// Result of store calls.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Which database a store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite file.
+    Sqlite,
+    /// PostgreSQL server.
+    Postgres,
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A stored endpoint: its configuration and when it was created and changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointRecord {
+    /// The endpoint as configured.
+    pub endpoint: EndpointConfig,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms.
+    pub updated_at: i64,
+}
+
+/// Admin roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads and writes.
+    Admin,
+    /// Reads only.
+    Viewer,
+}
+
+impl Role {
+    /// As stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    /// From the stored text.
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "admin" => Some(Role::Admin),
+            "viewer" => Some(Role::Viewer),
+            _ => None,
+        }
+    }
+}
+
+/// An admin user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    /// UUID.
+    pub id: String,
+    /// Login name.
+    pub email: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// What the user may do.
+    pub role: Role,
+    /// Unix ms.
+    pub created_at: i64,
+}
+
+/// One audit record to append.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AuditEntry {
+    /// Unix ms.
+    pub at: i64,
+    /// Who: a user's email, or `system`.
+    pub actor: String,
+    /// e.g. `endpoint.create`, `session.kill`, `login.failure`.
+    pub action: String,
+    /// e.g. `endpoint`, `session`, `user`.
+    pub entity_type: String,
+    /// The entity's id, when there is one.
+    pub entity_id: Option<String>,
+    /// JSON before the change.
+    pub before: Option<String>,
+    /// JSON after the change.
+    pub after: Option<String>,
+    /// The client's address.
+    pub client_addr: Option<String>,
+}
+
+/// A stored audit record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRecord {
+    /// Increasing id.
+    pub id: i64,
+    /// The entry.
+    pub entry: AuditEntry,
+}
+
+/// Filters for listing the audit log; all optional.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Exact action.
+    pub action: Option<String>,
+    /// Exact entity type.
+    pub entity_type: Option<String>,
+    /// At or after (Unix ms).
+    pub since: Option<i64>,
+    /// Before (Unix ms).
+    pub until: Option<i64>,
+}
+
+/// Page `page` (from 1) of `limit` rows.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    /// From 1.
+    pub page: u32,
+    /// Rows per page, 1–1000.
+    pub limit: u32,
+}
+
+impl Page {
+    fn offset(self) -> i64 {
+        i64::from(self.page.max(1) - 1) * i64::from(self.limit)
+    }
+}
+
+/// The store. Cheap to clone; safe to share between threads.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<dyn Db>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.db.backend())
+            .finish()
+    }
+}
+
+const SQLITE_MIGRATIONS: &[(i64, &str)] =
+    &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
+const POSTGRES_MIGRATIONS: &[(i64, &str)] =
+    &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
+
+impl Store {
+    /// Connects to `url` (`sqlite://FILE`, `sqlite::memory:` or
+    /// `postgres://…`). Does not migrate.
+    pub fn connect(url: &str) -> Result<Store> {
+        let db: Arc<dyn Db> = if let Some(path) = url.strip_prefix("sqlite://") {
+            Arc::new(sqlite::SqliteDb::open(path)?)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Arc::new(postgres::PostgresDb::open(url)?)
+        } else {
+            return Err(StoreError::BadUrl(url.to_string()));
+        };
+        Ok(Store { db })
+    }
+
+    /// A store over an already-open database.
+    pub fn from_db(db: Arc<dyn Db>) -> Store {
+        Store { db }
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.db.backend()
+    }
+
+    /// Applies the migrations not applied yet; returns how many ran.
+    pub fn migrate(&self) -> Result<usize> {
+        let migrations = match self.backend() {
+            Backend::Sqlite => SQLITE_MIGRATIONS,
+            Backend::Postgres => POSTGRES_MIGRATIONS,
+        };
+        self.db.batch(
+            "CREATE TABLE IF NOT EXISTS schema_migration (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )?;
+        let mut applied = 0;
+        for &(version, script) in migrations {
+            let done = self.db.query(
+                "SELECT version FROM schema_migration WHERE version = $1",
+                &[Value::I64(version)],
+            )?;
+            if !done.is_empty() {
+                continue;
+            }
+            self.db.migrate(
+                script,
+                "INSERT INTO schema_migration (version, applied_at) VALUES ($1, $2)",
+                &[Value::I64(version), Value::I64(now_ms())],
+            )?;
+            applied += 1;
+        }
+        Ok(applied)
+    }
+
+    /// One round trip to the database; how long it took.
+    pub fn ping(&self) -> Result<Duration> {
+        let t = Instant::now();
+        self.db.query("SELECT 1", &[])?;
+        Ok(t.elapsed())
+    }
+
+    // ---- endpoints ----
+
+    /// All endpoints, by id.
+    pub fn list_endpoints(&self) -> Result<Vec<EndpointRecord>> {
+        let rows = self.db.query(
+            "SELECT spec, created_at, updated_at FROM endpoint ORDER BY id",
+            &[],
+        )?;
+        rows.into_iter().map(endpoint_from_row).collect()
+    }
+
+    /// One endpoint.
+    pub fn get_endpoint(&self, id: &str) -> Result<Option<EndpointRecord>> {
+        let rows = self.db.query(
+            "SELECT spec, created_at, updated_at FROM endpoint WHERE id = $1",
+            &[Value::text(id)],
+        )?;
+        rows.into_iter().next().map(endpoint_from_row).transpose()
+    }
+
+    /// Inserts a new endpoint; [`StoreError::Conflict`] if the id exists.
+    pub fn insert_endpoint(&self, e: &EndpointConfig) -> Result<EndpointRecord> {
+        let now = now_ms();
+        let n = self.db.execute(
+            "INSERT INTO endpoint (id, name, enabled, spec, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+            &[
+                Value::text(&e.id),
+                Value::text(&e.name),
+                Value::Bool(e.enabled),
+                Value::Text(spec_json(e)?),
+                Value::I64(now),
+                Value::I64(now),
+            ],
+        )?;
+        if n == 0 {
+            return Err(StoreError::Conflict(format!("endpoint {:?}", e.id)));
+        }
+        Ok(EndpointRecord {
+            endpoint: e.clone(),
+            created_at: now,
+            updated_at: now,
+        })
+    }
+
+    /// Replaces an endpoint; `None` if there is none with this id.
+    pub fn update_endpoint(&self, e: &EndpointConfig) -> Result<Option<EndpointRecord>> {
+        let now = now_ms();
+        let rows = self.db.query(
+            "UPDATE endpoint SET name = $1, enabled = $2, spec = $3, updated_at = $4 WHERE id = $5 RETURNING created_at",
+            &[
+                Value::text(&e.name),
+                Value::Bool(e.enabled),
+                Value::Text(spec_json(e)?),
+                Value::I64(now),
+                Value::text(&e.id),
+            ],
+        )?;
+        Ok(rows.into_iter().next().map(|r| EndpointRecord {
+            endpoint: e.clone(),
+            created_at: r.first().and_then(Value::as_i64).unwrap_or(now),
+            updated_at: now,
+        }))
+    }
+
+    /// Deletes an endpoint; whether it existed.
+    pub fn delete_endpoint(&self, id: &str) -> Result<bool> {
+        Ok(self
+            .db
+            .execute("DELETE FROM endpoint WHERE id = $1", &[Value::text(id)])?
+            > 0)
+    }
+
+    /// Inserts each endpoint whose id is absent (config-file seeding);
+    /// returns the ids inserted.
+    pub fn seed_endpoints(&self, endpoints: &[EndpointConfig]) -> Result<Vec<String>> {
+        let mut inserted = Vec::new();
+        for e in endpoints {
+            match self.insert_endpoint(e) {
+                Ok(_) => inserted.push(e.id.clone()),
+                Err(StoreError::Conflict(_)) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(inserted)
+    }
+
+    // ---- users ----
+
+    /// How many users exist.
+    pub fn count_users(&self) -> Result<i64> {
+        let rows = self.db.query("SELECT COUNT(*) FROM app_user", &[])?;
+        Ok(rows
+            .first()
+            .and_then(|r| r.first())
+            .and_then(Value::as_i64)
+            .unwrap_or(0))
+    }
+
+    /// Adds a user; [`StoreError::Conflict`] if the email is taken.
+    pub fn insert_user(&self, u: &User) -> Result<()> {
+        let n = self.db.execute(
+            "INSERT INTO app_user (id, email, password_hash, role, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            &[
+                Value::text(&u.id),
+                Value::text(&u.email),
+                Value::text(&u.password_hash),
+                Value::text(u.role.as_str()),
+                Value::I64(u.created_at),
+            ],
+        )?;
+        if n == 0 {
+            return Err(StoreError::Conflict(format!("user {:?}", u.email)));
+        }
+        Ok(())
+    }
+
+    /// A user by email.
+    pub fn user_by_email(&self, email: &str) -> Result<Option<User>> {
+        let rows = self.db.query(
+            "SELECT id, email, password_hash, role, created_at FROM app_user WHERE email = $1",
+            &[Value::text(email)],
+        )?;
+        rows.into_iter().next().map(user_from_row).transpose()
+    }
+
+    /// All users, oldest first.
+    pub fn list_users(&self) -> Result<Vec<User>> {
+        let rows = self.db.query(
+            "SELECT id, email, password_hash, role, created_at FROM app_user ORDER BY created_at, email",
+            &[],
+        )?;
+        rows.into_iter().map(user_from_row).collect()
+    }
+
+    /// Deletes a user; whether it existed.
+    pub fn delete_user(&self, id: &str) -> Result<bool> {
+        Ok(self
+            .db
+            .execute("DELETE FROM app_user WHERE id = $1", &[Value::text(id)])?
+            > 0)
+    }
+
+    // ---- settings ----
+
+    /// A setting's value.
+    pub fn setting(&self, key: &str) -> Result<Option<String>> {
+        let rows = self.db.query(
+            "SELECT value FROM setting WHERE key = $1",
+            &[Value::text(key)],
+        )?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next())
+            .and_then(Value::into_text))
+    }
+
+    /// Stores `value` unless the key is set already; returns the value that
+    /// holds afterwards (so concurrent nodes agree on one).
+    pub fn setting_or_insert(&self, key: &str, value: &str) -> Result<String> {
+        self.db.execute(
+            "INSERT INTO setting (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+            &[Value::text(key), Value::text(value)],
+        )?;
+        self.setting(key)?
+            .ok_or_else(|| StoreError::Corrupt(format!("setting {key:?} vanished")))
+    }
+
+    // ---- nodes and sessions ----
+
+    /// Registers (or re-registers) this process as a node.
+    pub fn register_node(&self, id: &str, host: &str) -> Result<()> {
+        let now = now_ms();
+        self.db.execute(
+            "INSERT INTO node (id, host, started_at, last_heartbeat) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO UPDATE SET host = excluded.host, started_at = excluded.started_at, last_heartbeat = excluded.last_heartbeat",
+            &[Value::text(id), Value::text(host), Value::I64(now), Value::I64(now)],
+        )?;
+        Ok(())
+    }
+
+    /// Records a session that started (state `ACTIVE`).
+    pub fn insert_session(
+        &self,
+        id: &str,
+        node_id: &str,
+        endpoint_id: &str,
+        client_addr: &str,
+        started_at: i64,
+    ) -> Result<()> {
+        self.db.execute(
+            "INSERT INTO live_session (id, node_id, endpoint_id, state, client_addr, started_at, updated_at) VALUES ($1, $2, $3, 'ACTIVE', $4, $5, $6)",
+            &[
+                Value::text(id),
+                Value::text(node_id),
+                Value::text(endpoint_id),
+                Value::text(client_addr),
+                Value::I64(started_at),
+                Value::I64(started_at),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Session ids of a node in a state (`ACTIVE` or `CLOSED`), oldest first.
+    pub fn session_ids(&self, node_id: &str, state: &str) -> Result<Vec<String>> {
+        let rows = self.db.query(
+            "SELECT id FROM live_session WHERE node_id = $1 AND state = $2 ORDER BY started_at, id",
+            &[Value::text(node_id), Value::text(state)],
+        )?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| r.into_iter().next().and_then(Value::into_text))
+            .collect())
+    }
+
+    /// Marks the node's `ACTIVE` sessions from a previous run `CLOSED` with
+    /// reason `node restarted`; returns how many.
+    pub fn close_stale_sessions(&self, node_id: &str) -> Result<u64> {
+        let now = now_ms();
+        self.db.execute(
+            "UPDATE live_session SET state = 'CLOSED', ended_at = $1, close_reason = 'node restarted', updated_at = $2 WHERE node_id = $3 AND state = 'ACTIVE'",
+            &[Value::I64(now), Value::I64(now), Value::text(node_id)],
+        )
+    }
+
+    // ---- audit ----
+
+    /// Appends one audit record; returns its id.
+    pub fn append_audit(&self, a: &AuditEntry) -> Result<i64> {
+        let rows = self.db.query(
+            "INSERT INTO audit_log (at, actor, action, entity_type, entity_id, before_json, after_json, client_addr) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+            &[
+                Value::I64(a.at),
+                Value::text(&a.actor),
+                Value::text(&a.action),
+                Value::text(&a.entity_type),
+                Value::opt_text(a.entity_id.as_deref()),
+                Value::opt_text(a.before.as_deref()),
+                Value::opt_text(a.after.as_deref()),
+                Value::opt_text(a.client_addr.as_deref()),
+            ],
+        )?;
+        rows.first()
+            .and_then(|r| r.first())
+            .and_then(Value::as_i64)
+            .ok_or_else(|| StoreError::Corrupt("audit insert returned no id".into()))
+    }
+
+    /// Audit records matching `f`, newest first, one page; and the total.
+    pub fn list_audit(&self, f: &AuditFilter, page: Page) -> Result<(Vec<AuditRecord>, i64)> {
+        let mut clauses = Vec::new();
+        let mut params = Vec::new();
+        let mut add = |clause: &str, v: Value| {
+            params.push(v);
+            clauses.push(clause.replace('?', &format!("${}", params.len())));
+        };
+        if let Some(a) = &f.action {
+            add("action = ?", Value::text(a));
+        }
+        if let Some(t) = &f.entity_type {
+            add("entity_type = ?", Value::text(t));
+        }
+        if let Some(s) = f.since {
+            add("at >= ?", Value::I64(s));
+        }
+        if let Some(u) = f.until {
+            add("at < ?", Value::I64(u));
+        }
+        let filter = if clauses.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", clauses.join(" AND "))
+        };
+        let total = self
+            .db
+            .query(&format!("SELECT COUNT(*) FROM audit_log{filter}"), &params)?
+            .first()
+            .and_then(|r| r.first())
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        let n = params.len();
+        params.push(Value::I64(i64::from(page.limit)));
+        params.push(Value::I64(page.offset()));
+        let rows = self.db.query(
+            &format!(
+                "SELECT id, at, actor, action, entity_type, entity_id, before_json, after_json, client_addr FROM audit_log{filter} ORDER BY at DESC, id DESC LIMIT ${} OFFSET ${}",
+                n + 1,
+                n + 2
+            ),
+            &params,
+        )?;
+        let records = rows
+            .into_iter()
+            .map(audit_from_row)
+            .collect::<Result<_>>()?;
+        Ok((records, total))
+    }
+}
+
+fn spec_json(e: &EndpointConfig) -> Result<String> {
+    serde_json::to_string(e).map_err(|err| StoreError::Corrupt(err.to_string()))
+}
+
+fn endpoint_from_row(r: Vec<Value>) -> Result<EndpointRecord> {
+    let mut it = r.into_iter();
+    let spec = it.next().and_then(Value::into_text).unwrap_or_default();
+    let endpoint: EndpointConfig =
+        serde_json::from_str(&spec).map_err(|e| StoreError::Corrupt(format!("endpoint: {e}")))?;
+    let created_at = it.next().and_then(|v| v.as_i64()).unwrap_or(0);
+    let updated_at = it.next().and_then(|v| v.as_i64()).unwrap_or(0);
+    Ok(EndpointRecord {
+        endpoint,
+        created_at,
+        updated_at,
+    })
+}
+
+fn user_from_row(r: Vec<Value>) -> Result<User> {
+    let mut it = r.into_iter();
+    let mut text = || it.next().and_then(Value::into_text).unwrap_or_default();
+    let (id, email, password_hash, role) = (text(), text(), text(), text());
+    let role =
+        Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("user role {role:?}")))?;
+    let created_at = it.next().and_then(|v| v.as_i64()).unwrap_or(0);
+    Ok(User {
+        id,
+        email,
+        password_hash,
+        role,
+        created_at,
+    })
+}
+
+fn audit_from_row(r: Vec<Value>) -> Result<AuditRecord> {
+    let mut it = r.into_iter();
+    let id = it.next().and_then(|v| v.as_i64()).unwrap_or(0);
+    let at = it.next().and_then(|v| v.as_i64()).unwrap_or(0);
+    let mut text = || it.next().and_then(Value::into_text);
+    Ok(AuditRecord {
+        id,
+        entry: AuditEntry {
+            at,
+            actor: text().unwrap_or_default(),
+            action: text().unwrap_or_default(),
+            entity_type: text().unwrap_or_default(),
+            entity_id: text(),
+            before: text(),
+            after: text(),
+            client_addr: text(),
+        },
+    })
+}

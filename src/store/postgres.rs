@@ -1,0 +1,164 @@
+//! PostgreSQL backend: the postgres crate pooled with r2d2_postgres.
+
+use std::time::Duration;
+
+use postgres::types::{ToSql, Type};
+use postgres::NoTls;
+use r2d2_postgres::PostgresConnectionManager;
+
+use super::sql::{Db, Row, Value};
+use super::{Backend, Result, StoreError};
+
+/// A pooled PostgreSQL database.
+pub struct PostgresDb {
+    pool: r2d2::Pool<PostgresConnectionManager<NoTls>>,
+}
+
+impl PostgresDb {
+    /// Connects to `url` (`postgres://user:pass@host:port/db`); fails at once
+    /// if the server cannot be reached.
+    pub fn open(url: &str) -> Result<PostgresDb> {
+        let config: postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::BadUrl(format!("{}: {e}", redact(url))))?;
+        Self::with_config(config)
+    }
+
+    /// Connects with a prepared configuration (tests use it to set a schema).
+    pub fn with_config(mut config: postgres::Config) -> Result<PostgresDb> {
+        config.connect_timeout(Duration::from_secs(5));
+        config.application_name("wsrelay");
+        // One direct connection first: an unreachable server is reported at
+        // once with its cause, not as a pool timeout after retries.
+        config
+            .connect(NoTls)
+            .map_err(|e| StoreError::Unavailable(format!("postgres: {}", cause(&e))))?;
+        let manager = PostgresConnectionManager::new(config, NoTls);
+        let pool = r2d2::Pool::builder()
+            .max_size(8)
+            .connection_timeout(Duration::from_secs(5))
+            // Failures surface as errors of the calls that needed a
+            // connection; the pool does not log each retry.
+            .error_handler(Box::new(r2d2::NopErrorHandler))
+            .build(manager)
+            .map_err(|e| StoreError::Unavailable(format!("postgres: {e}")))?;
+        Ok(PostgresDb { pool })
+    }
+
+    fn conn(&self) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>> {
+        self.pool
+            .get()
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+}
+
+/// `url` with its password replaced, for messages.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.split('@').next_back().unwrap_or(url).to_string(),
+    }
+}
+
+/// The innermost cause of a connection error ("Connection refused", "password
+/// authentication failed …").
+fn cause(e: &postgres::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        msg = s.to_string();
+        source = s.source();
+    }
+    msg
+}
+
+fn query_error(e: postgres::Error) -> StoreError {
+    if e.is_closed() || e.as_db_error().is_none() {
+        StoreError::Unavailable(e.to_string())
+    } else {
+        let db = e.as_db_error().map(|d| d.message().to_string());
+        StoreError::Query(db.unwrap_or_else(|| e.to_string()))
+    }
+}
+
+/// Owned parameters in the types PostgreSQL expects.
+fn params(values: &[Value]) -> Vec<Box<dyn ToSql + Sync>> {
+    values
+        .iter()
+        .map(|v| -> Box<dyn ToSql + Sync> {
+            match v {
+                Value::Null => Box::new(Option::<String>::None),
+                Value::I64(i) => Box::new(*i),
+                Value::Bool(b) => Box::new(*b),
+                Value::Text(s) => Box::new(s.clone()),
+                Value::Bytes(b) => Box::new(b.clone()),
+            }
+        })
+        .collect()
+}
+
+fn refs(p: &[Box<dyn ToSql + Sync>]) -> Vec<&(dyn ToSql + Sync)> {
+    p.iter().map(|b| b.as_ref()).collect()
+}
+
+fn row(r: &postgres::Row) -> Result<Row> {
+    (0..r.len())
+        .map(|i| {
+            let t = r.columns()[i].type_();
+            let v = if *t == Type::INT8 {
+                r.try_get::<_, Option<i64>>(i).map(|v| v.map(Value::I64))
+            } else if *t == Type::INT4 {
+                r.try_get::<_, Option<i32>>(i)
+                    .map(|v| v.map(|v| Value::I64(v.into())))
+            } else if *t == Type::INT2 {
+                r.try_get::<_, Option<i16>>(i)
+                    .map(|v| v.map(|v| Value::I64(v.into())))
+            } else if *t == Type::BOOL {
+                r.try_get::<_, Option<bool>>(i).map(|v| v.map(Value::Bool))
+            } else if *t == Type::BYTEA {
+                r.try_get::<_, Option<Vec<u8>>>(i)
+                    .map(|v| v.map(Value::Bytes))
+            } else {
+                r.try_get::<_, Option<String>>(i)
+                    .map(|v| v.map(Value::Text))
+            };
+            v.map(|v| v.unwrap_or(Value::Null))
+                .map_err(|e| StoreError::Corrupt(format!("column {}: {e}", r.columns()[i].name())))
+        })
+        .collect()
+}
+
+/// PostgreSQL infers a parameter's type from its use; `$1 = 1` style
+/// comparisons with BIGINT columns need INT8, which is what we send.
+impl Db for PostgresDb {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    fn execute(&self, sql: &str, values: &[Value]) -> Result<u64> {
+        let p = params(values);
+        self.conn()?.execute(sql, &refs(&p)).map_err(query_error)
+    }
+
+    fn query(&self, sql: &str, values: &[Value]) -> Result<Vec<Row>> {
+        let p = params(values);
+        let rows = self.conn()?.query(sql, &refs(&p)).map_err(query_error)?;
+        rows.iter().map(row).collect()
+    }
+
+    fn batch(&self, sql: &str) -> Result<()> {
+        self.conn()?.batch_execute(sql).map_err(query_error)
+    }
+
+    fn migrate(&self, script: &str, record: &str, values: &[Value]) -> Result<()> {
+        let mut c = self.conn()?;
+        let mut tx = c.transaction().map_err(query_error)?;
+        tx.batch_execute(script).map_err(query_error)?;
+        let p = params(values);
+        tx.execute(record, &refs(&p)).map_err(query_error)?;
+        tx.commit().map_err(query_error)
+    }
+}
