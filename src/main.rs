@@ -13,6 +13,28 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user; the password is read from stdin (one line).
+    Add {
+        /// Login email.
+        #[arg(long)]
+        email: String,
+        /// `admin` (read and write) or `viewer` (read only).
+        #[arg(long, default_value = "admin", value_parser = ["admin", "viewer"])]
+        role: String,
+        /// Store URL; default: `DATABASE_URL`, else `sqlite://wsrelay.db`.
+        #[arg(long)]
+        database: Option<String>,
+    },
+}
+
+/// `--database`, else `DATABASE_URL`, else the embedded default.
+fn database_url(flag: Option<String>) -> String {
+    flag.or_else(|| std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()))
+        .unwrap_or_else(|| "sqlite://wsrelay.db".into())
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Run the data plane (and the admin port).
     Serve {
@@ -27,6 +49,9 @@ enum Command {
         #[arg(long)]
         database: Option<String>,
     },
+    /// Manage admin users.
+    #[command(subcommand)]
+    User(UserCommand),
     /// Report sysctls and limits that are under-tuned for N connections.
     CheckHost {
         /// Relayed sessions the host should carry.
@@ -78,9 +103,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Migrate { database } => {
-            let url = database
-                .or_else(|| std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()))
-                .unwrap_or_else(|| "sqlite://wsrelay.db".into());
+            let url = database_url(database);
             let shown = wsrelay::store::postgres::redact(&url);
             match wsrelay::store::Store::connect(&url).and_then(|s| s.migrate()) {
                 Ok(n) => {
@@ -91,6 +114,39 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("wsrelay migrate: {shown}: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::User(UserCommand::Add {
+            email,
+            role,
+            database,
+        }) => {
+            let url = database_url(database);
+            let shown = wsrelay::store::postgres::redact(&url);
+            let mut password = String::new();
+            if let Err(e) = std::io::stdin().read_line(&mut password) {
+                eprintln!("wsrelay user add: cannot read the password from stdin: {e}");
+                return ExitCode::from(2);
+            }
+            let password = password.trim_end_matches(['\r', '\n']);
+            let role = wsrelay::store::Role::parse(&role).expect("clap checked the role");
+            let added = wsrelay::store::Store::connect(&url)
+                .and_then(|s| s.migrate().map(|_| s))
+                .map_err(wsrelay::admin::auth::UserError::Store)
+                .and_then(|s| wsrelay::admin::auth::add_user(&s, &email, password, role));
+            match added {
+                Ok(u) => {
+                    println!(
+                        "wsrelay user add: added {} ({}) to {shown}",
+                        u.email,
+                        role.as_str()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("wsrelay user add: {e}");
                     ExitCode::from(2)
                 }
             }
