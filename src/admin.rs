@@ -6,3 +6,4 @@ pub mod auth;
 pub mod check_host;
 pub mod echo;
 pub mod serve;
+pub mod throttle;
