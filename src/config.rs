@@ -306,74 +306,108 @@ pub fn valid_endpoint_id(id: &str) -> bool {
 }
 
 impl EndpointConfig {
-    /// Checks every rule of SPEC section 3; `key` prefixes error keys.
+    /// Checks every rule of SPEC section 3; `key` prefixes error keys. Reports
+    /// the first violation (see [`EndpointConfig::field_errors`] for all).
     pub fn validate(&self, key: &str) -> Result<(), ConfigError> {
-        if !valid_endpoint_id(&self.id) {
-            return Err(invalid(format!("{key}.id"), "must match [a-z0-9-]{1,64}"));
+        match self.field_errors().into_iter().next() {
+            Some((field, message)) => Err(invalid(format!("{key}.{field}"), message)),
+            None => Ok(()),
         }
-        let name_len = self.name.chars().count();
-        if name_len > 100 {
-            return Err(invalid(format!("{key}.name"), "must be 1-100 characters"));
+    }
+
+    /// Every violated rule of SPEC section 3, as (field path in the config's
+    /// snake_case, e.g. `limits.max_connections`; message), in field order.
+    /// The admin API answers them all at once (see [`camel_case_path`]).
+    pub fn field_errors(&self) -> Vec<(&'static str, String)> {
+        let mut errors = Vec::new();
+        let mut check = |ok: bool, field: &'static str, message: &str| {
+            if !ok {
+                errors.push((field, message.to_string()));
+            }
+        };
+        check(
+            valid_endpoint_id(&self.id),
+            "id",
+            "must match [a-z0-9-]{1,64}",
+        );
+        check(
+            self.name.chars().count() <= 100,
+            "name",
+            "must be 1-100 characters",
+        );
+        if let Err(m) = TargetUrl::parse(&self.target_url) {
+            check(false, "target_url", &m);
         }
-        TargetUrl::parse(&self.target_url).map_err(|m| invalid(format!("{key}.target_url"), m))?;
         let l = &self.limits;
-        if !(1..=1_000_000).contains(&l.max_connections) {
-            return Err(invalid(
-                format!("{key}.limits.max_connections"),
-                "must be 1-1000000",
-            ));
-        }
-        if !(1024..=64 << 20).contains(&l.max_message_size) {
-            return Err(invalid(
-                format!("{key}.limits.max_message_size"),
-                "must be 1024-67108864 bytes",
-            ));
-        }
-        if !(1_000..=86_400_000).contains(&l.timeout_ms) {
-            return Err(invalid(
-                format!("{key}.limits.timeout_ms"),
-                "must be 1000-86400000 ms",
-            ));
-        }
-        if l.max_messages_per_second == Some(0) {
-            return Err(invalid(
-                format!("{key}.limits.max_messages_per_second"),
-                "must be at least 1 (omit it for no limit)",
-            ));
-        }
-        if self.sampling.percentage > 100 {
-            return Err(invalid(
-                format!("{key}.sampling.percentage"),
-                "must be 0-100",
-            ));
-        }
-        if self.sampling.max_samples > 100_000 {
-            return Err(invalid(
-                format!("{key}.sampling.max_samples"),
-                "must be 0-100000",
-            ));
-        }
+        check(
+            (1..=1_000_000).contains(&l.max_connections),
+            "limits.max_connections",
+            "must be 1-1000000",
+        );
+        check(
+            (1024..=64 << 20).contains(&l.max_message_size),
+            "limits.max_message_size",
+            "must be 1024-67108864 bytes",
+        );
+        check(
+            (1_000..=86_400_000).contains(&l.timeout_ms),
+            "limits.timeout_ms",
+            "must be 1000-86400000 ms",
+        );
+        check(
+            l.max_messages_per_second != Some(0),
+            "limits.max_messages_per_second",
+            "must be at least 1 (omit it for no limit)",
+        );
+        check(
+            self.sampling.percentage <= 100,
+            "sampling.percentage",
+            "must be 0-100",
+        );
+        check(
+            self.sampling.max_samples <= 100_000,
+            "sampling.max_samples",
+            "must be 0-100000",
+        );
         if let Some(a) = &self.auth {
             match (&a.jwt_secret, &a.jwt_public_key_pem) {
                 (Some(s), None) if !s.is_empty() => {}
                 (None, Some(p)) => {
-                    jsonwebtoken::DecodingKey::from_rsa_pem(p.as_bytes()).map_err(|e| {
-                        invalid(
-                            format!("{key}.auth.jwt_public_key_pem"),
-                            format!("not an RSA public key PEM ({e})"),
-                        )
-                    })?;
+                    if let Err(e) = jsonwebtoken::DecodingKey::from_rsa_pem(p.as_bytes()) {
+                        check(
+                            false,
+                            "auth.jwt_public_key_pem",
+                            &format!("not an RSA public key PEM ({e})"),
+                        );
+                    }
                 }
-                _ => {
-                    return Err(invalid(
-                        format!("{key}.auth"),
-                        "needs exactly one of jwt_secret (non-empty) or jwt_public_key_pem",
-                    ))
-                }
+                _ => check(
+                    false,
+                    "auth",
+                    "needs exactly one of jwt_secret (non-empty) or jwt_public_key_pem",
+                ),
             }
         }
-        Ok(())
+        errors
     }
+}
+
+/// `limits.max_connections` → `limits.maxConnections`: a config field path as
+/// the admin API's JSON names it.
+pub fn camel_case_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut upper = false;
+    for c in path.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 impl Config {

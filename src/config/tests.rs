@@ -96,3 +96,38 @@ fn target_urls() {
     assert!(TargetUrl::parse("ws://").is_err());
     assert!(TargetUrl::parse("ws://h/#frag").is_err());
 }
+
+#[test]
+fn every_violated_endpoint_rule_is_reported_with_its_field() {
+    let e: EndpointConfig = toml::from_str(
+        "id = \"Bad Id\"\ntarget_url = \"http://x\"\nlimits = { max_connections = 0, max_message_size = 10, timeout_ms = 5, max_messages_per_second = 0 }\nsampling = { percentage = 101, max_samples = 100001 }\nauth = { audience = \"a\" }\n",
+    )
+    .unwrap();
+    let fields: Vec<_> = e.field_errors().into_iter().map(|(f, _)| f).collect();
+    assert_eq!(
+        fields,
+        [
+            "id",
+            "target_url",
+            "limits.max_connections",
+            "limits.max_message_size",
+            "limits.timeout_ms",
+            "limits.max_messages_per_second",
+            "sampling.percentage",
+            "sampling.max_samples",
+            "auth",
+        ]
+    );
+    // validate() still names the first, with the caller's prefix.
+    let err = e.validate("endpoints[0]").unwrap_err().to_string();
+    assert!(err.contains("endpoints[0].id"), "{err}");
+    assert_eq!(
+        camel_case_path("limits.max_message_size"),
+        "limits.maxMessageSize"
+    );
+    assert_eq!(camel_case_path("target_url"), "targetUrl");
+    assert_eq!(
+        camel_case_path("auth.jwt_public_key_pem"),
+        "auth.jwtPublicKeyPem"
+    );
+}
