@@ -104,7 +104,7 @@ fn main() -> ExitCode {
         }
         Command::Migrate { database } => {
             let url = database_url(database);
-            let shown = wsrelay::store::postgres::redact(&url);
+            let shown = wsrelay::store::redact_url(&url);
             match wsrelay::store::Store::connect(&url).and_then(|s| s.migrate()) {
                 Ok(n) => {
                     println!(
@@ -124,7 +124,7 @@ fn main() -> ExitCode {
             database,
         }) => {
             let url = database_url(database);
-            let shown = wsrelay::store::postgres::redact(&url);
+            let shown = wsrelay::store::redact_url(&url);
             let mut password = String::new();
             if let Err(e) = std::io::stdin().read_line(&mut password) {
                 eprintln!("wsrelay user add: cannot read the password from stdin: {e}");

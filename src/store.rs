@@ -245,6 +245,16 @@ impl Store {
         Ok(applied)
     }
 
+    /// The first column of the first row of a query, if any.
+    fn scalar(&self, sql: &str, params: &[Value]) -> Result<Option<Value>> {
+        Ok(self
+            .db
+            .query(sql, params)?
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next()))
+    }
+
     /// One round trip to the database; how long it took.
     pub fn ping(&self) -> Result<Duration> {
         let t = Instant::now();
@@ -257,7 +267,7 @@ impl Store {
     /// All endpoints, by id.
     pub fn list_endpoints(&self) -> Result<Vec<EndpointRecord>> {
         let rows = self.db.query(
-            "SELECT spec, created_at, updated_at FROM endpoint ORDER BY id",
+            &format!("SELECT {ENDPOINT_COLUMNS} FROM endpoint ORDER BY id"),
             &[],
         )?;
         rows.into_iter().map(endpoint_from_row).collect()
@@ -266,7 +276,7 @@ impl Store {
     /// One endpoint.
     pub fn get_endpoint(&self, id: &str) -> Result<Option<EndpointRecord>> {
         let rows = self.db.query(
-            "SELECT spec, created_at, updated_at FROM endpoint WHERE id = $1",
+            &format!("SELECT {ENDPOINT_COLUMNS} FROM endpoint WHERE id = $1"),
             &[Value::text(id)],
         )?;
         rows.into_iter().next().map(endpoint_from_row).transpose()
@@ -342,11 +352,9 @@ impl Store {
 
     /// How many users exist.
     pub fn count_users(&self) -> Result<i64> {
-        let rows = self.db.query("SELECT COUNT(*) FROM app_user", &[])?;
-        Ok(rows
-            .first()
-            .and_then(|r| r.first())
-            .and_then(Value::as_i64)
+        Ok(self
+            .scalar("SELECT COUNT(*) FROM app_user", &[])?
+            .and_then(|v| v.as_i64())
             .unwrap_or(0))
     }
 
@@ -371,7 +379,7 @@ impl Store {
     /// A user by email.
     pub fn user_by_email(&self, email: &str) -> Result<Option<User>> {
         let rows = self.db.query(
-            "SELECT id, email, password_hash, role, created_at FROM app_user WHERE email = $1",
+            &format!("SELECT {USER_COLUMNS} FROM app_user WHERE email = $1"),
             &[Value::text(email)],
         )?;
         rows.into_iter().next().map(user_from_row).transpose()
@@ -380,7 +388,7 @@ impl Store {
     /// All users, oldest first.
     pub fn list_users(&self) -> Result<Vec<User>> {
         let rows = self.db.query(
-            "SELECT id, email, password_hash, role, created_at FROM app_user ORDER BY created_at, email",
+            &format!("SELECT {USER_COLUMNS} FROM app_user ORDER BY created_at, email"),
             &[],
         )?;
         rows.into_iter().map(user_from_row).collect()
@@ -398,14 +406,11 @@ impl Store {
 
     /// A setting's value.
     pub fn setting(&self, key: &str) -> Result<Option<String>> {
-        let rows = self.db.query(
-            "SELECT value FROM setting WHERE key = $1",
-            &[Value::text(key)],
-        )?;
-        Ok(rows
-            .into_iter()
-            .next()
-            .and_then(|r| r.into_iter().next())
+        Ok(self
+            .scalar(
+                "SELECT value FROM setting WHERE key = $1",
+                &[Value::text(key)],
+            )?
             .and_then(Value::into_text))
     }
 
@@ -481,7 +486,7 @@ impl Store {
 
     /// Appends one audit record; returns its id.
     pub fn append_audit(&self, a: &AuditEntry) -> Result<i64> {
-        let rows = self.db.query(
+        self.scalar(
             "INSERT INTO audit_log (at, actor, action, entity_type, entity_id, before_json, after_json, client_addr) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
             &[
                 Value::I64(a.at),
@@ -493,11 +498,9 @@ impl Store {
                 Value::opt_text(a.after.as_deref()),
                 Value::opt_text(a.client_addr.as_deref()),
             ],
-        )?;
-        rows.first()
-            .and_then(|r| r.first())
-            .and_then(Value::as_i64)
-            .ok_or_else(|| StoreError::Corrupt("audit insert returned no id".into()))
+        )?
+        .and_then(|v| v.as_i64())
+        .ok_or_else(|| StoreError::Corrupt("audit insert returned no id".into()))
     }
 
     /// Audit records matching `f`, newest first, one page; and the total.
@@ -526,11 +529,8 @@ impl Store {
             format!(" WHERE {}", clauses.join(" AND "))
         };
         let total = self
-            .db
-            .query(&format!("SELECT COUNT(*) FROM audit_log{filter}"), &params)?
-            .first()
-            .and_then(|r| r.first())
-            .and_then(Value::as_i64)
+            .scalar(&format!("SELECT COUNT(*) FROM audit_log{filter}"), &params)?
+            .and_then(|v| v.as_i64())
             .unwrap_or(0);
         let n = params.len();
         params.push(Value::I64(i64::from(page.limit)));
@@ -548,6 +548,22 @@ impl Store {
             .map(audit_from_row)
             .collect::<Result<_>>()?;
         Ok((records, total))
+    }
+}
+
+/// The columns [`endpoint_from_row`] reads, in its order.
+const ENDPOINT_COLUMNS: &str = "spec, created_at, updated_at";
+/// The columns [`user_from_row`] reads, in its order.
+const USER_COLUMNS: &str = "id, email, password_hash, role, created_at";
+
+/// `url` with its password replaced, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.split('@').next_back().unwrap_or(url).to_string(),
     }
 }
 

@@ -7,12 +7,7 @@ use wsrelay::store::{AuditEntry, AuditFilter, Backend, Page, Role, Store, StoreE
 /// A fresh, migrated store per test: a new SQLite file, or a new schema in
 /// the PostgreSQL database.
 fn stores(test: &str) -> Vec<Store> {
-    let dir = std::env::temp_dir().join(format!("wsrelay-store-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let sqlite = Store::connect(&format!("sqlite://{}", dir.join("t.db").display())).unwrap();
-    assert_eq!(sqlite.migrate().unwrap(), 1);
-    let mut out = vec![sqlite];
+    let mut out = vec![sqlite_store(test).0];
     match std::env::var("DATABASE_URL") {
         Ok(url) if !url.is_empty() => out.push(postgres_store(&url, test)),
         _ if std::env::var("CI").as_deref() == Ok("true") => {
@@ -21,6 +16,17 @@ fn stores(test: &str) -> Vec<Store> {
         _ => eprintln!("skipped: PostgreSQL store tests ({test}): DATABASE_URL is not set"),
     }
     out
+}
+
+/// A fresh, migrated SQLite store and its file.
+fn sqlite_store(test: &str) -> (Store, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("wsrelay-store-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("t.db");
+    let sqlite = Store::connect(&format!("sqlite://{}", path.display())).unwrap();
+    assert_eq!(sqlite.migrate().unwrap(), 1);
+    (sqlite, path)
 }
 
 fn postgres_store(url: &str, test: &str) -> Store {
@@ -145,6 +151,17 @@ fn users_and_settings() {
     }
 }
 
+fn first_100(s: &Store, f: &AuditFilter) -> (Vec<wsrelay::store::AuditRecord>, i64) {
+    s.list_audit(
+        f,
+        Page {
+            page: 1,
+            limit: 100,
+        },
+    )
+    .unwrap()
+}
+
 #[test]
 fn audit_is_filtered_paged_and_append_only() {
     for s in stores("audit") {
@@ -181,15 +198,7 @@ fn audit_is_filtered_paged_and_append_only() {
             action: Some("session.kill".into()),
             ..Default::default()
         };
-        let (rows, total) = s
-            .list_audit(
-                &kills,
-                Page {
-                    page: 1,
-                    limit: 100,
-                },
-            )
-            .unwrap();
+        let (rows, total) = first_100(&s, &kills);
         assert_eq!(total, 5);
         assert!(rows.iter().all(|r| r.entry.action == "session.kill"));
         let window = AuditFilter {
@@ -198,15 +207,7 @@ fn audit_is_filtered_paged_and_append_only() {
             entity_type: Some("endpoint".into()),
             ..Default::default()
         };
-        let (rows, total) = s
-            .list_audit(
-                &window,
-                Page {
-                    page: 1,
-                    limit: 100,
-                },
-            )
-            .unwrap();
+        let (rows, total) = first_100(&s, &window);
         assert_eq!(
             total, 4,
             "1010 and 1015 are session kills; 1015 is excluded anyway"
@@ -217,20 +218,15 @@ fn audit_is_filtered_paged_and_append_only() {
 
 #[test]
 fn the_database_refuses_to_change_the_audit_log() {
-    let dir = std::env::temp_dir().join(format!("wsrelay-store-{}-audit-ro", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("t.db");
-    let _ = std::fs::remove_file(&path);
-    let s = Store::connect(&format!("sqlite://{}", path.display())).unwrap();
-    s.migrate().unwrap();
-    s.append_audit(&AuditEntry {
+    let entry = AuditEntry {
         at: 1,
         actor: "a".into(),
         action: "x".into(),
         entity_type: "y".into(),
         ..Default::default()
-    })
-    .unwrap();
+    };
+    let (s, path) = sqlite_store("audit-ro");
+    s.append_audit(&entry).unwrap();
     let c = rusqlite::Connection::open(&path).unwrap();
     let err = c
         .execute("DELETE FROM audit_log", [])
@@ -244,14 +240,7 @@ fn the_database_refuses_to_change_the_audit_log() {
     assert!(err.contains("append-only"), "{err}");
     if let Ok(url) = std::env::var("DATABASE_URL") {
         let pg = postgres_store(&url, "audit_ro");
-        pg.append_audit(&AuditEntry {
-            at: 1,
-            actor: "a".into(),
-            action: "x".into(),
-            entity_type: "y".into(),
-            ..Default::default()
-        })
-        .unwrap();
+        pg.append_audit(&entry).unwrap();
         let schema = format!("t_{}_audit_ro", std::process::id());
         let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
         let err = c

@@ -20,7 +20,7 @@ impl PostgresDb {
     pub fn open(url: &str) -> Result<PostgresDb> {
         let config: postgres::Config = url
             .parse()
-            .map_err(|e| StoreError::BadUrl(format!("{}: {e}", redact(url))))?;
+            .map_err(|e| StoreError::BadUrl(format!("{}: {e}", super::redact_url(url))))?;
         Self::with_config(config)
     }
 
@@ -49,17 +49,6 @@ impl PostgresDb {
         self.pool
             .get()
             .map_err(|e| StoreError::Unavailable(e.to_string()))
-    }
-}
-
-/// `url` with its password replaced, for messages.
-pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.split('@').next_back().unwrap_or(url).to_string(),
     }
 }
 
@@ -131,8 +120,8 @@ fn row(r: &postgres::Row) -> Result<Row> {
         .collect()
 }
 
-/// PostgreSQL infers a parameter's type from its use; `$1 = 1` style
-/// comparisons with BIGINT columns need INT8, which is what we send.
+/// Integers are sent as INT8, so an integer column bound to a parameter must
+/// be BIGINT or the SQL must cast (`$1::int`).
 impl Db for PostgresDb {
     fn backend(&self) -> Backend {
         Backend::Postgres
