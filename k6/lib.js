@@ -25,6 +25,27 @@ export const thresholds = {
   ws_session_errors: [`rate<${__ENV.MAX_ERROR_RATE || 0.01}`],
 };
 
+// Options for a scenario that ramps to USERS sessions over RAMP, holds them
+// for DURATION and ramps down; `defaults` gives each variable's default.
+export function rampOptions(name, defaults) {
+  const users = Number(__ENV.USERS || defaults.users);
+  return {
+    scenarios: {
+      [name]: {
+        executor: 'ramping-vus',
+        startVUs: 0,
+        stages: [
+          { duration: __ENV.RAMP || defaults.ramp, target: users },
+          { duration: __ENV.DURATION || defaults.duration, target: users },
+          { duration: __ENV.RAMP_DOWN || '30s', target: 0 },
+        ],
+        gracefulRampDown: '30s',
+      },
+    },
+    thresholds,
+  };
+}
+
 const pad = 'x'.repeat(Math.max(0, SIZE - 32));
 
 export function session() {

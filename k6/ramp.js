@@ -1,22 +1,7 @@
-// Ramp to USERS (default 1,000) concurrent sessions over RAMP, hold for
-// DURATION, ramp down.   k6 run -e WSRELAY_URL=ws://host:8080/ws/echo k6/ramp.js
-import { session, thresholds } from './lib.js';
+// Ramp to USERS (default 1,000) concurrent sessions over RAMP (2m), hold for
+// DURATION (3m), ramp down.   k6 run -e WSRELAY_URL=ws://host:8080/ws/echo k6/ramp.js
+import { session, rampOptions } from './lib.js';
 
-const USERS = Number(__ENV.USERS || 1000);
-export const options = {
-  scenarios: {
-    ramp: {
-      executor: 'ramping-vus',
-      startVUs: 0,
-      stages: [
-        { duration: __ENV.RAMP || '2m', target: USERS },
-        { duration: __ENV.DURATION || '3m', target: USERS },
-        { duration: __ENV.RAMP_DOWN || '30s', target: 0 },
-      ],
-      gracefulRampDown: '30s',
-    },
-  },
-  thresholds,
-};
+export const options = rampOptions('ramp', { users: 1000, ramp: '2m', duration: '3m' });
 
 export default session;
