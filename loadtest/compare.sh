@@ -42,21 +42,8 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "compare: installing ${need[*]} from Debian" >&2
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-cargo build --release -q -p wsrelay -p wsrelay-loadtest
-LT=$ROOT/target/release/wsrelay-loadtest
-
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-
-wait_port() {
-  for _ in $(seq 1 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "compare: nothing listens on port $1" >&2
-  exit 1
-}
+# shellcheck source=loadtest/lib.sh
+. "$ROOT/loadtest/lib.sh"
 
 # Echo target (CPU 1).
 taskset -c $LOAD_CPU "$LT" echo --listen 127.0.0.1:$ECHO_PORT >"$OUT/echo.log" 2>&1 &
@@ -174,7 +161,7 @@ restart() {
   kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   for _ in $(seq 1 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$(port_of "$1")") 2>/dev/null || break
+    listening "$(port_of "$1")" || break
     sleep 0.05
   done
   "start_$1"

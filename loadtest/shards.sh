@@ -12,15 +12,8 @@ DURATION=${DURATION:-5} WARMUP=${WARMUP:-2} REPS=${REPS:-3}
 ECHO_PORT=19411 PORT1=19412 PORT2=19413
 mkdir -p "$OUT"
 rm -f "$OUT/results.ndjson"
-cargo build --release -q -p wsrelay -p wsrelay-loadtest
-LT=$ROOT/target/release/wsrelay-loadtest
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-wait_port() {
-  for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
-  echo "shards: nothing listens on port $1" >&2; exit 1
-}
+# shellcheck source=loadtest/lib.sh
+. "$ROOT/loadtest/lib.sh"
 "$LT" echo --listen 127.0.0.1:$ECHO_PORT >"$OUT/echo.log" 2>&1 &
 pids+=($!)
 wait_port $ECHO_PORT
