@@ -1,9 +1,24 @@
-//! The control side: runs on ordinary threads, never on a shard. It starts
-//! the shards, turns signals into drain commands and serves the built-in echo
-//! target. (The admin API, store and telemetry join it later.)
+//! The control side: runs on ordinary threads and one tokio runtime, never
+//! on a shard. It starts the shards, turns signals into drain commands,
+//! serves the admin API, `/ops` telemetry, `/metrics` and the built-in echo
+//! target, and writes the shards' events to the store.
 
+// The lint bans locks and blocking calls because shard code must never
+// block its executor. These modules run only on admin threads (the tokio
+// runtime, the event consumer, the store writer), where locks guard admin
+// state and never sit on the message path.
+#[allow(clippy::disallowed_types)]
+pub mod api;
 pub mod auth;
 pub mod check_host;
 pub mod echo;
+#[allow(clippy::disallowed_types, clippy::disallowed_methods)]
+pub mod events;
+pub mod json;
+pub mod metrics;
+pub mod ops;
+#[allow(clippy::disallowed_types)]
+pub mod runtime;
 pub mod serve;
+pub mod stats;
 pub mod throttle;

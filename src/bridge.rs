@@ -46,4 +46,104 @@ pub enum ShardCommand {
     Drain,
     /// Close every session now with this code and reason.
     CloseAll(u16, &'static str),
+    /// Close this session with 1008 `terminated by operator`, if it is here.
+    Kill(uuid::Uuid),
+}
+
+/// Messages and bytes of one session so far, by direction (`[in, out]`;
+/// "in" is client → target).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Messages.
+    pub msgs: [u64; 2],
+    /// Bytes.
+    pub bytes: [u64; 2],
+}
+
+/// A session as it starts.
+#[derive(Debug, Clone)]
+pub struct SessionStart {
+    /// Session id.
+    pub id: uuid::Uuid,
+    /// Endpoint id.
+    pub endpoint: String,
+    /// Shard index.
+    pub shard: usize,
+    /// The client's address.
+    pub client: std::net::SocketAddr,
+    /// Unix ms.
+    pub at_ms: i64,
+}
+
+/// What a shard reports to the admin runtime, through its bounded queue
+/// (`try_send`; a full queue drops the event and counts it).
+pub enum Event {
+    /// A session began relaying.
+    Started(Box<SessionStart>),
+    /// A session's counters changed (at most once a second per session).
+    Updated {
+        /// Session id.
+        id: uuid::Uuid,
+        /// Counters so far.
+        counts: Counts,
+        /// Unix ms of the last change seen.
+        at_ms: i64,
+    },
+    /// A session ended.
+    Ended {
+        /// Session id.
+        id: uuid::Uuid,
+        /// Final counters.
+        counts: Counts,
+        /// Close code sent to the client.
+        code: u16,
+        /// Close reason.
+        reason: &'static str,
+        /// Unix ms.
+        at_ms: i64,
+    },
+    /// The shard's metrics, once a second.
+    Stats(Box<crate::shard::metrics::ShardStats>),
+}
+
+/// Capacity of each shard's event queue.
+pub const EVENT_QUEUE: usize = 16 * 1024;
+
+/// The shard's end of its event queue.
+#[derive(Clone)]
+pub struct EventSink {
+    tx: crossbeam_channel::Sender<Event>,
+    dropped: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl EventSink {
+    /// A queue of `capacity` events: the sink for the shard, the receiver and
+    /// the drop counter for the admin side.
+    pub fn bounded(
+        capacity: usize,
+    ) -> (
+        EventSink,
+        crossbeam_channel::Receiver<Event>,
+        Arc<std::sync::atomic::AtomicU64>,
+    ) {
+        let (tx, rx) = crossbeam_channel::bounded(capacity);
+        let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        (
+            EventSink {
+                tx,
+                dropped: dropped.clone(),
+            },
+            rx,
+            dropped,
+        )
+    }
+
+    /// Queues `e` or, if the queue is full (or the admin side is gone),
+    /// drops it and counts the drop. Never blocks.
+    pub fn send(&self, e: Event) {
+        if self.tx.try_send(e).is_err() {
+            self.dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
 }

@@ -76,6 +76,9 @@ pub struct ServerConfig {
     /// Microseconds a shard keeps polling for work before it sleeps; trades
     /// CPU for wake-up latency. 0 (default) sleeps at once.
     pub spin_before_park_us: u64,
+    /// Origins allowed to call the admin API from a browser (CORS); empty
+    /// (default): CORS off, only same-origin pages may call it.
+    pub admin_cors_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -90,6 +93,7 @@ impl Default for ServerConfig {
             summary_interval_s: 10,
             upstream_ca_file: String::new(),
             spin_before_park_us: 0,
+            admin_cors_origins: Vec::new(),
         }
     }
 }

@@ -25,7 +25,7 @@ use glommio::net::TcpListener;
 use glommio::timer::Timer;
 use rand::{Rng, SeedableRng};
 
-use crate::bridge::{EndpointSnapshot, ShardCommand};
+use crate::bridge::{EndpointSnapshot, Event, EventSink, ShardCommand};
 use crate::config::Config;
 use crate::shard::metrics::ShardMetrics;
 use crate::shard::pool::BufPool;
@@ -63,6 +63,8 @@ pub struct ShardCtx {
     pub sessions: RefCell<HashMap<u64, Rc<SessionCtl>>>,
     /// Set by SIGTERM.
     pub draining: Cell<bool>,
+    /// Events for the admin runtime (never blocks).
+    pub events: EventSink,
     next_key: Cell<u64>,
     rng: RefCell<rand::rngs::StdRng>,
 }
@@ -110,6 +112,37 @@ impl ShardCtx {
         }
     }
 
+    /// Closes the session `id` with 1008 if it runs on this shard.
+    pub fn kill(&self, id: uuid::Uuid) -> bool {
+        let found = self
+            .sessions
+            .borrow()
+            .values()
+            .find(|c| c.id() == id)
+            .cloned();
+        match found {
+            Some(c) => {
+                c.request_close(1008, "terminated by operator");
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Reports sessions whose counters changed since the last report.
+    pub fn report_updates(&self) {
+        let now = crate::store::now_ms();
+        for c in self.sessions.borrow().values() {
+            if let Some(counts) = c.take_update() {
+                self.events.send(Event::Updated {
+                    id: c.id(),
+                    counts,
+                    at_ms: now,
+                });
+            }
+        }
+    }
+
     /// Asks every session to close.
     pub fn close_all(&self, code: u16, reason: &'static str) {
         let all: Vec<_> = self.sessions.borrow().values().cloned().collect();
@@ -133,6 +166,8 @@ pub struct ShardSpec {
     pub snapshot: Arc<EndpointSnapshot>,
     /// Commands from the control side.
     pub commands: async_channel::Receiver<ShardCommand>,
+    /// Events for the admin runtime.
+    pub events: EventSink,
     /// Told once the listener is bound (or why it is not).
     pub ready: std::sync::mpsc::Sender<Result<usize, String>>,
 }
@@ -176,6 +211,7 @@ pub async fn run(spec: ShardSpec) {
         metrics: ShardMetrics::new(),
         sessions: RefCell::new(HashMap::new()),
         draining: Cell::new(false),
+        events: spec.events,
         next_key: Cell::new(0),
         rng: RefCell::new(rand::rngs::StdRng::from_entropy()),
     });
@@ -188,6 +224,9 @@ pub async fn run(spec: ShardSpec) {
         match cmd {
             ShardCommand::Snapshot(s) => ctx.apply_snapshot(s),
             ShardCommand::CloseAll(code, reason) => ctx.close_all(code, reason),
+            ShardCommand::Kill(id) => {
+                ctx.kill(id);
+            }
             ShardCommand::Drain => break,
         }
     }
@@ -237,9 +276,15 @@ async fn drain(ctx: &Rc<ShardCtx>, commands: &async_channel::Receiver<ShardComma
                 None
             })
             .await;
-        if let Some(ShardCommand::CloseAll(code, reason)) = cmd {
-            ctx.close_all(code, reason);
-            closed_at.get_or_insert(std::time::Instant::now());
+        match cmd {
+            Some(ShardCommand::CloseAll(code, reason)) => {
+                ctx.close_all(code, reason);
+                closed_at.get_or_insert(std::time::Instant::now());
+            }
+            Some(ShardCommand::Kill(id)) => {
+                ctx.kill(id);
+            }
+            _ => {}
         }
     }
 }
@@ -290,14 +335,20 @@ pub async fn guarded(
     }
 }
 
+/// Once a second: session updates and a metrics copy to the admin runtime;
+/// every `summary_interval_s` a summary line in the log.
 async fn summary_loop(ctx: Rc<ShardCtx>) {
     let every = ctx.cfg.server.summary_interval_s;
-    if every == 0 {
-        return;
-    }
+    let mut tick = 0u64;
     loop {
-        Timer::new(Duration::from_secs(every)).await;
-        tracing::info!("{}", ctx.metrics.snapshot(ctx.id).summary_line());
+        Timer::new(Duration::from_secs(1)).await;
+        tick += 1;
+        ctx.report_updates();
+        let stats = ctx.metrics.snapshot(ctx.id);
+        if every > 0 && tick % every == 0 {
+            tracing::info!("{}", stats.summary_line());
+        }
+        ctx.events.send(Event::Stats(Box::new(stats)));
     }
 }
 
@@ -356,6 +407,7 @@ mod tests {
                 metrics: super::ShardMetrics::new(),
                 sessions: Default::default(),
                 draining: Default::default(),
+                events: crate::bridge::EventSink::bounded(1).0,
                 next_key: Default::default(),
                 rng: std::cell::RefCell::new(rand::SeedableRng::from_entropy()),
             });

@@ -159,6 +159,73 @@ pub struct AuditFilter {
     pub until: Option<i64>,
 }
 
+/// One `live_session` row (SPEC 4.4).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRow {
+    /// UUID.
+    pub id: String,
+    /// The node (process) relaying it.
+    pub node_id: String,
+    /// Endpoint id.
+    pub endpoint_id: String,
+    /// Shard index on that node.
+    pub shard: i64,
+    /// `ACTIVE` or `CLOSED`.
+    pub state: String,
+    /// Client address.
+    pub client_addr: String,
+    /// Unix ms.
+    pub started_at: i64,
+    /// Unix ms of the last traffic seen.
+    pub last_seen: i64,
+    /// Unix ms, once closed.
+    pub ended_at: Option<i64>,
+    /// Close code sent to the client, once closed.
+    pub close_code: Option<i64>,
+    /// Close reason, once closed.
+    pub close_reason: Option<String>,
+    /// Messages client → target.
+    pub msgs_in: i64,
+    /// Messages target → client.
+    pub msgs_out: i64,
+    /// Bytes client → target.
+    pub bytes_in: i64,
+    /// Bytes target → client.
+    pub bytes_out: i64,
+}
+
+/// One `traffic_sample` row (SPEC 4.3).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleRow {
+    /// Session id.
+    pub session_id: String,
+    /// Endpoint id.
+    pub endpoint_id: String,
+    /// `client_to_target` or `target_to_client`.
+    pub direction: &'static str,
+    /// WebSocket opcode (1 text, 2 binary).
+    pub opcode: i64,
+    /// The whole message's size in bytes.
+    pub size: i64,
+    /// The payload, at most 4 KiB of it.
+    pub payload: Vec<u8>,
+    /// Unix ms.
+    pub captured_at: i64,
+}
+
+/// Which sessions to list.
+#[derive(Debug, Clone, Default)]
+pub struct SessionFilter {
+    /// Only this endpoint.
+    pub endpoint_id: Option<String>,
+    /// Only this state (`ACTIVE` | `CLOSED`).
+    pub state: Option<String>,
+}
+
+/// Rows per multi-row statement in [`Store::write_batch`] (15 parameters a
+/// session row: well under SQLite's and PostgreSQL's parameter limits).
+pub const ROWS_PER_STATEMENT: usize = 500;
+
 /// Page `page` (from 1) of `limit` rows.
 #[derive(Debug, Clone, Copy)]
 pub struct Page {
@@ -188,10 +255,20 @@ impl std::fmt::Debug for Store {
     }
 }
 
-const SQLITE_MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
-const POSTGRES_MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
+const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_init.sql")),
+    (
+        2,
+        include_str!("../migrations/sqlite/0002_session_shard.sql"),
+    ),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/postgres/0001_init.sql")),
+    (
+        2,
+        include_str!("../migrations/postgres/0002_session_shard.sql"),
+    ),
+];
 
 impl Store {
     /// Connects to `url` (`sqlite://FILE`, `sqlite::memory:` or
@@ -437,6 +514,15 @@ impl Store {
         Ok(())
     }
 
+    /// Refreshes the node's `last_heartbeat`.
+    pub fn heartbeat_node(&self, id: &str) -> Result<()> {
+        self.db.execute(
+            "UPDATE node SET last_heartbeat = $1 WHERE id = $2",
+            &[Value::I64(now_ms()), Value::text(id)],
+        )?;
+        Ok(())
+    }
+
     /// Records a session that started (state `ACTIVE`).
     pub fn insert_session(
         &self,
@@ -482,7 +568,193 @@ impl Store {
         )
     }
 
+    /// Writes session rows (insert, or update by id: writing a row twice
+    /// leaves one row) and samples in one transaction, many rows per
+    /// statement. All or nothing, so a retry after a failure duplicates
+    /// nothing.
+    pub fn write_batch(&self, sessions: &[SessionRow], samples: &[SampleRow]) -> Result<()> {
+        let mut statements = Vec::new();
+        let now = now_ms();
+        for chunk in sessions.chunks(ROWS_PER_STATEMENT) {
+            let mut params = Vec::with_capacity(chunk.len() * 15);
+            let mut tuples = Vec::with_capacity(chunk.len());
+            for r in chunk {
+                let b = params.len();
+                tuples.push(format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, CAST(CAST(${} AS BIGINT) AS INTEGER), ${}, ${}, ${}, ${}, ${}, ${})",
+                    b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9, b + 10,
+                    b + 11, b + 12, b + 13, b + 14, b + 15, b + 16
+                ));
+                params.extend([
+                    Value::text(&r.id),
+                    Value::text(&r.node_id),
+                    Value::text(&r.endpoint_id),
+                    Value::I64(r.shard),
+                    Value::text(&r.state),
+                    Value::text(&r.client_addr),
+                    Value::I64(r.started_at),
+                    Value::I64(r.last_seen),
+                    r.ended_at.map_or(Value::Null, Value::I64),
+                    r.close_code.map_or(Value::Null, Value::I64),
+                    Value::opt_text(r.close_reason.as_deref()),
+                    Value::I64(r.msgs_in),
+                    Value::I64(r.msgs_out),
+                    Value::I64(r.bytes_in),
+                    Value::I64(r.bytes_out),
+                    Value::I64(now),
+                ]);
+            }
+            statements.push((
+                format!(
+                    "INSERT INTO live_session ({SESSION_COLUMNS}, updated_at) VALUES {} ON CONFLICT (id) DO UPDATE SET state = excluded.state, last_seen = excluded.last_seen, ended_at = excluded.ended_at, close_code = excluded.close_code, close_reason = excluded.close_reason, msgs_in = excluded.msgs_in, msgs_out = excluded.msgs_out, bytes_in = excluded.bytes_in, bytes_out = excluded.bytes_out, updated_at = excluded.updated_at",
+                    tuples.join(", ")
+                ),
+                params,
+            ));
+        }
+        for chunk in samples.chunks(ROWS_PER_STATEMENT) {
+            let mut params = Vec::with_capacity(chunk.len() * 7);
+            let mut tuples = Vec::with_capacity(chunk.len());
+            for r in chunk {
+                let b = params.len();
+                tuples.push(format!(
+                    "(${}, ${}, ${}, CAST(CAST(${} AS BIGINT) AS SMALLINT), CAST(CAST(${} AS BIGINT) AS INTEGER), ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6,
+                    b + 7
+                ));
+                params.extend([
+                    Value::text(&r.session_id),
+                    Value::text(&r.endpoint_id),
+                    Value::text(r.direction),
+                    Value::I64(r.opcode),
+                    Value::I64(r.size),
+                    Value::Bytes(r.payload.clone()),
+                    Value::I64(r.captured_at),
+                ]);
+            }
+            statements.push((
+                format!(
+                    "INSERT INTO traffic_sample (session_id, endpoint_id, direction, opcode, size, payload, captured_at) VALUES {}",
+                    tuples.join(", ")
+                ),
+                params,
+            ));
+        }
+        if statements.is_empty() {
+            return Ok(());
+        }
+        self.db.transaction(&statements)
+    }
+
+    /// Sessions matching `f`, newest first, one page; and the total.
+    pub fn list_sessions(&self, f: &SessionFilter, page: Page) -> Result<(Vec<SessionRow>, i64)> {
+        let mut clauses = Vec::new();
+        let mut params = Vec::new();
+        if let Some(e) = &f.endpoint_id {
+            params.push(Value::text(e));
+            clauses.push(format!("endpoint_id = ${}", params.len()));
+        }
+        if let Some(s) = &f.state {
+            params.push(Value::text(s));
+            clauses.push(format!("state = ${}", params.len()));
+        }
+        let filter = if clauses.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", clauses.join(" AND "))
+        };
+        let total = self
+            .scalar(
+                &format!("SELECT COUNT(*) FROM live_session{filter}"),
+                &params,
+            )?
+            .and_then(|v| v.as_i64())
+            .unwrap_or(0);
+        let n = params.len();
+        params.push(Value::I64(i64::from(page.limit)));
+        params.push(Value::I64(page.offset()));
+        let rows = self.db.query(
+            &format!(
+                "SELECT {SESSION_COLUMNS} FROM live_session{filter} ORDER BY started_at DESC, id DESC LIMIT ${} OFFSET ${}",
+                n + 1,
+                n + 2
+            ),
+            &params,
+        )?;
+        Ok((rows.into_iter().map(session_from_row).collect(), total))
+    }
+
+    /// One session.
+    pub fn get_session(&self, id: &str) -> Result<Option<SessionRow>> {
+        let rows = self.db.query(
+            &format!("SELECT {SESSION_COLUMNS} FROM live_session WHERE id = $1"),
+            &[Value::text(id)],
+        )?;
+        Ok(rows.into_iter().next().map(session_from_row))
+    }
+
+    /// Samples of an endpoint, newest first, at most `limit`.
+    pub fn list_samples(&self, endpoint_id: &str, limit: u32) -> Result<Vec<SampleRow>> {
+        let rows = self.db.query(
+            "SELECT session_id, endpoint_id, direction, opcode, size, payload, captured_at FROM traffic_sample WHERE endpoint_id = $1 ORDER BY captured_at DESC, id DESC LIMIT $2",
+            &[Value::text(endpoint_id), Value::I64(i64::from(limit))],
+        )?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let mut it = r.into_iter();
+                let mut text = || it.next().and_then(Value::into_text).unwrap_or_default();
+                let (session_id, endpoint_id, direction) = (text(), text(), text());
+                let mut int = || it.next().and_then(|v| v.as_i64()).unwrap_or(0);
+                let (opcode, size) = (int(), int());
+                let payload = match it.next() {
+                    Some(Value::Bytes(b)) => b,
+                    _ => Vec::new(),
+                };
+                SampleRow {
+                    session_id,
+                    endpoint_id,
+                    direction: if direction == "client_to_target" {
+                        "client_to_target"
+                    } else {
+                        "target_to_client"
+                    },
+                    opcode,
+                    size,
+                    payload,
+                    captured_at: it.next().and_then(|v| v.as_i64()).unwrap_or(0),
+                }
+            })
+            .collect())
+    }
+
     // ---- audit ----
+
+    /// Audit records with `since <= at < until` and `id > after_id`, oldest
+    /// first, at most `limit`: one chunk of an export.
+    pub fn audit_chunk(
+        &self,
+        since: i64,
+        until: i64,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>> {
+        let rows = self.db.query(
+            "SELECT id, at, actor, action, entity_type, entity_id, before_json, after_json, client_addr FROM audit_log WHERE at >= $1 AND at < $2 AND id > $3 ORDER BY id LIMIT $4",
+            &[
+                Value::I64(since),
+                Value::I64(until),
+                Value::I64(after_id),
+                Value::I64(i64::from(limit)),
+            ],
+        )?;
+        rows.into_iter().map(audit_from_row).collect()
+    }
 
     /// Appends one audit record; returns its id.
     pub fn append_audit(&self, a: &AuditEntry) -> Result<i64> {
@@ -553,6 +825,8 @@ impl Store {
 
 /// The columns [`endpoint_from_row`] reads, in its order.
 const ENDPOINT_COLUMNS: &str = "spec, created_at, updated_at";
+/// The columns [`session_from_row`] reads, in its order.
+const SESSION_COLUMNS: &str = "id, node_id, endpoint_id, shard, state, client_addr, started_at, last_seen, ended_at, close_code, close_reason, msgs_in, msgs_out, bytes_in, bytes_out";
 /// The columns [`user_from_row`] reads, in its order.
 const USER_COLUMNS: &str = "id, email, password_hash, role, created_at";
 
@@ -583,6 +857,30 @@ fn endpoint_from_row(r: Vec<Value>) -> Result<EndpointRecord> {
         created_at,
         updated_at,
     })
+}
+
+fn session_from_row(r: Vec<Value>) -> SessionRow {
+    let mut it = r.into_iter();
+    let mut next = || it.next().unwrap_or(Value::Null);
+    let text = |v: Value| v.into_text().unwrap_or_default();
+    let int = |v: Value| v.as_i64().unwrap_or(0);
+    SessionRow {
+        id: text(next()),
+        node_id: text(next()),
+        endpoint_id: text(next()),
+        shard: int(next()),
+        state: text(next()),
+        client_addr: text(next()),
+        started_at: int(next()),
+        last_seen: int(next()),
+        ended_at: next().as_i64(),
+        close_code: next().as_i64(),
+        close_reason: next().into_text(),
+        msgs_in: int(next()),
+        msgs_out: int(next()),
+        bytes_in: int(next()),
+        bytes_out: int(next()),
+    }
 }
 
 fn user_from_row(r: Vec<Value>) -> Result<User> {

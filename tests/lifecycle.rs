@@ -62,6 +62,32 @@ fn port_in_use_exits_2() {
 }
 
 #[test]
+fn an_unreachable_or_bad_database_exits_2_with_one_line() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let cfg = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nshards = 1\ndatabase = \"postgres://wsrelay:s3cret@127.0.0.1:{port}/wsrelay\"\n"
+    );
+    one_line_exit_2(&["serve"], Some(&cfg), "database unavailable");
+    let (_, err) = run_to_exit(&["serve"], Some(&cfg));
+    assert!(
+        !err.contains("s3cret"),
+        "the password is not printed: {err}"
+    );
+    one_line_exit_2(
+        &["serve"],
+        Some("[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nshards = 1\ndatabase = \"mysql://x\"\n"),
+        "server.database",
+    );
+    one_line_exit_2(
+        &["serve"],
+        Some("[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nshards = 1\ndatabase = \"sqlite:///nonexistent-dir/x.db\"\n"),
+        "server.database",
+    );
+}
+
+#[test]
 fn too_little_locked_memory_is_a_clear_error() {
     if std::process::Command::new("prlimit")
         .arg("--version")
@@ -186,12 +212,12 @@ fn sigterm_drains_healthz_503_sessions_closed_1001_exit_0() {
 }
 
 #[test]
-fn sighup_reloads_endpoints_as_a_new_snapshot_on_every_shard() {
+fn sighup_writes_the_files_endpoints_to_the_store_and_every_shard() {
     let t = target(Behaviour::Echo);
-    let cfg = base_config(2) + &endpoint("keep", &t.url(), "") + &endpoint("drop", &t.url(), "");
+    let cfg = base_config(2) + &endpoint("keep", &t.url(), "") + &endpoint("other", &t.url(), "");
     let r = Relay::start(&cfg);
     let (mut keep, _) = connect(&r.url("keep")).unwrap();
-    let (mut gone, _) = connect(&r.url("drop")).unwrap();
+    let (mut other, _) = connect(&r.url("other")).unwrap();
     assert_eq!(status_of(connect(&r.url("new")).unwrap_err()), 404);
 
     // A bad file changes nothing.
@@ -208,23 +234,33 @@ fn sighup_reloads_endpoints_as_a_new_snapshot_on_every_shard() {
     keep.send(Message::Text("a".into())).unwrap();
     assert_eq!(keep.read().unwrap(), Message::Text("a".into()));
 
+    // A new endpoint in the file, and "keep" disabled. "other" is no longer
+    // in the file but stays: the store holds it (the API deletes endpoints).
     std::fs::write(
         &r.cfg,
-        base_config(2) + &endpoint("keep", &t.url(), "") + &endpoint("new", &t.url(), ""),
+        base_config(2)
+            + &endpoint("keep", &t.url(), "enabled = false")
+            + &endpoint("new", &t.url(), ""),
     )
     .unwrap();
     r.signal("-HUP");
-    // The removed endpoint's session is closed with 1001...
-    assert_eq!(read_close(&mut gone), (1001, "endpoint removed".into()));
-    // ...the other endpoint's session is untouched...
-    keep.send(Message::Text("still".into())).unwrap();
-    assert_eq!(keep.read().unwrap(), Message::Text("still".into()));
+    let start = std::time::Instant::now();
+    while !r.log_text().contains("endpoints reloaded") {
+        assert!(start.elapsed() < Duration::from_secs(5), "no reload logged");
+        std::thread::sleep(Duration::from_millis(20)); // polling the log file
+    }
+    // Sessions already open are untouched...
+    for ws in [&mut keep, &mut other] {
+        ws.send(Message::Text("still".into())).unwrap();
+        assert_eq!(ws.read().unwrap(), Message::Text("still".into()));
+    }
     // ...and every shard routes the new table (several connects spread over both).
     for _ in 0..8 {
         let (mut ws, _) = connect(&r.url("new")).unwrap();
         ws.send(Message::Text("n".into())).unwrap();
         assert_eq!(ws.read().unwrap(), Message::Text("n".into()));
-        assert_eq!(status_of(connect(&r.url("drop")).unwrap_err()), 404);
+        assert_eq!(status_of(connect(&r.url("keep")).unwrap_err()), 403);
+        connect(&r.url("other")).unwrap();
     }
 }
 

@@ -2,7 +2,10 @@
 //! (when `DATABASE_URL` is set; with `CI=true` a missing `DATABASE_URL` fails).
 
 use wsrelay::config::EndpointConfig;
-use wsrelay::store::{AuditEntry, AuditFilter, Backend, Page, Role, Store, StoreError, User};
+use wsrelay::store::{
+    AuditEntry, AuditFilter, Backend, Page, Role, SampleRow, SessionFilter, SessionRow, Store,
+    StoreError, User,
+};
 
 /// A fresh, migrated store per test: a new SQLite file, or a new schema in
 /// the PostgreSQL database.
@@ -25,7 +28,7 @@ fn sqlite_store(test: &str) -> (Store, std::path::PathBuf) {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("t.db");
     let sqlite = Store::connect(&format!("sqlite://{}", path.display())).unwrap();
-    assert_eq!(sqlite.migrate().unwrap(), 1);
+    assert_eq!(sqlite.migrate().unwrap(), 2);
     (sqlite, path)
 }
 
@@ -43,7 +46,7 @@ fn postgres_store(url: &str, test: &str) -> Store {
     let db = wsrelay::store::postgres::PostgresDb::with_config(config).unwrap();
     let store = Store::from_db(std::sync::Arc::new(db));
     assert_eq!(store.backend(), Backend::Postgres);
-    assert_eq!(store.migrate().unwrap(), 1);
+    assert_eq!(store.migrate().unwrap(), 2);
     store
 }
 
@@ -282,4 +285,134 @@ fn bad_and_unreachable_databases_are_clear_errors() {
     let e = Store::connect("sqlite:///nonexistent-dir/sub/wsrelay.db")
         .and_then(|s| s.migrate().map(|_| ()));
     assert!(e.is_err());
+}
+
+fn session_row(id: &str, endpoint: &str, started_at: i64) -> SessionRow {
+    SessionRow {
+        id: id.into(),
+        node_id: "n1".into(),
+        endpoint_id: endpoint.into(),
+        shard: 1,
+        state: "ACTIVE".into(),
+        client_addr: "127.0.0.1:9".into(),
+        started_at,
+        last_seen: started_at,
+        ended_at: None,
+        close_code: None,
+        close_reason: None,
+        msgs_in: 0,
+        msgs_out: 0,
+        bytes_in: 0,
+        bytes_out: 0,
+    }
+}
+
+#[test]
+fn batches_upsert_sessions_and_insert_samples() {
+    for s in stores("batch") {
+        // More rows than one statement holds, to cross a chunk boundary.
+        let n = wsrelay::store::ROWS_PER_STATEMENT + 3;
+        let rows: Vec<SessionRow> = (0..n)
+            .map(|i| {
+                session_row(
+                    &format!("s{i:04}"),
+                    if i % 2 == 0 { "even" } else { "odd" },
+                    i as i64,
+                )
+            })
+            .collect();
+        let sample = SampleRow {
+            session_id: "s0000".into(),
+            endpoint_id: "even".into(),
+            direction: "client_to_target",
+            opcode: 2,
+            size: 70000,
+            payload: vec![0, 159, 146, 150],
+            captured_at: 5,
+        };
+        s.write_batch(&rows, std::slice::from_ref(&sample)).unwrap();
+        let all = SessionFilter::default();
+        assert_eq!(
+            s.list_sessions(&all, Page { page: 1, limit: 10 })
+                .unwrap()
+                .1,
+            n as i64
+        );
+
+        // Writing a session again (as a retry or a later state) updates its row.
+        let mut closed = rows[0].clone();
+        closed.state = "CLOSED".into();
+        closed.ended_at = Some(99);
+        closed.close_code = Some(1008);
+        closed.close_reason = Some("terminated by operator".into());
+        closed.msgs_in = 5;
+        closed.bytes_out = 1 << 40;
+        s.write_batch(&[closed.clone()], &[]).unwrap();
+        assert_eq!(
+            s.list_sessions(&all, Page { page: 1, limit: 10 })
+                .unwrap()
+                .1,
+            n as i64,
+            "{:?}",
+            s.backend()
+        );
+        assert_eq!(s.get_session("s0000").unwrap().unwrap(), closed);
+
+        let even_active = SessionFilter {
+            endpoint_id: Some("even".into()),
+            state: Some("ACTIVE".into()),
+        };
+        let (page, total) = s
+            .list_sessions(&even_active, Page { page: 1, limit: 3 })
+            .unwrap();
+        assert_eq!(total, (n as i64 + 1) / 2 - 1);
+        assert_eq!(page.len(), 3);
+        assert!(page[0].started_at > page[1].started_at, "newest first");
+
+        assert_eq!(s.list_samples("even", 10).unwrap(), [sample]);
+        assert!(s.list_samples("odd", 10).unwrap().is_empty());
+    }
+}
+
+#[test]
+fn a_failed_batch_writes_nothing() {
+    for s in stores("atomic") {
+        let good = session_row("ok", "e", 1);
+        let mut bad = session_row("bad", "e", 2);
+        bad.state = "NEITHER".into(); // violates the CHECK constraint
+        assert!(s.write_batch(&[good.clone(), bad], &[]).is_err());
+        assert!(s.get_session("ok").unwrap().is_none(), "{:?}", s.backend());
+        s.write_batch(&[good], &[]).unwrap();
+        assert!(s.get_session("ok").unwrap().is_some());
+    }
+}
+
+#[test]
+fn audit_export_chunks_walk_the_range_oldest_first() {
+    for s in stores("chunks") {
+        for i in 0..7 {
+            s.append_audit(&AuditEntry {
+                at: 1000 + i,
+                actor: "a".into(),
+                action: "x".into(),
+                entity_type: "endpoint".into(),
+                entity_id: None,
+                before: None,
+                after: None,
+                client_addr: None,
+            })
+            .unwrap();
+        }
+        let mut after = 0;
+        let mut seen = Vec::new();
+        loop {
+            let chunk = s.audit_chunk(1001, 1006, after, 2).unwrap();
+            if chunk.is_empty() {
+                break;
+            }
+            after = chunk.last().unwrap().id;
+            seen.extend(chunk.into_iter().map(|r| r.entry.at));
+        }
+        assert_eq!(seen, [1001, 1002, 1003, 1004, 1005]);
+    }
 }

@@ -1,77 +1,45 @@
-//! A small built-in WebSocket echo target on the admin port (`/echo`), so that
-//! `wsrelay serve` with no configuration has a working example endpoint.
-//! Blocking tungstenite on threads: it is a demo, not a data path, and it is
-//! bounded to `MAX_CONNECTIONS` connections.
+//! A small built-in WebSocket echo target on the admin port (`/echo`), so
+//! that `wsrelay serve` with no configuration has a working example
+//! endpoint. Bounded to [`MAX_CONNECTIONS`] connections.
 
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
 
-use tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tungstenite::protocol::WebSocketConfig;
-use tungstenite::Message;
+use axum::extract::ws::{Message, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 
-/// Concurrent echo connections served; more are refused.
+use crate::admin::api::AppState;
+
+/// Concurrent echo connections served; more are refused with 503.
 pub const MAX_CONNECTIONS: usize = 64;
 
-/// Serves `/echo` (WebSocket) and `/healthz` on `listener` until the process ends.
-pub fn spawn(listener: TcpListener) {
-    let active = Arc::new(AtomicUsize::new(0));
-    std::thread::Builder::new()
-        .name("admin-echo".into())
-        .spawn(move || {
-            for stream in listener.incoming().flatten() {
-                if active.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
-                    active.fetch_sub(1, Ordering::AcqRel);
-                    continue;
-                }
-                let a = active.clone();
-                let _ = std::thread::Builder::new()
-                    .name("echo-conn".into())
-                    .spawn(move || {
-                        serve(stream);
-                        a.fetch_sub(1, Ordering::AcqRel);
-                    });
-            }
+/// `GET /echo` (WebSocket): sends every text and binary message back.
+pub async fn handler(State(st): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    if st.echo_active.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
+        st.echo_active.fetch_sub(1, Ordering::AcqRel);
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "echo: too many connections",
+        )
+            .into_response();
+    }
+    let st2 = st.clone();
+    ws.max_message_size(16 << 20)
+        .on_failed_upgrade(move |_| {
+            st2.echo_active.fetch_sub(1, Ordering::AcqRel);
         })
-        .expect("spawn the admin thread");
-}
-
-#[allow(clippy::result_large_err)] // tungstenite's callback signature
-fn serve(stream: TcpStream) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(300)));
-    let mut peek = [0u8; 16];
-    if matches!(stream.peek(&mut peek), Ok(n) if peek[..n].starts_with(b"GET /healthz")) {
-        use std::io::Write;
-        let mut s = stream;
-        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n");
-        return;
-    }
-    let check = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
-        if req.uri().path() == "/echo" {
-            Ok(resp)
-        } else {
-            let mut e = ErrorResponse::new(Some("not found".into()));
-            *e.status_mut() = tungstenite::http::StatusCode::NOT_FOUND;
-            Err(e)
-        }
-    };
-    let cfg = WebSocketConfig::default()
-        .read_buffer_size(16 * 1024)
-        .max_message_size(Some(16 << 20));
-    let Ok(mut ws) = tungstenite::accept_hdr_with_config(stream, check, Some(cfg)) else {
-        return;
-    };
-    loop {
-        match ws.read() {
-            Ok(m @ (Message::Text(_) | Message::Binary(_))) => {
-                if ws.send(m).is_err() {
-                    return;
+        .on_upgrade(move |mut socket| async move {
+            while let Some(Ok(m)) = socket.recv().await {
+                let reply = match m {
+                    m @ (Message::Text(_) | Message::Binary(_)) => m,
+                    Message::Close(_) => break,
+                    _ => continue,
+                };
+                if socket.send(reply).await.is_err() {
+                    break;
                 }
             }
-            Ok(_) => {}
-            Err(_) => return,
-        }
-    }
+            st.echo_active.fetch_sub(1, Ordering::AcqRel);
+        })
 }

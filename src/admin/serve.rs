@@ -8,10 +8,13 @@ use std::time::Duration;
 
 use glommio::{LocalExecutorBuilder, Placement};
 
-use crate::bridge::ShardCommand;
+use crate::admin::auth;
+use crate::admin::runtime::{self, RuntimeSpec};
+use crate::bridge::{EventSink, ShardCommand, EVENT_QUEUE};
 use crate::config::{parse_cpu_list, Config, EndpointConfig};
 use crate::registry::Registry;
 use crate::shard::{self, ShardSpec, Shared};
+use crate::store::Store;
 
 /// Registered io_uring buffer memory per shard (glommio's `io_memory`).
 /// wsrelay does no file I/O, so this is kept small.
@@ -105,8 +108,93 @@ fn bind_probe(addr: SocketAddr, key: &str) -> Result<socket2::Socket, StartError
     Ok(s)
 }
 
+/// This node's id: `WSRELAY_NODE_ID`, else `<hostname>:<data port>` (stable
+/// across restarts, so a node finds its own stale sessions).
+pub fn node_id(data: SocketAddr) -> String {
+    if let Ok(id) = std::env::var("WSRELAY_NODE_ID") {
+        if !id.trim().is_empty() {
+            return id.trim().to_string();
+        }
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{host}:{}", data.port())
+}
+
+fn env_nonempty(key: &str) -> Option<String> {
+    std::env::var(key).ok().filter(|v| !v.is_empty())
+}
+
+/// Connects and migrates the store, seeds endpoints and the first admin,
+/// closes this node's stale sessions. Returns the store, the endpoints to
+/// route and the JWT secret.
+fn open_store(
+    cfg: &Config,
+    admin_addr: SocketAddr,
+    node: &str,
+) -> Result<(Store, Vec<EndpointConfig>, Vec<u8>), StartError> {
+    let url = &cfg.server.database;
+    let shown = crate::store::redact_url(url);
+    let fail = |e: crate::store::StoreError| StartError(format!("server.database ({shown}): {e}"));
+    let store = Store::connect(url).map_err(fail)?;
+    store.migrate().map_err(fail)?;
+    let mut seed = cfg.endpoints.clone();
+    if seed.is_empty() && store.list_endpoints().map_err(fail)?.is_empty() {
+        seed.push(example_endpoint(admin_addr));
+    }
+    let added = store.seed_endpoints(&seed).map_err(fail)?;
+    if !added.is_empty() {
+        tracing::info!(endpoints = ?added, "seeded endpoints from the configuration");
+    }
+    let endpoints: Vec<EndpointConfig> = store
+        .list_endpoints()
+        .map_err(fail)?
+        .into_iter()
+        .map(|r| r.endpoint)
+        .collect();
+    let seeded = auth::seed_admin(
+        &store,
+        env_nonempty("WSRELAY_ADMIN_EMAIL").as_deref(),
+        env_nonempty("WSRELAY_ADMIN_PASSWORD").as_deref(),
+    )
+    .map_err(|e| StartError(format!("admin user: {e}")))?;
+    match seeded {
+        auth::Seeded::Existing => {}
+        auth::Seeded::FromEnvironment(email) => {
+            tracing::info!(%email, "created the first admin from WSRELAY_ADMIN_EMAIL/WSRELAY_ADMIN_PASSWORD")
+        }
+        auth::Seeded::Generated { email, password } => {
+            // Printed once, to the terminal only (never to the log).
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(
+                out,
+                "wsrelay: created admin {email} with password {password} (shown once; set WSRELAY_ADMIN_PASSWORD on first start to choose it)"
+            );
+            let _ = out.flush();
+        }
+    }
+    let secret =
+        auth::jwt_secret(&store, env_nonempty("WSRELAY_JWT_SECRET").as_deref()).map_err(fail)?;
+    let stale = store.close_stale_sessions(node).map_err(fail)?;
+    if stale > 0 {
+        tracing::info!(
+            sessions = stale,
+            node,
+            "closed stale sessions of a previous run (node restarted)"
+        );
+    }
+    store
+        .register_node(node, node.rsplit_once(':').map_or(node, |(h, _)| h))
+        .map_err(fail)?;
+    Ok((store, endpoints, secret))
+}
+
 /// Runs the relay until SIGTERM/SIGINT and the drain finish.
-pub fn run(mut cfg: Config, path: Option<std::path::PathBuf>) -> Result<(), StartError> {
+pub fn run(cfg: Config, path: Option<std::path::PathBuf>) -> Result<(), StartError> {
     let cpus = shard_cpus(&cfg)?;
     let nofile = crate::sys::raise_nofile();
     if nofile < 2 * cfg.limits.max_connections as u64 + 64 {
@@ -136,10 +224,8 @@ pub fn run(mut cfg: Config, path: Option<std::path::PathBuf>) -> Result<(), Star
     let admin_addr = admin
         .local_addr()
         .map_err(|e| StartError(format!("server.admin_listen: {e}")))?;
-    crate::admin::echo::spawn(admin);
-    if cfg.endpoints.is_empty() {
-        cfg.endpoints.push(example_endpoint(admin_addr));
-    }
+    let node = node_id(data_addr);
+    let (store, endpoints, secret) = open_store(&cfg, admin_addr, &node)?;
 
     let tls_extra = if cfg.server.upstream_ca_file.is_empty() {
         None
@@ -155,14 +241,15 @@ pub fn run(mut cfg: Config, path: Option<std::path::PathBuf>) -> Result<(), Star
         .map_err(|m| StartError(format!("config: server.upstream_ca_file: {m}")))?;
     let mut registry = Registry::default();
     let snapshot = registry
-        .snapshot(&cfg.endpoints)
-        .map_err(|m| StartError(format!("config: {m}")))?;
+        .snapshot(&endpoints)
+        .map_err(|m| StartError(format!("stored endpoints: {m}")))?;
     let shared = Arc::new(Shared {
         global_active: Arc::new(AtomicUsize::new(0)),
         ip_buckets: shard::limits::IpBuckets::new(cfg.limits.connects_per_ip_per_second),
         tls,
         draining_shards: AtomicUsize::new(cpus.len()),
     });
+    let cors = cfg.server.admin_cors_origins.clone();
     let cfg = Arc::new(cfg);
 
     // Handlers are installed before the ready line, so a signal sent as soon
@@ -175,10 +262,13 @@ pub fn run(mut cfg: Config, path: Option<std::path::PathBuf>) -> Result<(), Star
     .map_err(|e| StartError(format!("cannot install signal handlers: {e}")))?;
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let mut commands = Vec::new();
+    let mut queues = Vec::new();
     let mut handles = Vec::new();
     for (id, &cpu) in cpus.iter().enumerate() {
         let (tx, rx) = async_channel::bounded(64);
         commands.push(tx);
+        let (sink, events, dropped) = EventSink::bounded(EVENT_QUEUE);
+        queues.push((events, dropped));
         let spec = ShardSpec {
             id,
             addr: data_addr,
@@ -186,6 +276,7 @@ pub fn run(mut cfg: Config, path: Option<std::path::PathBuf>) -> Result<(), Star
             shared: shared.clone(),
             snapshot: snapshot.clone(),
             commands: rx,
+            events: sink,
             ready: ready_tx.clone(),
         };
         let h = LocalExecutorBuilder::new(Placement::Fixed(cpu))
@@ -206,7 +297,17 @@ pub fn run(mut cfg: Config, path: Option<std::path::PathBuf>) -> Result<(), Star
         }
     }
     drop(probe);
-    tracing::info!(data = %data_addr, admin = %admin_addr, shards = cpus.len(), cpus = ?cpus, "wsrelay ready");
+    let admin_rt = runtime::start(RuntimeSpec {
+        store,
+        secret,
+        node_id: node.clone(),
+        registry,
+        commands: commands.clone(),
+        events: queues,
+        listener: admin,
+        cors_origins: cors,
+    })?;
+    tracing::info!(data = %data_addr, admin = %admin_addr, shards = cpus.len(), cpus = ?cpus, node = %node, "wsrelay ready");
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
@@ -218,13 +319,7 @@ pub fn run(mut cfg: Config, path: Option<std::path::PathBuf>) -> Result<(), Star
         let _ = out.flush();
     }
 
-    let reloader = Reloader {
-        path,
-        example: example_endpoint(admin_addr),
-        registry,
-        commands: commands.clone(),
-    };
-    spawn_signal_thread(signals, commands, reloader)?;
+    spawn_signal_thread(signals, commands, path, admin_rt)?;
     for h in handles {
         if h.join().is_err() {
             tracing::error!("a shard thread ended abnormally");
@@ -234,45 +329,13 @@ pub fn run(mut cfg: Config, path: Option<std::path::PathBuf>) -> Result<(), Star
     Ok(())
 }
 
-/// Re-reads `[[endpoints]]` from the config file on SIGHUP and sends every
-/// shard the new snapshot. Other keys take effect at the next start.
-pub struct Reloader {
-    /// The config file (none: nothing to reload).
-    pub path: Option<std::path::PathBuf>,
-    /// The endpoint used when the file names none.
-    pub example: EndpointConfig,
-    /// Keeps the admission counters across versions.
-    pub registry: Registry,
-    /// One per shard.
-    pub commands: Vec<async_channel::Sender<ShardCommand>>,
-}
-
-impl Reloader {
-    /// Loads, validates and distributes; on any error the old table stays.
-    pub fn reload(&mut self) -> Result<usize, String> {
-        let Some(path) = &self.path else {
-            return Err("no config file to reload (started without --config)".into());
-        };
-        let mut cfg = Config::load(Some(path)).map_err(|e| e.to_string())?;
-        if cfg.endpoints.is_empty() {
-            cfg.endpoints.push(self.example.clone());
-        }
-        let snapshot = self.registry.snapshot(&cfg.endpoints)?;
-        let n = snapshot.endpoints.len();
-        for c in &self.commands {
-            // Bounded channel; a shard drains it at once, so this never waits long.
-            let _ = c.send_blocking(ShardCommand::Snapshot(snapshot.clone()));
-        }
-        Ok(n)
-    }
-}
-
 /// First SIGTERM/SIGINT: drain. Second: close every session now. SIGHUP:
-/// reload the endpoints.
+/// write the config file's endpoints to the store and reload the shards.
 fn spawn_signal_thread(
     mut signals: signal_hook::iterator::Signals,
     commands: Vec<async_channel::Sender<ShardCommand>>,
-    mut reloader: Reloader,
+    path: Option<std::path::PathBuf>,
+    admin: runtime::Running,
 ) -> Result<(), StartError> {
     std::thread::Builder::new()
         .name("signals".into())
@@ -280,8 +343,14 @@ fn spawn_signal_thread(
             let mut seen = 0;
             for sig in signals.forever() {
                 if sig == signal_hook::consts::SIGHUP {
-                    match reloader.reload() {
-                        Ok(n) => tracing::info!(endpoints = n, "endpoints reloaded"),
+                    let done = match &path {
+                        None => {
+                            Err("no config file to reload (started without --config)".to_string())
+                        }
+                        Some(p) => admin.handle.block_on(runtime::reload(&admin.state, p)),
+                    };
+                    match done {
+                        Ok(n) => tracing::info!(changed = n, "endpoints reloaded"),
                         Err(e) => tracing::error!("reload failed, endpoints unchanged: {e}"),
                     }
                     continue;

@@ -15,7 +15,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use glommio::timer::Timer;
 
-use crate::bridge::Endpoint;
+use crate::bridge::{Counts, Endpoint, Event, SessionStart};
 use crate::shard::frame::ControlFrame;
 use crate::shard::handshake::{self, ClientRequest, Refusal, Route};
 use crate::shard::limits::{self, Full};
@@ -29,24 +29,46 @@ pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The shard's handle on a running session: how the shard asks it to close.
 pub struct SessionCtl {
+    id: uuid::Uuid,
     endpoint: String,
     close_req: Cell<Option<(u16, &'static str)>>,
     waker: Cell<Option<Waker>>,
+    /// Counters as of the session's last poll.
+    counts: Cell<Counts>,
+    /// Counters as last reported to the admin runtime.
+    reported: Cell<Counts>,
 }
 
 impl SessionCtl {
-    /// A handle for a session of `endpoint`.
-    pub fn new(endpoint: &str) -> SessionCtl {
+    /// A handle for session `id` of `endpoint`.
+    pub fn new(id: uuid::Uuid, endpoint: &str) -> SessionCtl {
         SessionCtl {
+            id,
             endpoint: endpoint.to_string(),
             close_req: Cell::new(None),
             waker: Cell::new(None),
+            counts: Cell::new(Counts::default()),
+            reported: Cell::new(Counts::default()),
         }
+    }
+
+    /// The session id.
+    pub fn id(&self) -> uuid::Uuid {
+        self.id
     }
 
     /// The session's endpoint id.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+
+    /// The counters, if they changed since the last call.
+    pub fn take_update(&self) -> Option<Counts> {
+        let now = self.counts.get();
+        (now != self.reported.get()).then(|| {
+            self.reported.set(now);
+            now
+        })
     }
 
     /// Asks the session to close both legs with `code`.
@@ -326,7 +348,7 @@ async fn relay(ctx: Rc<ShardCtx>, est: Established, peer: SocketAddr) {
         early,
         leftover,
     } = est;
-    let ctl = Rc::new(SessionCtl::new(&endpoint.cfg.id));
+    let ctl = Rc::new(SessionCtl::new(session_id, &endpoint.cfg.id));
     let key = ctx.next_key();
     ctx.sessions.borrow_mut().insert(key, ctl.clone());
     metrics.sessions_total.set(metrics.sessions_total.get() + 1);
@@ -339,6 +361,13 @@ async fn relay(ctx: Rc<ShardCtx>, est: Established, peer: SocketAddr) {
         metrics: metrics.clone(),
     };
     tracing::debug!(endpoint = %endpoint.cfg.id, session = %session_id, client = %peer, "session started");
+    ctx.events.send(Event::Started(Box::new(SessionStart {
+        id: session_id,
+        endpoint: endpoint.cfg.id.clone(),
+        shard: ctx.id,
+        client: peer,
+        at_ms: crate::store::now_ms(),
+    })));
     let mut relay = Relay::new(&ctx, endpoint.clone(), metrics, client, upstream, ctl);
     relay.c2u.preload(&ctx.pool, &early);
     relay.u2c.preload(&ctx.pool, &leftover);
@@ -347,6 +376,13 @@ async fn relay(ctx: Rc<ShardCtx>, est: Established, peer: SocketAddr) {
     relay.c2u.finish(&ctx.pool);
     relay.u2c.finish(&ctx.pool);
     tracing::debug!(endpoint = %endpoint.cfg.id, session = %session_id, code = end.0, reason = end.1, msgs_in = relay.c2u.messages, msgs_out = relay.u2c.messages, "session ended");
+    ctx.events.send(Event::Ended {
+        id: session_id,
+        counts: relay.counts(),
+        code: end.0,
+        reason: end.1,
+        at_ms: crate::store::now_ms(),
+    });
     drop(slot);
 }
 
@@ -400,6 +436,14 @@ impl Relay {
             ping_sent: None,
             missed_pongs: 0,
             ping_seq: s1 ^ s2,
+        }
+    }
+
+    /// Messages and bytes relayed so far.
+    pub fn counts(&self) -> Counts {
+        Counts {
+            msgs: [self.c2u.messages, self.u2c.messages],
+            bytes: [self.c2u.bytes, self.u2c.bytes],
         }
     }
 
@@ -600,6 +644,8 @@ impl Future for &mut Relay {
                 }
             }
             if !again {
+                // For the shard's once-a-second report; plain stores.
+                this.ctl.counts.set(this.counts());
                 return Poll::Pending;
             }
         }

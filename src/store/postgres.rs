@@ -73,13 +73,35 @@ fn query_error(e: postgres::Error) -> StoreError {
     }
 }
 
+/// SQL NULL for a parameter of any type (`Option<String>::None` would only
+/// be accepted where PostgreSQL infers text).
+#[derive(Debug)]
+struct Null;
+
+impl ToSql for Null {
+    fn to_sql(
+        &self,
+        _: &Type,
+        _: &mut bytes::BytesMut,
+    ) -> std::result::Result<postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>>
+    {
+        Ok(postgres::types::IsNull::Yes)
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    postgres::types::to_sql_checked!();
+}
+
 /// Owned parameters in the types PostgreSQL expects.
 fn params(values: &[Value]) -> Vec<Box<dyn ToSql + Sync>> {
     values
         .iter()
         .map(|v| -> Box<dyn ToSql + Sync> {
             match v {
-                Value::Null => Box::new(Option::<String>::None),
+                Value::Null => Box::new(Null),
                 Value::I64(i) => Box::new(*i),
                 Value::Bool(b) => Box::new(*b),
                 Value::Text(s) => Box::new(s.clone()),
@@ -136,6 +158,16 @@ impl Db for PostgresDb {
         let p = params(values);
         let rows = self.conn()?.query(sql, &refs(&p)).map_err(query_error)?;
         rows.iter().map(row).collect()
+    }
+
+    fn transaction(&self, statements: &[(String, Vec<Value>)]) -> Result<()> {
+        let mut c = self.conn()?;
+        let mut tx = c.transaction().map_err(query_error)?;
+        for (sql, values) in statements {
+            let p = params(values);
+            tx.execute(sql.as_str(), &refs(&p)).map_err(query_error)?;
+        }
+        tx.commit().map_err(query_error)
     }
 
     fn batch(&self, sql: &str) -> Result<()> {

@@ -69,6 +69,8 @@ pub trait Db: Send + Sync {
     fn execute(&self, sql: &str, params: &[Value]) -> Result<u64>;
     /// Runs a query; all rows.
     fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>>;
+    /// Runs `statements` (SQL, parameters) in one transaction: all or none.
+    fn transaction(&self, statements: &[(String, Vec<Value>)]) -> Result<()>;
     /// Runs several statements separated by `;`, without parameters.
     fn batch(&self, sql: &str) -> Result<()>;
     /// In one transaction: runs `script` (several statements), then `record`

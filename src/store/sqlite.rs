@@ -128,6 +128,17 @@ impl Db for SqliteDb {
         Ok(out)
     }
 
+    fn transaction(&self, statements: &[(String, Vec<Value>)]) -> Result<()> {
+        let mut c = self.conn()?;
+        let tx = c.transaction().map_err(query_error)?;
+        for (sql, values) in statements {
+            let p = params(values);
+            tx.execute(sql, rusqlite::params_from_iter(p.iter()))
+                .map_err(query_error)?;
+        }
+        tx.commit().map_err(query_error)
+    }
+
     fn batch(&self, sql: &str) -> Result<()> {
         self.conn()?.execute_batch(sql).map_err(query_error)
     }

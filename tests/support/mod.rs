@@ -26,8 +26,15 @@ pub struct Relay {
     pub admin: SocketAddr,
     pub log: PathBuf,
     pub cfg: PathBuf,
+    /// What wsrelay printed before its ready line (e.g. a generated password).
+    pub stdout_before_ready: String,
     _dir: TempDir,
 }
+
+/// The admin every test relay starts with.
+pub const ADMIN_EMAIL: &str = "admin@test.example";
+/// Its password.
+pub const ADMIN_PASSWORD: &str = "correct horse battery";
 
 /// A directory removed on drop.
 pub struct TempDir(pub PathBuf);
@@ -94,7 +101,12 @@ impl Relay {
         cmd.env_remove("WSRELAY_LISTEN")
             .env_remove("WSRELAY_SHARDS")
             .env_remove("DATABASE_URL");
-        cmd.env("WSRELAY_LOG", "info");
+        // The default store (sqlite://wsrelay.db) lands in the test's own directory.
+        cmd.current_dir(&dir.0);
+        cmd.env("WSRELAY_LOG", "info")
+            .env("WSRELAY_ADMIN_EMAIL", ADMIN_EMAIL)
+            .env("WSRELAY_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env_remove("WSRELAY_JWT_SECRET");
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -102,9 +114,15 @@ impl Relay {
             .stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
         let mut child = cmd.spawn().expect("start wsrelay");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut before = String::new();
+        loop {
+            line.clear();
+            if out.read_line(&mut line).unwrap() == 0 || line.starts_with("wsrelay ready") {
+                break;
+            }
+            before.push_str(&line);
+        }
         if !line.starts_with("wsrelay ready") {
             let _ = child.wait();
             panic!(
@@ -125,6 +143,7 @@ impl Relay {
             child,
             log,
             cfg,
+            stdout_before_ready: before,
             _dir: dir,
         }
     }
@@ -187,7 +206,9 @@ pub fn run_to_exit(args: &[&str], config: Option<&str>) -> (i32, String) {
         cmd.arg("--config").arg(p);
     }
     cmd.env_remove("WSRELAY_LISTEN")
-        .env_remove("WSRELAY_SHARDS");
+        .env_remove("WSRELAY_SHARDS")
+        .env_remove("DATABASE_URL")
+        .current_dir(&dir.0);
     let out = cmd.stdin(Stdio::null()).output().unwrap();
     (
         out.status.code().unwrap_or(-1),

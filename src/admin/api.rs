@@ -1,0 +1,369 @@
+//! The admin HTTP API (SPEC 5) on axum: shared state, the error shape,
+//! authentication and roles, security headers and the router. Handlers live
+//! in the submodules, one per resource.
+
+use std::net::IpAddr;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde_json::{json, Map, Value};
+
+use crate::admin::auth::Claims;
+use crate::admin::events::Live;
+use crate::admin::ops::OpsFeed;
+use crate::admin::throttle::LoginThrottle;
+use crate::bridge::ShardCommand;
+use crate::registry::Registry;
+use crate::store::{AuditEntry, Role, Store, StoreError};
+
+pub mod audit;
+pub mod endpoints;
+pub mod health;
+pub mod login;
+pub mod sessions;
+pub mod users;
+
+/// Largest request body accepted (larger: 413).
+pub const BODY_LIMIT: usize = 256 * 1024;
+/// Admin tokens are valid this long.
+pub const TOKEN_TTL_S: u64 = 12 * 3600;
+/// Password hashes computed at once (each takes 19 MiB and tens of ms).
+pub const CONCURRENT_HASHES: usize = 2;
+
+/// Everything the handlers share.
+pub struct AdminState {
+    /// The store (blocking; used through [`db`]).
+    pub store: Store,
+    /// The JWT secret.
+    pub secret: Vec<u8>,
+    /// This process's node id.
+    pub node_id: String,
+    /// Process start.
+    pub started: Instant,
+    /// Builds snapshots; held while one is built and sent, so versions
+    /// reach the shards in order.
+    pub registry: tokio::sync::Mutex<Registry>,
+    /// One per shard.
+    pub commands: Vec<async_channel::Sender<ShardCommand>>,
+    /// Failed-login bookkeeping.
+    pub throttle: Mutex<LoginThrottle>,
+    /// Caps concurrent password hashing.
+    pub hashing: tokio::sync::Semaphore,
+    /// Sessions and metrics as reported by the shards.
+    pub live: Arc<Live>,
+    /// The `/ops` feed.
+    pub ops: OpsFeed,
+    /// Connections on the built-in echo target.
+    pub echo_active: AtomicUsize,
+}
+
+/// Shared state as handlers get it.
+pub type AppState = Arc<AdminState>;
+
+/// An API error: `{"error": {"code", "message", "fields"?}}` with a status.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Machine-readable code.
+    pub code: &'static str,
+    /// For people.
+    pub message: String,
+    /// Per-field messages (validation).
+    pub fields: Option<Map<String, Value>>,
+    /// `Retry-After` seconds (429, 503).
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    /// An error with a status, code and message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            fields: None,
+            retry_after: None,
+        }
+    }
+
+    /// 400 with per-field messages.
+    pub fn validation(fields: Map<String, Value>) -> ApiError {
+        let mut e = ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "validation_failed",
+            "some fields are invalid",
+        );
+        e.fields = Some(fields);
+        e
+    }
+
+    /// 400 for one field.
+    pub fn field(field: &str, message: impl Into<String>) -> ApiError {
+        let mut m = Map::new();
+        m.insert(field.to_string(), Value::String(message.into()));
+        ApiError::validation(m)
+    }
+
+    /// 400 without a field.
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    /// 401.
+    pub fn unauthorized(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// 403.
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 500 (details go to the log, not to the client).
+    pub fn internal() -> ApiError {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; see the server log",
+        )
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::Unavailable(m) => {
+                tracing::warn!("database unavailable: {m}");
+                let mut e = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "database_unavailable",
+                    "the database is unavailable; relaying goes on, changes are refused until it is back",
+                );
+                e.retry_after = Some(5);
+                e
+            }
+            StoreError::Conflict(what) => ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("{what} already exists"),
+            ),
+            e => {
+                tracing::error!("store error: {e}");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({"code": self.code, "message": self.message});
+        if let Some(f) = self.fields {
+            body["fields"] = Value::Object(f);
+        }
+        let mut r = (self.status, Json(json!({ "error": body }))).into_response();
+        if let Some(s) = self.retry_after {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        r
+    }
+}
+
+/// Runs a store call on the blocking pool.
+pub async fn db<T: Send + 'static>(
+    st: &AppState,
+    f: impl FnOnce(&Store) -> crate::store::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    let s = st.store.clone();
+    tokio::task::spawn_blocking(move || f(&s))
+        .await
+        .map_err(|_| ApiError::internal())?
+        .map_err(ApiError::from)
+}
+
+/// Appends to the audit log.
+#[allow(clippy::too_many_arguments)]
+pub async fn audit(
+    st: &AppState,
+    actor: &str,
+    action: &str,
+    entity_type: &str,
+    entity_id: Option<&str>,
+    before: Option<&Value>,
+    after: Option<&Value>,
+    addr: IpAddr,
+) -> Result<(), ApiError> {
+    let entry = AuditEntry {
+        at: crate::store::now_ms(),
+        actor: actor.to_string(),
+        action: action.to_string(),
+        entity_type: entity_type.to_string(),
+        entity_id: entity_id.map(str::to_string),
+        before: before.map(Value::to_string),
+        after: after.map(Value::to_string),
+        client_addr: Some(addr.to_string()),
+    };
+    db(st, move |s| s.append_audit(&entry)).await.map(|_| ())
+}
+
+/// Parses a JSON body, naming the field that does not fit.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() || path == "." {
+            ApiError::bad_request(format!("body is not valid JSON for this route: {inner}"))
+        } else {
+            ApiError::field(&crate::config::camel_case_path(&path), inner.to_string())
+        }
+    })
+}
+
+/// A caller with a valid token (any role).
+pub struct Authed(pub Claims);
+
+/// A caller with a valid token and the `admin` role.
+pub struct AdminOnly(pub Claims);
+
+impl FromRequestParts<AppState> for Authed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, ApiError> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .ok_or_else(|| ApiError::unauthorized("Authorization: Bearer <token> is required"))?;
+        crate::admin::auth::verify_token(&st.secret, token.trim())
+            .map(Authed)
+            .ok_or_else(|| ApiError::unauthorized("the token is invalid or expired"))
+    }
+}
+
+impl FromRequestParts<AppState> for AdminOnly {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, ApiError> {
+        let Authed(c) = Authed::from_request_parts(parts, st).await?;
+        if c.role == Role::Admin {
+            Ok(AdminOnly(c))
+        } else {
+            Err(ApiError::forbidden("this needs the admin role"))
+        }
+    }
+}
+
+/// `?page=&limit=` with bounds; 400 names the bad parameter.
+pub fn page(q: &std::collections::HashMap<String, String>) -> Result<crate::store::Page, ApiError> {
+    let num = |k: &str, default: u32, max: u32| -> Result<u32, ApiError> {
+        match q.get(k) {
+            None => Ok(default),
+            Some(v) => match v.parse::<u32>() {
+                Ok(n) if (1..=max).contains(&n) => Ok(n),
+                _ => Err(ApiError::field(
+                    k,
+                    format!("must be a whole number 1-{max}"),
+                )),
+            },
+        }
+    };
+    Ok(crate::store::Page {
+        page: num("page", 1, 1_000_000)?,
+        limit: num("limit", 50, 1000)?,
+    })
+}
+
+/// Security headers on every response; `no-store` so that no token-bearing
+/// answer is cached.
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut r = next.run(req).await;
+    let h = r.headers_mut();
+    let set = |h: &mut axum::http::HeaderMap, k: HeaderName, v: &'static str| {
+        h.insert(k, HeaderValue::from_static(v));
+    };
+    set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(h, header::X_FRAME_OPTIONS, "DENY");
+    set(
+        h,
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    );
+    set(h, header::REFERRER_POLICY, "no-referrer");
+    set(h, header::CACHE_CONTROL, "no-store");
+    r
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+/// The admin router.
+pub fn router(st: AppState, cors_origins: &[String]) -> Router {
+    let mut r = Router::new()
+        .route("/api/login", post(login::login))
+        .route(
+            "/api/endpoints",
+            get(endpoints::list).post(endpoints::create),
+        )
+        .route(
+            "/api/endpoints/{id}",
+            get(endpoints::get_one)
+                .patch(endpoints::update)
+                .delete(endpoints::remove),
+        )
+        .route("/api/endpoints/{id}/stats", get(endpoints::stats))
+        .route("/api/endpoints/{id}/samples", get(endpoints::samples))
+        .route("/api/endpoints/{id}/sessions", get(sessions::by_endpoint))
+        .route("/api/sessions", get(sessions::list))
+        .route("/api/sessions/{id}", delete(sessions::kill_route))
+        .route("/api/audit", get(audit::list))
+        .route("/api/audit/export", get(audit::export))
+        .route("/api/users", get(users::list).post(users::create))
+        .route("/api/users/{id}", delete(users::remove))
+        .route("/healthz", get(health::healthz))
+        .route("/metrics", get(crate::admin::metrics::render))
+        .route("/ops", get(crate::admin::ops::handler))
+        .route("/echo", get(crate::admin::echo::handler))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(security_headers));
+    if !cors_origins.is_empty() {
+        use tower_http::cors::{AllowOrigin, CorsLayer};
+        let origins: Vec<HeaderValue> = cors_origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o).ok())
+            .collect();
+        r = r.layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::list(origins))
+                .allow_methods([
+                    axum::http::Method::GET,
+                    axum::http::Method::POST,
+                    axum::http::Method::PATCH,
+                    axum::http::Method::DELETE,
+                ])
+                .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]),
+        );
+    }
+    r.with_state(st)
+}

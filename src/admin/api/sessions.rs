@@ -1,0 +1,114 @@
+//! `/api/sessions`: lists (from the store, so every node's sessions show)
+//! and kills (sent to the shard that runs the session).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::{audit, db, page, AdminOnly, ApiError, AppState, Authed};
+use crate::admin::auth::Claims;
+use crate::admin::json;
+use crate::bridge::ShardCommand;
+use crate::store::SessionFilter;
+
+async fn list_with(
+    st: &AppState,
+    q: &HashMap<String, String>,
+    endpoint: Option<String>,
+) -> Result<Json<Value>, ApiError> {
+    let page = page(q)?;
+    let state = match q.get("state").map(|s| s.to_ascii_uppercase()) {
+        None => Some("ACTIVE".to_string()),
+        Some(s) if s == "ACTIVE" || s == "CLOSED" => Some(s),
+        Some(s) if s == "ALL" => None,
+        Some(_) => return Err(ApiError::field("state", "must be ACTIVE, CLOSED or ALL")),
+    };
+    let filter = SessionFilter {
+        endpoint_id: endpoint.or_else(|| q.get("endpointId").cloned()),
+        state,
+    };
+    let (rows, total) = db(st, move |s| s.list_sessions(&filter, page)).await?;
+    let items: Vec<Value> = rows.iter().map(json::session).collect();
+    Ok(Json(json!({
+        "items": items, "total": total, "page": page.page, "limit": page.limit
+    })))
+}
+
+/// `GET /api/sessions?endpointId=&state=&page=&limit=` (default: active).
+pub async fn list(
+    State(st): State<AppState>,
+    _: Authed,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    list_with(&st, &q, None).await
+}
+
+/// `GET /api/endpoints/:id/sessions`
+pub async fn by_endpoint(
+    State(st): State<AppState>,
+    _: Authed,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let key = id.clone();
+    if db(&st, move |s| s.get_endpoint(&key)).await?.is_none() {
+        return Err(ApiError::not_found(format!("no endpoint {id:?}")));
+    }
+    list_with(&st, &q, Some(id)).await
+}
+
+/// Kills session `id` (1008 `terminated by operator`) and audits it.
+pub async fn kill(st: &AppState, actor: &Claims, id: &str, addr: IpAddr) -> Result<(), ApiError> {
+    let gone = || ApiError::not_found(format!("no active session {id:?}"));
+    let uuid = uuid::Uuid::parse_str(id).map_err(|_| gone())?;
+    let live = st
+        .live
+        .sessions
+        .lock()
+        .expect("sessions")
+        .get(&uuid)
+        .cloned();
+    let Some(live) = live else {
+        let key = id.to_string();
+        return match db(st, move |s| s.get_session(&key)).await? {
+            Some(r) if r.state == "ACTIVE" && r.node_id != st.node_id => Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "other_node",
+                format!("session {id} runs on node {}; kill it there", r.node_id),
+            )),
+            _ => Err(gone()),
+        };
+    };
+    let shard = live.row.shard as usize;
+    let cmd = st.commands.get(shard).ok_or_else(ApiError::internal)?;
+    if cmd.send(ShardCommand::Kill(uuid)).await.is_err() {
+        return Err(gone());
+    }
+    let before = json::session(&live.row);
+    audit(
+        st,
+        &actor.email,
+        "session.kill",
+        "session",
+        Some(id),
+        Some(&before),
+        None,
+        addr,
+    )
+    .await
+}
+
+/// `DELETE /api/sessions/:id` → 204; the client gets 1008.
+pub async fn kill_route(
+    State(st): State<AppState>,
+    AdminOnly(actor): AdminOnly,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    kill(&st, &actor, &id, peer.ip()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

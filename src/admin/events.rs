@@ -1,0 +1,350 @@
+//! The admin side of the shards' event queues: one thread drains every
+//! shard's queue into the live view (sessions of this node, the latest
+//! metrics of each shard), the `/ops` feed and the writer's backlog; one
+//! writer thread stores the backlog in batches (one transaction each),
+//! retrying with backoff and jitter while the database is down.
+//!
+//! The backlog is keyed by session id, so a session that changed three times
+//! while the database was away is written once, in its latest state, and a
+//! retried batch updates the same rows instead of adding new ones. It is
+//! bounded: a session that would grow it past [`BACKLOG_ROWS`] is dropped
+//! and counted.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Select};
+use rand::Rng;
+
+use crate::admin::ops::{OpsEvent, OpsFeed};
+use crate::bridge::{Counts, Event};
+use crate::shard::metrics::ShardStats;
+use crate::store::{SampleRow, SessionRow, Store};
+
+/// Session rows the writer keeps while the database is away.
+pub const BACKLOG_ROWS: usize = 100_000;
+/// Samples the writer keeps while the database is away.
+pub const BACKLOG_SAMPLES: usize = 10_000;
+/// The writer writes at least this often while there is something to write.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(50);
+/// ...or as soon as this many rows wait.
+pub const FLUSH_ROWS: usize = 5_000;
+/// Longest pause between retries while the database is down.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// A session running on this node, as the admin side knows it.
+#[derive(Debug, Clone)]
+pub struct LiveSession {
+    /// The row as it will be stored.
+    pub row: SessionRow,
+}
+
+/// Counters of the writer (for `/metrics` and `/healthz`).
+#[derive(Default, Debug)]
+pub struct WriterCounters {
+    /// Batches committed.
+    pub batches: AtomicU64,
+    /// Batches that failed (and were retried).
+    pub errors: AtomicU64,
+    /// Rows committed (sessions and samples).
+    pub rows: AtomicU64,
+    /// Rows dropped because the backlog was full.
+    pub dropped: AtomicU64,
+    /// Duration of the last committed batch, µs.
+    pub last_batch_us: AtomicU64,
+}
+
+#[derive(Default)]
+struct Backlog {
+    sessions: HashMap<String, SessionRow>,
+    samples: Vec<SampleRow>,
+}
+
+impl Backlog {
+    fn len(&self) -> usize {
+        self.sessions.len() + self.samples.len()
+    }
+}
+
+/// What both threads and the API share.
+pub struct Live {
+    /// Sessions running on this node, by id.
+    pub sessions: Mutex<HashMap<uuid::Uuid, LiveSession>>,
+    /// The latest metrics of each shard.
+    pub stats: Mutex<Vec<Option<ShardStats>>>,
+    /// Events each shard dropped because its queue was full.
+    pub dropped: Vec<Arc<AtomicU64>>,
+    /// Each shard's queue (for its depth).
+    pub queues: Vec<Receiver<Event>>,
+    /// The writer's counters.
+    pub writer: WriterCounters,
+    /// Whether the last write (or ping) reached the database.
+    pub store_ok: std::sync::atomic::AtomicBool,
+    backlog: Mutex<Backlog>,
+    wake: Condvar,
+    node_id: String,
+}
+
+impl Live {
+    /// A live view for `queues` (one per shard) of node `node_id`.
+    pub fn new(node_id: &str, queues: Vec<(Receiver<Event>, Arc<AtomicU64>)>) -> Arc<Live> {
+        let n = queues.len();
+        let (queues, dropped) = queues.into_iter().unzip();
+        Arc::new(Live {
+            sessions: Mutex::new(HashMap::new()),
+            stats: Mutex::new(vec![None; n]),
+            dropped,
+            queues,
+            writer: WriterCounters::default(),
+            store_ok: std::sync::atomic::AtomicBool::new(true),
+            backlog: Mutex::new(Backlog::default()),
+            wake: Condvar::new(),
+            node_id: node_id.to_string(),
+        })
+    }
+
+    /// Events dropped by all shards.
+    pub fn events_dropped(&self) -> u64 {
+        self.dropped.iter().map(|d| d.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Rows waiting for the writer.
+    pub fn backlog_len(&self) -> usize {
+        self.backlog.lock().expect("backlog").len()
+    }
+
+    /// Queues a session row for the writer (newest state wins).
+    fn queue_row(&self, row: SessionRow) {
+        let mut b = self.backlog.lock().expect("backlog");
+        if !b.sessions.contains_key(&row.id) && b.sessions.len() >= BACKLOG_ROWS {
+            self.writer.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        b.sessions.insert(row.id.clone(), row);
+        if b.len() >= FLUSH_ROWS {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Queues a sample for the writer.
+    pub fn queue_sample(&self, s: SampleRow) {
+        let mut b = self.backlog.lock().expect("backlog");
+        if b.samples.len() >= BACKLOG_SAMPLES {
+            self.writer.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        b.samples.push(s);
+    }
+
+    /// Applies one event from shard queues.
+    pub fn apply(&self, e: Event, ops: &OpsFeed) {
+        match e {
+            Event::Started(s) => {
+                let row = SessionRow {
+                    id: s.id.hyphenated().to_string(),
+                    node_id: self.node_id.clone(),
+                    endpoint_id: s.endpoint.clone(),
+                    shard: s.shard as i64,
+                    state: "ACTIVE".into(),
+                    client_addr: s.client.to_string(),
+                    started_at: s.at_ms,
+                    last_seen: s.at_ms,
+                    ended_at: None,
+                    close_code: None,
+                    close_reason: None,
+                    msgs_in: 0,
+                    msgs_out: 0,
+                    bytes_in: 0,
+                    bytes_out: 0,
+                };
+                ops.publish(OpsEvent::session("sessionStarted", &row));
+                self.queue_row(row.clone());
+                self.sessions
+                    .lock()
+                    .expect("sessions")
+                    .insert(s.id, LiveSession { row });
+            }
+            Event::Updated { id, counts, at_ms } => {
+                let row = {
+                    let mut map = self.sessions.lock().expect("sessions");
+                    let Some(live) = map.get_mut(&id) else {
+                        return; // its start was dropped (counted)
+                    };
+                    set_counts(&mut live.row, counts);
+                    live.row.last_seen = at_ms;
+                    live.row.clone()
+                };
+                ops.publish(OpsEvent::session("sessionUpdated", &row));
+                self.queue_row(row);
+            }
+            Event::Ended {
+                id,
+                counts,
+                code,
+                reason,
+                at_ms,
+            } => {
+                let Some(mut live) = self.sessions.lock().expect("sessions").remove(&id) else {
+                    return;
+                };
+                let row = &mut live.row;
+                set_counts(row, counts);
+                row.state = "CLOSED".into();
+                row.ended_at = Some(at_ms);
+                row.close_code = Some(i64::from(code));
+                row.close_reason = Some(reason.to_string());
+                if counts != Counts::default() {
+                    row.last_seen = row.last_seen.max(at_ms);
+                }
+                ops.publish(OpsEvent::session("sessionEnded", row));
+                self.queue_row(live.row);
+            }
+            Event::Stats(s) => {
+                let mut stats = self.stats.lock().expect("stats");
+                let i = s.shard;
+                if i < stats.len() {
+                    stats[i] = Some(*s);
+                }
+            }
+        }
+    }
+}
+
+fn set_counts(row: &mut SessionRow, c: Counts) {
+    row.msgs_in = c.msgs[0] as i64;
+    row.msgs_out = c.msgs[1] as i64;
+    row.bytes_in = c.bytes[0] as i64;
+    row.bytes_out = c.bytes[1] as i64;
+}
+
+/// Starts the thread that drains the shard queues.
+pub fn spawn_consumer(live: Arc<Live>, ops: OpsFeed) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("events".into())
+        .spawn(move || {
+            let queues = live.queues.clone();
+            loop {
+                let mut sel = Select::new();
+                for q in &queues {
+                    sel.recv(q);
+                }
+                // Wakes on any event; the timeout only lets a shutdown be seen.
+                if sel.ready_timeout(Duration::from_secs(1)).is_err() {
+                    continue;
+                }
+                let mut gone = 0;
+                for q in &queues {
+                    // Up to a queue's worth each round, so one busy shard
+                    // cannot starve the others.
+                    for _ in 0..crate::bridge::EVENT_QUEUE {
+                        match q.try_recv() {
+                            Ok(e) => live.apply(e, &ops),
+                            Err(crossbeam_channel::TryRecvError::Empty) => break,
+                            Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                                gone += 1;
+                                break;
+                            }
+                        }
+                    }
+                }
+                if gone == queues.len() {
+                    live.wake.notify_one();
+                    return; // every shard has exited
+                }
+            }
+        })
+        .map(|_| ())
+}
+
+/// Starts the batched writer. Returns its join handle: it ends once the
+/// consumer has ended and the backlog is written (or the database has been
+/// given up on after `final_deadline`).
+pub fn spawn_writer(live: Arc<Live>, store: Store) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("store-writer".into())
+        .spawn(move || {
+            let mut failures = 0u32;
+            loop {
+                let (sessions, samples) = {
+                    let mut b = live.backlog.lock().expect("backlog");
+                    if b.len() < FLUSH_ROWS {
+                        b = live.wake.wait_timeout(b, FLUSH_EVERY).expect("backlog").0;
+                    }
+                    if b.len() == 0 {
+                        continue;
+                    }
+                    let b = std::mem::take(&mut *b);
+                    (b.sessions.into_values().collect::<Vec<_>>(), b.samples)
+                };
+                let t = Instant::now();
+                match store.write_batch(&sessions, &samples) {
+                    Ok(()) => {
+                        failures = 0;
+                        live.store_ok.store(true, Ordering::Relaxed);
+                        let w = &live.writer;
+                        w.batches.fetch_add(1, Ordering::Relaxed);
+                        w.rows
+                            .fetch_add((sessions.len() + samples.len()) as u64, Ordering::Relaxed);
+                        w.last_batch_us
+                            .store(t.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        live.store_ok.store(false, Ordering::Relaxed);
+                        live.writer.errors.fetch_add(1, Ordering::Relaxed);
+                        if failures == 1 || failures.is_power_of_two() {
+                            tracing::warn!(
+                                error = %e,
+                                rows = sessions.len() + samples.len(),
+                                attempt = failures,
+                                "store write failed; keeping the rows and retrying"
+                            );
+                        }
+                        restore(&live, sessions, samples);
+                        std::thread::sleep(backoff(failures));
+                    }
+                }
+            }
+        })
+        .map(|_| ())
+}
+
+/// Puts a failed batch back; rows queued since then are newer and win.
+fn restore(live: &Live, sessions: Vec<SessionRow>, samples: Vec<SampleRow>) {
+    let mut b = live.backlog.lock().expect("backlog");
+    for row in sessions {
+        if b.sessions.contains_key(&row.id) {
+            continue;
+        }
+        if b.sessions.len() >= BACKLOG_ROWS {
+            live.writer.dropped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        b.sessions.insert(row.id.clone(), row);
+    }
+    let room = BACKLOG_SAMPLES.saturating_sub(b.samples.len());
+    let lost = samples.len().saturating_sub(room);
+    if lost > 0 {
+        live.writer
+            .dropped
+            .fetch_add(lost as u64, Ordering::Relaxed);
+    }
+    let mut kept: Vec<SampleRow> = samples.into_iter().take(room).collect();
+    kept.append(&mut b.samples);
+    b.samples = kept;
+}
+
+/// Exponential backoff from 100 ms to [`MAX_BACKOFF`], with ±50 % jitter so
+/// that several nodes do not retry in step.
+pub fn backoff(failures: u32) -> Duration {
+    let base = Duration::from_millis(100)
+        .saturating_mul(1u32 << failures.saturating_sub(1).min(6))
+        .min(MAX_BACKOFF);
+    let jitter = rand::thread_rng().gen_range(0.5..1.5);
+    base.mul_f64(jitter)
+}
+
+#[cfg(test)]
+mod tests;

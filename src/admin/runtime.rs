@@ -1,0 +1,186 @@
+//! Starts the admin side: the event consumer and batched writer threads, and
+//! the tokio runtime ("admin" threads) that serves the API. Nothing here runs
+//! on a shard; shards reach it only through their event queues and it
+//! reaches them only through their command channels.
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+
+use crate::admin::api::{AdminState, AppState, CONCURRENT_HASHES};
+use crate::admin::events::{self, Live};
+use crate::admin::ops::{OpsEvent, OpsFeed};
+use crate::admin::serve::StartError;
+use crate::admin::throttle::{LoginThrottle, ThrottleConfig};
+use crate::bridge::{Event, ShardCommand};
+use crate::config::Config;
+use crate::registry::Registry;
+use crate::store::Store;
+
+/// Tokio worker threads of the admin runtime.
+pub const WORKERS: usize = 2;
+/// How often the node row's heartbeat is refreshed.
+pub const NODE_HEARTBEAT: Duration = Duration::from_secs(10);
+
+/// What the admin runtime is started with.
+pub struct RuntimeSpec {
+    /// The migrated store.
+    pub store: Store,
+    /// JWT secret.
+    pub secret: Vec<u8>,
+    /// This node's id.
+    pub node_id: String,
+    /// The registry that built the first snapshot.
+    pub registry: Registry,
+    /// One per shard.
+    pub commands: Vec<async_channel::Sender<ShardCommand>>,
+    /// One per shard: its event queue and drop counter.
+    pub events: Vec<(Receiver<Event>, Arc<AtomicU64>)>,
+    /// The bound admin listener.
+    pub listener: std::net::TcpListener,
+    /// Allowed CORS origins (empty: CORS off).
+    pub cors_origins: Vec<String>,
+}
+
+/// A running admin side.
+pub struct Running {
+    /// Shared state (for the signal thread).
+    pub state: AppState,
+    /// A handle on the runtime, to run admin work from other threads.
+    pub handle: tokio::runtime::Handle,
+}
+
+/// Starts the event threads and the admin runtime; returns once it serves.
+pub fn start(spec: RuntimeSpec) -> Result<Running, StartError> {
+    let live = Live::new(&spec.node_id, spec.events);
+    let ops = OpsFeed::default();
+    let err = |what: &str, e: std::io::Error| StartError(format!("cannot start {what}: {e}"));
+    events::spawn_consumer(live.clone(), ops.clone()).map_err(|e| err("the event thread", e))?;
+    events::spawn_writer(live.clone(), spec.store.clone())
+        .map_err(|e| err("the store writer", e))?;
+    let state: AppState = Arc::new(AdminState {
+        store: spec.store,
+        secret: spec.secret,
+        node_id: spec.node_id,
+        started: Instant::now(),
+        registry: tokio::sync::Mutex::new(spec.registry),
+        commands: spec.commands,
+        throttle: Mutex::new(LoginThrottle::new(ThrottleConfig::default())),
+        hashing: tokio::sync::Semaphore::new(CONCURRENT_HASHES),
+        live,
+        ops,
+        echo_active: Default::default(),
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(WORKERS)
+        .max_blocking_threads(16)
+        .thread_name("admin")
+        .enable_all()
+        .build()
+        .map_err(|e| err("the admin runtime", e))?;
+    let handle = rt.handle().clone();
+    spec.listener
+        .set_nonblocking(true)
+        .map_err(|e| err("the admin listener", e))?;
+    let listener = {
+        let _guard = rt.enter();
+        tokio::net::TcpListener::from_std(spec.listener)
+            .map_err(|e| err("the admin listener", e))?
+    };
+    let app = crate::admin::api::router(state.clone(), &spec.cors_origins);
+    let st = state.clone();
+    std::thread::Builder::new()
+        .name("admin".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                tokio::spawn(tick(st));
+                let served = axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .await;
+                if let Err(e) = served {
+                    tracing::error!("admin server stopped: {e}");
+                }
+            })
+        })
+        .map_err(|e| err("the admin thread", e))?;
+    Ok(Running { state, handle })
+}
+
+/// Once a second: per-endpoint `stats` on `/ops`; every
+/// [`NODE_HEARTBEAT`]: the node row's heartbeat.
+async fn tick(st: AppState) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    let mut n = 0u64;
+    loop {
+        every.tick().await;
+        n += 1;
+        if st.ops.has_readers() {
+            let merged = crate::admin::stats::merge(&st.live.stats.lock().expect("stats"));
+            for (id, t) in &merged {
+                st.ops
+                    .publish(OpsEvent::stats(id, crate::admin::json::stats(id, Some(t))));
+            }
+        }
+        if n % NODE_HEARTBEAT.as_secs() == 0 {
+            let store = st.store.clone();
+            let node = st.node_id.clone();
+            let _ = tokio::task::spawn_blocking(move || store.heartbeat_node(&node)).await;
+        }
+    }
+}
+
+/// SIGHUP: the config file's `[[endpoints]]` are written to the store (added
+/// when absent, replaced when different; endpoints managed through the API
+/// are left alone) and every shard gets the new table. Returns how many
+/// endpoints changed.
+pub async fn reload(st: &AppState, path: &std::path::Path) -> Result<usize, String> {
+    let cfg = Config::load(Some(path)).map_err(|e| e.to_string())?;
+    let mut changed = 0;
+    for e in cfg.endpoints {
+        let id = e.id.clone();
+        let store = st.store.clone();
+        let (before, wrote) = tokio::task::spawn_blocking(move || -> crate::store::Result<_> {
+            let old = store.get_endpoint(&id)?;
+            Ok(match old {
+                None => (None, Some(store.insert_endpoint(&e)?)),
+                Some(o) if o.endpoint != e => (Some(o.endpoint), store.update_endpoint(&e)?),
+                Some(_) => (None, None),
+            })
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        if let Some(rec) = wrote {
+            changed += 1;
+            let action = if before.is_some() {
+                "endpoint.update"
+            } else {
+                "endpoint.create"
+            };
+            let b = before.as_ref().map(crate::admin::json::endpoint_config);
+            let a = crate::admin::json::endpoint_config(&rec.endpoint);
+            let local = std::net::IpAddr::from([127, 0, 0, 1]);
+            crate::admin::api::audit(
+                st,
+                "config-reload",
+                action,
+                "endpoint",
+                Some(&rec.endpoint.id),
+                b.as_ref(),
+                Some(&a),
+                local,
+            )
+            .await
+            .map_err(|e| e.message)?;
+        }
+    }
+    crate::admin::api::endpoints::publish(st)
+        .await
+        .map_err(|e| e.message)?;
+    Ok(changed)
+}

@@ -1,0 +1,101 @@
+//! Merges the shards' metric copies into per-endpoint totals (counters
+//! summed, HDR histograms added), for the stats route, `/ops` and `/metrics`.
+
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+
+use crate::shard::metrics::ShardStats;
+
+/// One endpoint over all shards.
+#[derive(Clone)]
+pub struct EndpointTotals {
+    /// Endpoint id.
+    pub id: String,
+    /// Sessions open now.
+    pub active: u64,
+    /// Sessions opened since start.
+    pub total: u64,
+    /// Messages by direction (in, out).
+    pub messages: [u64; 2],
+    /// Bytes by direction.
+    pub bytes: [u64; 2],
+    /// Relay latency by direction, µs.
+    pub latency: [Histogram<u64>; 2],
+    /// Upstream connect time, µs.
+    pub connect: Histogram<u64>,
+}
+
+fn empty() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static bounds")
+}
+
+impl EndpointTotals {
+    /// Nothing counted yet.
+    pub fn new(id: &str) -> EndpointTotals {
+        EndpointTotals {
+            id: id.to_string(),
+            active: 0,
+            total: 0,
+            messages: [0; 2],
+            bytes: [0; 2],
+            latency: [empty(), empty()],
+            connect: empty(),
+        }
+    }
+}
+
+/// Per-endpoint totals of the shards that have reported.
+pub fn merge(shards: &[Option<ShardStats>]) -> BTreeMap<String, EndpointTotals> {
+    let mut out: BTreeMap<String, EndpointTotals> = BTreeMap::new();
+    for s in shards.iter().flatten() {
+        for e in &s.endpoints {
+            let t = out
+                .entry(e.id.clone())
+                .or_insert_with(|| EndpointTotals::new(&e.id));
+            t.active += e.sessions_active;
+            t.total += e.sessions_total;
+            for d in 0..2 {
+                t.messages[d] += e.messages[d];
+                t.bytes[d] += e.bytes[d];
+                let _ = t.latency[d].add(&e.latency_us[d]);
+            }
+            let _ = t.connect.add(&e.connect_us);
+        }
+    }
+    out
+}
+
+/// Refused upgrades by reason, over all shards.
+pub fn rejections(shards: &[Option<ShardStats>]) -> BTreeMap<&'static str, u64> {
+    let mut out = BTreeMap::new();
+    for s in shards.iter().flatten() {
+        for (label, n) in &s.rejections {
+            *out.entry(*label).or_default() += n;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shard::metrics::{ShardMetrics, IN, OUT};
+
+    #[test]
+    fn shards_are_summed_and_histograms_added() {
+        let a = ShardMetrics::new();
+        a.endpoint("e").record_batch(IN, 2, 200, 100);
+        let b = ShardMetrics::new();
+        b.endpoint("e").record_batch(IN, 1, 50, 1000);
+        b.endpoint("e").record_batch(OUT, 1, 10, 7);
+        b.endpoint("f").record_batch(OUT, 4, 40, 9);
+        let merged = merge(&[Some(a.snapshot(0)), None, Some(b.snapshot(2))]);
+        let e = &merged["e"];
+        assert_eq!(e.messages, [3, 1]);
+        assert_eq!(e.bytes, [250, 10]);
+        assert_eq!(e.latency[0].len(), 3);
+        assert!(e.latency[0].max() >= 1000 && e.latency[0].value_at_quantile(0.5) < 200);
+        assert_eq!(merged["f"].messages, [0, 4]);
+    }
+}

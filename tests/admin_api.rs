@@ -1,0 +1,948 @@
+//! The admin API (SPEC 5) against a running wsrelay, on SQLite always and on
+//! PostgreSQL when `DATABASE_URL` is set (each test in its own schema).
+// Tests run on plain threads, not on shards: blocking calls and locks are fine here.
+#![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    clippy::result_large_err
+)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::*;
+use tungstenite::Message;
+
+/// The backends to run each test on: SQLite, and PostgreSQL if configured.
+fn backends() -> Vec<Option<String>> {
+    let mut v = vec![None];
+    match std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
+        Some(u) => v.push(Some(u)),
+        None if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI=true but DATABASE_URL is not set: the PostgreSQL half cannot be skipped")
+        }
+        None => eprintln!("skipped: PostgreSQL half (DATABASE_URL not set)"),
+    }
+    v
+}
+
+/// A URL for a fresh schema of its own in the PostgreSQL database.
+fn pg_schema_url(url: &str, test: &str) -> String {
+    let schema = format!("api_{}_{}", std::process::id(), test);
+    let mut c = postgres::Client::connect(url, postgres::NoTls).expect("DATABASE_URL reachable");
+    c.batch_execute(&format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+    ))
+    .unwrap();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options=-c%20search_path%3D{schema}")
+}
+
+struct Admin {
+    relay: Relay,
+    token: String,
+}
+
+fn start(backend: &Option<String>, test: &str, endpoints: &str) -> Admin {
+    let cfg = base_config(2) + endpoints;
+    let db;
+    let mut env = vec![];
+    if let Some(url) = backend {
+        db = pg_schema_url(url, test);
+        env.push(("DATABASE_URL", db.as_str()));
+    }
+    let relay = Relay::start_with(&cfg, &env);
+    let token = login(&relay, ADMIN_EMAIL, ADMIN_PASSWORD).expect("admin logs in");
+    Admin { relay, token }
+}
+
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    body: Value,
+    retry_after: Option<String>,
+    headers: Vec<(String, String)>,
+    text: String,
+}
+
+fn call(
+    admin: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> Reply {
+    let mut req = ureq::request(method, &format!("http://{admin}{path}")).timeout(IO_TIMEOUT);
+    if let Some(t) = token {
+        req = req.set("Authorization", &format!("Bearer {t}"));
+    }
+    let res = match body {
+        Some(b) => req.send_string(&b.to_string()),
+        None => req.call(),
+    };
+    let resp = match res {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{method} {path}: {e}"),
+    };
+    let status = resp.status();
+    let retry_after = resp.header("Retry-After").map(str::to_string);
+    let headers = resp
+        .headers_names()
+        .into_iter()
+        .map(|n| (n.clone(), resp.header(&n).unwrap_or("").to_string()))
+        .collect();
+    let text = resp.into_string().unwrap_or_default();
+    Reply {
+        status,
+        body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        retry_after,
+        headers,
+        text,
+    }
+}
+
+impl Admin {
+    fn req(&self, method: &str, path: &str, body: Option<&Value>) -> Reply {
+        call(self.relay.admin, method, path, Some(&self.token), body)
+    }
+    fn as_user(&self, token: &str, method: &str, path: &str, body: Option<&Value>) -> Reply {
+        call(self.relay.admin, method, path, Some(token), body)
+    }
+}
+
+fn login(r: &Relay, email: &str, password: &str) -> Result<String, Reply> {
+    let rep = call(
+        r.admin,
+        "POST",
+        "/api/login",
+        None,
+        Some(&json!({"email": email, "password": password})),
+    );
+    if rep.status == 200 {
+        Ok(rep.body["token"].as_str().unwrap().to_string())
+    } else {
+        Err(rep)
+    }
+}
+
+/// Polls `f` (an HTTP read of state that changes asynchronously) until it
+/// returns `Some`, for at most 5 s.
+fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(25)); // polling, not synchronising
+    }
+}
+
+fn audit_actions(a: &Admin, query: &str) -> Vec<String> {
+    let r = a.req("GET", &format!("/api/audit?limit=1000{query}"), None);
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["action"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn login_errors_tokens_and_throttling() {
+    for (n, b) in backends().iter().enumerate() {
+        let a = start(b, &format!("login{n}"), "");
+        let r = &a.relay;
+        // Wrong password and unknown account: 401, same message.
+        let wrong = login(r, ADMIN_EMAIL, "not the password").unwrap_err();
+        let unknown = login(r, "nobody@test.example", "whatever-password").unwrap_err();
+        assert_eq!((wrong.status, unknown.status), (401, 401));
+        assert_eq!(
+            wrong.body["error"]["message"],
+            unknown.body["error"]["message"]
+        );
+        assert_eq!(wrong.body["error"]["code"], "unauthorized");
+        // Bad bodies are 400.
+        let bad = call(
+            r.admin,
+            "POST",
+            "/api/login",
+            None,
+            Some(&json!({"email": 5})),
+        );
+        assert_eq!(bad.status, 400, "{}", bad.text);
+        let bad = call(r.admin, "POST", "/api/login", None, None);
+        assert_eq!(bad.status, 400, "{}", bad.text);
+        // Missing and forged tokens are 401.
+        assert_eq!(
+            call(r.admin, "GET", "/api/endpoints", None, None).status,
+            401
+        );
+        assert_eq!(
+            call(r.admin, "GET", "/api/endpoints", Some("x.y.z"), None).status,
+            401
+        );
+        let login_ok = call(
+            r.admin,
+            "POST",
+            "/api/login",
+            None,
+            Some(&json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})),
+        );
+        assert_eq!(login_ok.body["user"]["role"], "admin");
+        assert_eq!(login_ok.body["user"]["email"], ADMIN_EMAIL);
+        assert!(login_ok.body["user"].get("passwordHash").is_none());
+
+        // Per account: 10 failures (counted since the last success) lock the
+        // account, even for the right password.
+        for _ in 0..10 {
+            assert_eq!(
+                login(r, ADMIN_EMAIL, "guess-guess-guess")
+                    .unwrap_err()
+                    .status,
+                401
+            );
+        }
+        let locked = login(r, ADMIN_EMAIL, ADMIN_PASSWORD).unwrap_err();
+        assert_eq!(locked.status, 429, "{}", locked.text);
+        assert!(
+            locked
+                .retry_after
+                .as_deref()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+                >= 1
+        );
+        // Per address: 20 failures over any accounts.
+        let mut statuses = Vec::new();
+        for i in 0..12 {
+            statuses.push(
+                login(r, &format!("u{i}@test.example"), "guess-guess-guess")
+                    .unwrap_err()
+                    .status,
+            );
+        }
+        assert!(statuses.ends_with(&[429]), "{statuses:?}");
+        assert!(
+            statuses.iter().filter(|s| **s == 401).count() <= 10,
+            "{statuses:?}"
+        );
+
+        let actions = audit_actions(&a, "&action=login.failure");
+        assert!(actions.len() >= 20, "{actions:?}");
+        assert!(audit_actions(&a, "&action=login.success").len() >= 2);
+    }
+}
+
+#[test]
+fn viewers_read_and_are_refused_every_write() {
+    for (n, b) in backends().iter().enumerate() {
+        let a = start(b, &format!("roles{n}"), "");
+        let made = a.req("POST", "/api/users", Some(&json!({"email": "viewer@test.example", "password": "viewer-password-1", "role": "viewer"})));
+        assert_eq!(made.status, 201, "{}", made.text);
+        assert_eq!(made.body["role"], "viewer");
+        // Duplicate, bad email, short password, bad role.
+        assert_eq!(
+            a.req(
+                "POST",
+                "/api/users",
+                Some(&json!({"email": "viewer@test.example", "password": "viewer-password-1"}))
+            )
+            .status,
+            409
+        );
+        let bad = a.req(
+            "POST",
+            "/api/users",
+            Some(&json!({"email": "nope", "password": "viewer-password-1"})),
+        );
+        assert_eq!(
+            (bad.status, bad.body["error"]["fields"]["email"].is_string()),
+            (400, true),
+            "{}",
+            bad.text
+        );
+        let bad = a.req(
+            "POST",
+            "/api/users",
+            Some(&json!({"email": "v2@test.example", "password": "short"})),
+        );
+        assert!(
+            bad.body["error"]["fields"]["password"].is_string(),
+            "{}",
+            bad.text
+        );
+        let bad = a.req("POST", "/api/users", Some(&json!({"email": "v2@test.example", "password": "long-enough-pass", "role": "root"})));
+        assert!(
+            bad.body["error"]["fields"]["role"].is_string(),
+            "{}",
+            bad.text
+        );
+
+        let v = login(&a.relay, "viewer@test.example", "viewer-password-1").unwrap();
+        for path in [
+            "/api/endpoints",
+            "/api/endpoints/echo",
+            "/api/sessions",
+            "/api/audit",
+            "/api/endpoints/echo/stats",
+        ] {
+            assert_eq!(a.as_user(&v, "GET", path, None).status, 200, "{path}");
+        }
+        let writes: [(&str, &str, Option<Value>); 7] = [
+            (
+                "POST",
+                "/api/endpoints",
+                Some(json!({"id": "v", "targetUrl": "ws://127.0.0.1:1/"})),
+            ),
+            (
+                "PATCH",
+                "/api/endpoints/echo",
+                Some(json!({"enabled": false})),
+            ),
+            ("DELETE", "/api/endpoints/echo", None),
+            (
+                "DELETE",
+                "/api/sessions/00000000-0000-4000-8000-000000000000",
+                None,
+            ),
+            ("GET", "/api/users", None),
+            (
+                "POST",
+                "/api/users",
+                Some(json!({"email": "x@test.example", "password": "long-enough-pass"})),
+            ),
+            (
+                "DELETE",
+                &format!("/api/users/{}", made.body["id"].as_str().unwrap()),
+                None,
+            ),
+        ];
+        for (m, p, body) in &writes {
+            let r = a.as_user(&v, m, p, body.as_ref());
+            assert_eq!(r.status, 403, "{m} {p}: {}", r.text);
+            assert_eq!(r.body["error"]["code"], "forbidden");
+        }
+        // The admin deletes the viewer (not itself).
+        let me = a.req("GET", "/api/users", None).body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["email"] == ADMIN_EMAIL)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            a.req("DELETE", &format!("/api/users/{me}"), None).status,
+            409
+        );
+        let vid = made.body["id"].as_str().unwrap();
+        assert_eq!(
+            a.req("DELETE", &format!("/api/users/{vid}"), None).status,
+            204
+        );
+        assert_eq!(
+            a.req("DELETE", &format!("/api/users/{vid}"), None).status,
+            404
+        );
+        let actions = audit_actions(&a, "&entityType=user");
+        assert!(
+            actions.contains(&"user.create".to_string())
+                && actions.contains(&"user.delete".to_string()),
+            "{actions:?}"
+        );
+    }
+}
+
+#[test]
+fn endpoint_crud_validation_and_live_routing() {
+    let t = target(Behaviour::Echo);
+    for (n, b) in backends().iter().enumerate() {
+        let a = start(b, &format!("crud{n}"), &endpoint("other", &t.url(), ""));
+        let (mut other, _) = connect(&a.relay.url("other")).unwrap();
+
+        // Every rule of SPEC 3 is reported with its field at once.
+        let bad = a.req("POST", "/api/endpoints", Some(&json!({
+            "id": "Bad Id", "name": "n".repeat(101), "targetUrl": "http://x",
+            "limits": {"maxConnections": 0, "maxMessageSize": 10, "timeoutMs": 5, "maxMessagesPerSecond": 0},
+            "sampling": {"percentage": 101, "maxSamples": 100001},
+            "auth": {}
+        })));
+        assert_eq!(bad.status, 400, "{}", bad.text);
+        let fields = bad.body["error"]["fields"].as_object().unwrap();
+        for f in [
+            "id",
+            "name",
+            "targetUrl",
+            "limits.maxConnections",
+            "limits.maxMessageSize",
+            "limits.timeoutMs",
+            "limits.maxMessagesPerSecond",
+            "sampling.percentage",
+            "sampling.maxSamples",
+            "auth",
+        ] {
+            assert!(fields.contains_key(f), "{f} missing in {fields:?}");
+        }
+        let typo = a.req(
+            "POST",
+            "/api/endpoints",
+            Some(&json!({"id": "a", "targetUrl": "ws://x/", "limits": {"maxConnections": "many"}})),
+        );
+        assert!(
+            typo.body["error"]["fields"]["limits.maxConnections"].is_string(),
+            "{}",
+            typo.text
+        );
+        let unknown = a.req(
+            "POST",
+            "/api/endpoints",
+            Some(&json!({"id": "a", "targetUrl": "ws://x/", "colour": 1})),
+        );
+        assert_eq!(unknown.status, 400, "{}", unknown.text);
+        assert_eq!(
+            a.req("POST", "/api/endpoints", Some(&json!([1]))).status,
+            400
+        );
+
+        // Create (id generated when absent), duplicate, read.
+        let made = a.req(
+            "POST",
+            "/api/endpoints",
+            Some(
+                &json!({"id": "live", "targetUrl": t.url(), "auth": {"jwtSecret": "s3cret-value"}}),
+            ),
+        );
+        assert_eq!(made.status, 201, "{}", made.text);
+        assert_eq!(
+            made.body["auth"]["jwtSecret"], "********",
+            "the secret is never shown"
+        );
+        assert!(!made.text.contains("s3cret-value"));
+        let gen = a.req(
+            "POST",
+            "/api/endpoints",
+            Some(&json!({"targetUrl": t.url()})),
+        );
+        assert_eq!(gen.status, 201);
+        assert!(gen.body["id"].as_str().unwrap().starts_with("ep-"));
+        assert_eq!(
+            a.req(
+                "POST",
+                "/api/endpoints",
+                Some(&json!({"id": "live", "targetUrl": t.url()}))
+            )
+            .status,
+            409
+        );
+        assert_eq!(
+            a.req("GET", "/api/endpoints/live", None).body["targetUrl"],
+            t.url()
+        );
+        assert_eq!(a.req("GET", "/api/endpoints/nope", None).status, 404);
+        assert_eq!(
+            a.req(
+                "PATCH",
+                "/api/endpoints/nope",
+                Some(&json!({"enabled": false}))
+            )
+            .status,
+            404
+        );
+        assert_eq!(a.req("DELETE", "/api/endpoints/nope", None).status, 404);
+        let list = a.req("GET", "/api/endpoints", None);
+        assert_eq!(list.body["items"].as_array().unwrap().len(), 3);
+
+        // Auth is enforced by the new snapshot; patching without the secret keeps it.
+        assert_eq!(status_of(connect(&a.relay.url("live")).unwrap_err()), 401);
+        let p = a.req(
+            "PATCH",
+            "/api/endpoints/live",
+            Some(&json!({"auth": null, "name": "Live"})),
+        );
+        assert_eq!(
+            (p.status, p.body["name"].as_str()),
+            (200, Some("Live")),
+            "{}",
+            p.text
+        );
+        let (mut live, _) = connect(&a.relay.url("live")).unwrap();
+        live.send(Message::Text("hi".into())).unwrap();
+        assert_eq!(live.read().unwrap(), Message::Text("hi".into()));
+        assert_eq!(
+            a.req(
+                "PATCH",
+                "/api/endpoints/live",
+                Some(&json!({"id": "renamed"}))
+            )
+            .status,
+            400
+        );
+        let p = a.req(
+            "PATCH",
+            "/api/endpoints/live",
+            Some(&json!({"limits": {"timeoutMs": 1}})),
+        );
+        assert!(
+            p.body["error"]["fields"]["limits.timeoutMs"].is_string(),
+            "{}",
+            p.text
+        );
+
+        // Disabling stops new sessions (every shard), leaving open ones.
+        assert_eq!(
+            a.req(
+                "PATCH",
+                "/api/endpoints/live",
+                Some(&json!({"enabled": false}))
+            )
+            .status,
+            200
+        );
+        for _ in 0..6 {
+            assert_eq!(status_of(connect(&a.relay.url("live")).unwrap_err()), 403);
+        }
+        live.send(Message::Text("still".into())).unwrap();
+        assert_eq!(live.read().unwrap(), Message::Text("still".into()));
+
+        // Deleting closes its sessions with 1001; other endpoints' sessions go on.
+        assert_eq!(a.req("DELETE", "/api/endpoints/live", None).status, 204);
+        assert_eq!(read_close(&mut live).0, 1001);
+        for _ in 0..6 {
+            assert_eq!(status_of(connect(&a.relay.url("live")).unwrap_err()), 404);
+        }
+        other.send(Message::Text("other".into())).unwrap();
+        assert_eq!(other.read().unwrap(), Message::Text("other".into()));
+
+        // Audited with before and after, secrets redacted.
+        let r = a.req("GET", "/api/audit?entityType=endpoint&limit=100", None);
+        let items = r.body["items"].as_array().unwrap();
+        let actions: Vec<&str> = items
+            .iter()
+            .map(|i| i["action"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            actions.iter().filter(|a| **a == "endpoint.update").count(),
+            2,
+            "{actions:?}"
+        );
+        assert!(actions.contains(&"endpoint.create") && actions.contains(&"endpoint.delete"));
+        let del = items
+            .iter()
+            .find(|i| i["action"] == "endpoint.delete")
+            .unwrap();
+        assert_eq!(del["before"]["id"], "live");
+        assert_eq!(del["actor"], ADMIN_EMAIL);
+        assert_eq!(del["clientAddr"], "127.0.0.1");
+        assert!(!r.text.contains("s3cret-value"), "{}", r.text);
+    }
+}
+
+#[test]
+fn end_to_end_session_seen_on_api_and_ops_killed_and_audited() {
+    let t = target(Behaviour::Echo);
+    for (n, b) in backends().iter().enumerate() {
+        let a = start(b, &format!("e2e{n}"), "");
+        assert_eq!(
+            a.req(
+                "POST",
+                "/api/endpoints",
+                Some(&json!({"id": "e2e", "targetUrl": t.url()}))
+            )
+            .status,
+            201
+        );
+
+        // /ops needs a token.
+        let no = connect(&format!("ws://{}/ops", a.relay.admin)).unwrap_err();
+        assert_eq!(status_of(no), 401);
+        let (mut ops, _) =
+            connect(&format!("ws://{}/ops?token={}", a.relay.admin, a.token)).unwrap();
+        let hello: Value = serde_json::from_str(ops.read().unwrap().to_text().unwrap()).unwrap();
+        assert_eq!(hello["type"], "hello");
+        ops.send(Message::Text(
+            json!({"type": "subscribe", "endpointId": "e2e"})
+                .to_string()
+                .into(),
+        ))
+        .unwrap();
+        let next = |ops: &mut Ws, kind: &str| -> Value {
+            loop {
+                let m: Value =
+                    serde_json::from_str(ops.read().unwrap().to_text().unwrap()).unwrap();
+                if m["type"] == kind {
+                    return m;
+                }
+            }
+        };
+        next(&mut ops, "subscribed");
+
+        let (mut client, _) = connect(&a.relay.url("e2e")).unwrap();
+        for i in 0..5 {
+            client.send(Message::Text(format!("m{i}").into())).unwrap();
+            assert_eq!(
+                client.read().unwrap(),
+                Message::Text(format!("m{i}").into())
+            );
+        }
+        let started = next(&mut ops, "sessionStarted");
+        let id = started["session"]["id"].as_str().unwrap().to_string();
+        assert_eq!(started["session"]["endpointId"], "e2e");
+        let updated = next(&mut ops, "sessionUpdated");
+        assert_eq!(updated["session"]["id"], id.as_str());
+        let stats = next(&mut ops, "stats");
+        assert_eq!(stats["endpointId"], "e2e");
+
+        // The session is listed (all, per endpoint) with its counters.
+        let listed = eventually("the session in /api/sessions", || {
+            let r = a.req("GET", "/api/sessions?endpointId=e2e", None);
+            r.body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["id"] == id.as_str() && s["msgsIn"] == 5)
+                .cloned()
+        });
+        assert_eq!(listed["state"], "ACTIVE");
+        assert_eq!(listed["msgsOut"], 5);
+        assert!(listed["shard"].as_i64().unwrap() < 2);
+        assert!(
+            listed["node"].is_string()
+                && listed["clientAddr"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("127.0.0.1:")
+        );
+        let per = a.req("GET", "/api/endpoints/e2e/sessions", None);
+        assert_eq!(per.body["total"], 1, "{}", per.text);
+        assert_eq!(
+            a.req("GET", "/api/endpoints/nope/sessions", None).status,
+            404
+        );
+        assert_eq!(a.req("GET", "/api/sessions?state=bogus", None).status, 400);
+        assert_eq!(a.req("GET", "/api/sessions?limit=0", None).status, 400);
+
+        let s = eventually("stats", || {
+            let r = a.req("GET", "/api/endpoints/e2e/stats", None);
+            (r.body["messagesIn"] == 5).then_some(r.body)
+        });
+        assert_eq!(s["activeSessions"], 1);
+        assert!(s["latencyUs"]["in"]["p99"].as_u64().unwrap() > 0);
+        assert!(s["upstreamConnectP99Us"].as_u64().unwrap() > 0);
+
+        // Kill: unknown ids are 404; the client gets 1008.
+        assert_eq!(
+            a.req("DELETE", "/api/sessions/not-a-uuid", None).status,
+            404
+        );
+        assert_eq!(
+            a.req(
+                "DELETE",
+                "/api/sessions/00000000-0000-4000-8000-000000000000",
+                None
+            )
+            .status,
+            404
+        );
+        let killed_at = Instant::now();
+        assert_eq!(
+            a.req("DELETE", &format!("/api/sessions/{id}"), None).status,
+            204
+        );
+        assert_eq!(
+            read_close(&mut client),
+            (1008, "terminated by operator".into())
+        );
+        eprintln!("kill → client close frame: {:?}", killed_at.elapsed());
+        let ended = next(&mut ops, "sessionEnded");
+        assert_eq!(ended["session"]["closeCode"], 1008);
+        let closed = eventually("the session CLOSED in the store", || {
+            let r = a.req("GET", "/api/sessions?state=CLOSED", None);
+            r.body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["id"] == id.as_str())
+                .cloned()
+        });
+        assert_eq!(closed["closeReason"], "terminated by operator");
+        assert_eq!(
+            a.req("DELETE", &format!("/api/sessions/{id}"), None).status,
+            404,
+            "already gone"
+        );
+
+        // A second session is killed over /ops; a viewer may not.
+        let (mut c2, _) = connect(&a.relay.url("e2e")).unwrap();
+        let id2 = next(&mut ops, "sessionStarted")["session"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(a.req("POST", "/api/users", Some(&json!({"email": "v@test.example", "password": "viewer-password-1", "role": "viewer"}))).status, 201);
+        let vt = login(&a.relay, "v@test.example", "viewer-password-1").unwrap();
+        let (mut vops, _) = connect(&format!("ws://{}/ops?token={vt}", a.relay.admin)).unwrap();
+        next(&mut vops, "hello");
+        vops.send(Message::Text(
+            json!({"type": "session.kill", "sessionId": id2})
+                .to_string()
+                .into(),
+        ))
+        .unwrap();
+        assert_eq!(next(&mut vops, "error")["code"], "forbidden");
+        ops.send(Message::Text(
+            json!({"type": "session.kill", "sessionId": id2})
+                .to_string()
+                .into(),
+        ))
+        .unwrap();
+        assert_eq!(next(&mut ops, "killed")["sessionId"], id2.as_str());
+        assert_eq!(read_close(&mut c2).0, 1008);
+
+        // Every step is in the audit log.
+        let actions = audit_actions(&a, "");
+        for want in [
+            "login.success",
+            "endpoint.create",
+            "session.kill",
+            "user.create",
+        ] {
+            assert!(
+                actions.iter().any(|x| x == want),
+                "{want} not in {actions:?}"
+            );
+        }
+        let kills = a.req("GET", "/api/audit?action=session.kill", None);
+        assert_eq!(kills.body["total"], 2);
+        assert_eq!(kills.body["items"][1]["entityId"], id.as_str());
+    }
+}
+
+#[test]
+fn audit_list_filters_pages_and_exports() {
+    for (n, b) in backends().iter().enumerate() {
+        let a = start(b, &format!("audit{n}"), "");
+        for i in 0..5 {
+            let r = a.req(
+                "POST",
+                "/api/endpoints",
+                Some(&json!({"id": format!("a{i}"), "targetUrl": "ws://127.0.0.1:9/"})),
+            );
+            assert_eq!(r.status, 201);
+        }
+        let p1 = a.req("GET", "/api/audit?entityType=endpoint&limit=2&page=1", None);
+        let p3 = a.req("GET", "/api/audit?entityType=endpoint&limit=2&page=3", None);
+        assert_eq!(p1.body["total"], 5);
+        assert_eq!(p1.body["items"].as_array().unwrap().len(), 2);
+        assert_eq!(p3.body["items"].as_array().unwrap().len(), 1);
+        assert_eq!(p1.body["items"][0]["entityId"], "a4", "newest first");
+        assert_eq!(
+            a.req("GET", "/api/audit?since=2000-01-01&until=2000-01-02", None)
+                .body["total"],
+            0
+        );
+        assert_eq!(a.req("GET", "/api/audit?since=yesterday", None).status, 400);
+
+        let today = &p1.body["items"][0]["at"].as_str().unwrap()[..10];
+        let csv = a.req(
+            "GET",
+            &format!("/api/audit/export?startDate={today}&endDate={today}&format=csv"),
+            None,
+        );
+        assert_eq!(csv.status, 200);
+        let ctype = csv
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            .unwrap()
+            .1
+            .clone();
+        assert!(ctype.starts_with("text/csv"), "{ctype}");
+        let mut rd = csv::Reader::from_reader(csv.text.as_bytes());
+        assert_eq!(
+            rd.headers().unwrap().iter().collect::<Vec<_>>()[..4],
+            ["id", "at", "actor", "action"]
+        );
+        let rows: Vec<csv::StringRecord> = rd.records().map(Result::unwrap).collect();
+        assert_eq!(rows.len(), 6, "1 login + 5 creates");
+        assert_eq!(&rows[5][3], "endpoint.create");
+        let nd = a.req(
+            "GET",
+            &format!("/api/audit/export?startDate={today}&format=ndjson"),
+            None,
+        );
+        let lines: Vec<Value> = nd
+            .text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 6);
+        assert_eq!(lines[1]["after"]["id"], "a0", "oldest first");
+        assert_eq!(
+            a.req("GET", "/api/audit/export?format=xml", None).status,
+            400
+        );
+        assert_eq!(
+            a.req(
+                "GET",
+                "/api/audit/export?startDate=2030-01-02&endDate=2030-01-01",
+                None
+            )
+            .status,
+            400
+        );
+        let none = a.req(
+            "GET",
+            "/api/audit/export?startDate=2000-01-01&endDate=2000-01-01&format=ndjson",
+            None,
+        );
+        assert_eq!((none.status, none.text.as_str()), (200, ""));
+
+        // No route changes the audit log.
+        for m in ["PUT", "PATCH", "DELETE", "POST"] {
+            let r = a.req(m, "/api/audit", Some(&json!({})));
+            assert_eq!(r.status, 405, "{m}: {}", r.text);
+        }
+    }
+}
+
+#[test]
+fn health_metrics_headers_limits_and_errors() {
+    let t = target(Behaviour::Echo);
+    let a = start(&None, "misc", &endpoint("echo", &t.url(), ""));
+    let r = &a.relay;
+    let h = call(r.admin, "GET", "/healthz", None, None);
+    assert_eq!(h.status, 200);
+    assert_eq!(
+        (
+            h.body["status"].as_str(),
+            h.body["checks"]["database"].as_str(),
+            h.body["checks"]["shards"].as_str()
+        ),
+        (Some("ok"), Some("ok"), Some("ok"))
+    );
+    assert!(h.body["version"].is_string() && h.body["uptime"].is_u64());
+    let d = call(r.admin, "GET", "/healthz?detailed=true", None, None);
+    assert_eq!(d.body["shards"].as_array().unwrap().len(), 2);
+    assert!(d.body["store"]["latencyMs"].is_f64(), "{}", d.text);
+
+    // Security headers on every admin answer, errors included; no CORS by default.
+    for (m, p) in [
+        ("GET", "/healthz"),
+        ("GET", "/api/endpoints"),
+        ("GET", "/nope"),
+        ("GET", "/metrics"),
+    ] {
+        let rep = call(r.admin, m, p, None, None);
+        let has = |k: &str, v: &str| {
+            rep.headers
+                .iter()
+                .any(|(hk, hv)| hk.eq_ignore_ascii_case(k) && hv.contains(v))
+        };
+        assert!(
+            has("x-content-type-options", "nosniff") && has("x-frame-options", "DENY"),
+            "{p}: {:?}",
+            rep.headers
+        );
+        assert!(
+            has("content-security-policy", "default-src 'self'")
+                && has("cache-control", "no-store"),
+            "{p}"
+        );
+        assert!(!rep
+            .headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("access-control-allow-origin")));
+    }
+    let nf = call(r.admin, "GET", "/api/nope", Some(&a.token), None);
+    assert_eq!(
+        (nf.status, nf.body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    let big =
+        json!({"id": "big", "targetUrl": "ws://127.0.0.1:9/", "name": "x".repeat(300 * 1024)});
+    assert_eq!(a.req("POST", "/api/endpoints", Some(&big)).status, 413);
+    let garbage = ureq::post(&format!("http://{}/api/endpoints", r.admin))
+        .set("Authorization", &format!("Bearer {}", a.token))
+        .send_string("{not json");
+    assert!(matches!(garbage, Err(ureq::Error::Status(400, _))));
+
+    // Metrics after some traffic and a refusal.
+    let (mut ws, _) = connect(&r.url("echo")).unwrap();
+    ws.send(Message::Text("x".into())).unwrap();
+    ws.read().unwrap();
+    assert_eq!(status_of(connect(&r.url("missing")).unwrap_err()), 404);
+    let m = eventually("metrics", || {
+        let m = call(r.admin, "GET", "/metrics", None, None).text;
+        m.contains("wsrelay_messages_total{endpoint=\"echo\",direction=\"in\"} 1")
+            .then_some(m)
+    });
+    for name in [
+        "wsrelay_sessions_active{endpoint=\"echo\"} 1",
+        "wsrelay_handshake_rejections_total{reason=\"not_found\"} 1",
+        "wsrelay_events_dropped_total 0",
+        "wsrelay_relay_latency_seconds_count{endpoint=\"echo\",direction=\"in\"} 1",
+        "wsrelay_store_write_batches_total",
+        "wsrelay_upstream_connect_seconds{endpoint=\"echo\",quantile=\"0.99\"}",
+    ] {
+        assert!(m.contains(name), "{name} missing:\n{m}");
+    }
+    // Logs never carry the password or a token.
+    let log = r.log_text();
+    assert!(!log.contains(ADMIN_PASSWORD) && !log.contains(&a.token));
+}
+
+#[test]
+fn cors_is_answered_only_for_allowed_origins() {
+    let cfg_extra = "";
+    let relay = Relay::start(
+        &(base_config(1).replace(
+            "[server]\n",
+            "[server]\nadmin_cors_origins = [\"https://ops.example\"]\n",
+        ) + cfg_extra),
+    );
+    let pre = |origin: &str| {
+        ureq::request("OPTIONS", &format!("http://{}/api/endpoints", relay.admin))
+            .set("Origin", origin)
+            .set("Access-Control-Request-Method", "GET")
+            .call()
+            .map(|r| r.header("access-control-allow-origin").map(str::to_string))
+            .unwrap_or(None)
+    };
+    assert_eq!(
+        pre("https://ops.example").as_deref(),
+        Some("https://ops.example")
+    );
+    assert_eq!(pre("https://evil.example"), None);
+}
+
+#[test]
+fn a_generated_admin_password_is_printed_once_and_works() {
+    let relay = Relay::start_with(
+        &base_config(1),
+        &[("WSRELAY_ADMIN_PASSWORD", ""), ("WSRELAY_ADMIN_EMAIL", "")],
+    );
+    let line = relay
+        .stdout_before_ready
+        .lines()
+        .find(|l| l.contains("created admin"))
+        .expect("printed");
+    let password = line
+        .split("password ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+    assert!(password.len() >= 20);
+    assert!(login(&relay, "admin@localhost.localdomain", password).is_ok());
+    assert!(!relay.log_text().contains(password), "not in the log");
+}
