@@ -48,6 +48,13 @@ pub enum ShardCommand {
     CloseAll(u16, &'static str),
     /// Close this session with 1008 `terminated by operator`, if it is here.
     Kill(uuid::Uuid),
+    /// Turn per-message metadata for an endpoint's sessions on or off.
+    MessageMeta {
+        /// Endpoint id.
+        endpoint: String,
+        /// On or off.
+        on: bool,
+    },
 }
 
 /// Messages and bytes of one session so far, by direction (`[in, out]`;
@@ -104,6 +111,46 @@ pub enum Event {
     },
     /// The shard's metrics, once a second.
     Stats(Box<crate::shard::metrics::ShardStats>),
+    /// A sampled message (SPEC 4.3).
+    Sample(Box<Sample>),
+    /// One message's metadata, for `/ops` readers that asked.
+    Meta(Box<MessageMeta>),
+}
+
+/// A sampled message.
+pub struct Sample {
+    /// Session id.
+    pub session: uuid::Uuid,
+    /// Endpoint id.
+    pub endpoint: String,
+    /// 0: client → target, 1: target → client.
+    pub dir: usize,
+    /// 1 text, 2 binary.
+    pub opcode: u8,
+    /// The whole message's size.
+    pub size: u64,
+    /// Its first 4 KiB, unmasked.
+    pub payload: Vec<u8>,
+    /// Unix ms.
+    pub at_ms: i64,
+    /// The endpoint's `maxSamples`: how many the store keeps.
+    pub keep: u32,
+}
+
+/// One relayed message's metadata.
+pub struct MessageMeta {
+    /// Session id.
+    pub session: uuid::Uuid,
+    /// Endpoint id.
+    pub endpoint: String,
+    /// 0: client → target, 1: target → client.
+    pub dir: usize,
+    /// 1 text, 2 binary.
+    pub opcode: u8,
+    /// Size in bytes.
+    pub size: u64,
+    /// Unix ms.
+    pub at_ms: i64,
 }
 
 /// Capacity of each shard's event queue.

@@ -65,6 +65,10 @@ pub struct ShardCtx {
     pub draining: Cell<bool>,
     /// Events for the admin runtime (never blocks).
     pub events: EventSink,
+    /// Budget of sample and metadata events.
+    pub tap_budget: relay::TapBudget,
+    /// Endpoints whose per-message metadata `/ops` readers want.
+    pub meta_endpoints: RefCell<std::collections::HashSet<String>>,
     next_key: Cell<u64>,
     rng: RefCell<rand::rngs::StdRng>,
 }
@@ -143,6 +147,22 @@ impl ShardCtx {
         }
     }
 
+    /// Turns per-message metadata for `endpoint`'s sessions on or off.
+    pub fn set_meta(&self, endpoint: &str, on: bool) {
+        if on {
+            self.meta_endpoints
+                .borrow_mut()
+                .insert(endpoint.to_string());
+        } else {
+            self.meta_endpoints.borrow_mut().remove(endpoint);
+        }
+        for c in self.sessions.borrow().values() {
+            if c.endpoint() == endpoint {
+                c.meta.set(on);
+            }
+        }
+    }
+
     /// Asks every session to close.
     pub fn close_all(&self, code: u16, reason: &'static str) {
         let all: Vec<_> = self.sessions.borrow().values().cloned().collect();
@@ -212,6 +232,8 @@ pub async fn run(spec: ShardSpec) {
         sessions: RefCell::new(HashMap::new()),
         draining: Cell::new(false),
         events: spec.events,
+        tap_budget: Default::default(),
+        meta_endpoints: Default::default(),
         next_key: Cell::new(0),
         rng: RefCell::new(rand::rngs::StdRng::from_entropy()),
     });
@@ -227,6 +249,7 @@ pub async fn run(spec: ShardSpec) {
             ShardCommand::Kill(id) => {
                 ctx.kill(id);
             }
+            ShardCommand::MessageMeta { endpoint, on } => ctx.set_meta(&endpoint, on),
             ShardCommand::Drain => break,
         }
     }
@@ -284,6 +307,7 @@ async fn drain(ctx: &Rc<ShardCtx>, commands: &async_channel::Receiver<ShardComma
             Some(ShardCommand::Kill(id)) => {
                 ctx.kill(id);
             }
+            Some(ShardCommand::MessageMeta { endpoint, on }) => ctx.set_meta(&endpoint, on),
             _ => {}
         }
     }
@@ -408,6 +432,8 @@ mod tests {
                 sessions: Default::default(),
                 draining: Default::default(),
                 events: crate::bridge::EventSink::bounded(1).0,
+                tap_budget: Default::default(),
+                meta_endpoints: Default::default(),
                 next_key: Default::default(),
                 rng: std::cell::RefCell::new(rand::SeedableRng::from_entropy()),
             });

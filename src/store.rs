@@ -572,7 +572,14 @@ impl Store {
     /// leaves one row) and samples in one transaction, many rows per
     /// statement. All or nothing, so a retry after a failure duplicates
     /// nothing.
-    pub fn write_batch(&self, sessions: &[SessionRow], samples: &[SampleRow]) -> Result<()> {
+    /// After the samples, each endpoint in `keep` keeps only its newest
+    /// `maxSamples` samples.
+    pub fn write_batch(
+        &self,
+        sessions: &[SessionRow],
+        samples: &[SampleRow],
+        keep: &[(String, u32)],
+    ) -> Result<()> {
         let mut statements = Vec::new();
         let now = now_ms();
         for chunk in sessions.chunks(ROWS_PER_STATEMENT) {
@@ -643,6 +650,12 @@ impl Store {
                     tuples.join(", ")
                 ),
                 params,
+            ));
+        }
+        for (endpoint, n) in keep {
+            statements.push((
+                "DELETE FROM traffic_sample WHERE endpoint_id = $1 AND id <= (SELECT id FROM traffic_sample WHERE endpoint_id = $2 ORDER BY id DESC LIMIT 1 OFFSET $3)".into(),
+                vec![Value::text(endpoint), Value::text(endpoint), Value::I64(i64::from(*n))],
             ));
         }
         if statements.is_empty() {

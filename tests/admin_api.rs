@@ -946,3 +946,124 @@ fn a_generated_admin_password_is_printed_once_and_works() {
     assert!(login(&relay, "admin@localhost.localdomain", password).is_ok());
     assert!(!relay.log_text().contains(password), "not in the log");
 }
+
+#[test]
+fn sampling_and_message_metadata_reach_the_store_and_ops() {
+    let t = target(Behaviour::Echo);
+    for (n, b) in backends().iter().enumerate() {
+        let a = start(b, &format!("sample{n}"), "");
+        let made = a.req(
+            "POST",
+            "/api/endpoints",
+            Some(&json!({
+                "id": "s", "targetUrl": t.url(),
+                "sampling": {"enabled": true, "percentage": 100, "maxSamples": 3}
+            })),
+        );
+        assert_eq!(made.status, 201, "{}", made.text);
+        let (mut ops, _) =
+            connect(&format!("ws://{}/ops?token={}", a.relay.admin, a.token)).unwrap();
+        let next = |ops: &mut Ws, kind: &str| -> Value {
+            loop {
+                let m: Value =
+                    serde_json::from_str(ops.read().unwrap().to_text().unwrap()).unwrap();
+                if m["type"] == kind {
+                    return m;
+                }
+            }
+        };
+        ops.send(Message::Text(
+            json!({"type": "subscribe", "messageMeta": true})
+                .to_string()
+                .into(),
+        ))
+        .unwrap();
+        assert_eq!(
+            next(&mut ops, "error")["code"],
+            "bad_request",
+            "metadata needs an endpoint"
+        );
+        ops.send(Message::Text(
+            json!({"type": "subscribe", "endpointId": "s", "messageMeta": true})
+                .to_string()
+                .into(),
+        ))
+        .unwrap();
+        assert_eq!(next(&mut ops, "subscribed")["messageMeta"], true);
+        // The shards learn about the interest through their command channel;
+        // wait until a message shows its metadata.
+        let (mut c, _) = connect(&a.relay.url("s")).unwrap();
+        // Every probe is sampled (100 %), so each round ends with the sample
+        // of its echo; a round that also carried metadata ends the wait.
+        let (meta, sample) = eventually("messageMeta", || {
+            c.send(Message::Text("probe".into())).unwrap();
+            c.read().unwrap();
+            let mut meta = None;
+            loop {
+                let m: Value =
+                    serde_json::from_str(ops.read().unwrap().to_text().unwrap()).unwrap();
+                match m["type"].as_str() {
+                    Some("messageMeta") => meta = Some(m),
+                    Some("sampledPayload") if m["direction"] == "target_to_client" => {
+                        return meta.map(|meta| (meta, m));
+                    }
+                    _ => {}
+                }
+            }
+        });
+        assert_eq!(
+            (
+                meta["endpointId"].as_str(),
+                meta["opcode"].as_u64(),
+                meta["size"].as_u64()
+            ),
+            (Some("s"), Some(1), Some(5))
+        );
+        assert_eq!(
+            (sample["encoding"].as_str(), sample["payload"].as_str()),
+            (Some("text"), Some("probe"))
+        );
+
+        c.send(Message::Binary(vec![0, 1, 2, 255].into())).unwrap();
+        c.read().unwrap();
+        let bin = loop {
+            let s = next(&mut ops, "sampledPayload");
+            if s["opcode"] == 2 {
+                break s;
+            }
+        };
+        assert_eq!(
+            (
+                bin["encoding"].as_str(),
+                bin["payload"].as_str(),
+                bin["size"].as_u64()
+            ),
+            (Some("base64"), Some("AAEC/w=="), Some(4))
+        );
+        let dirs: Vec<String> = (0..2)
+            .map(|_| {
+                next(&mut ops, "messageMeta")["direction"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert!(
+            dirs.iter()
+                .all(|d| d == "client_to_target" || d == "target_to_client"),
+            "{dirs:?}"
+        );
+
+        // The store keeps the newest maxSamples (3) of the endpoint.
+        let items = eventually("samples in the store", || {
+            let r = a.req("GET", "/api/endpoints/s/samples", None);
+            let items = r.body["items"].as_array().unwrap().clone();
+            (items.len() == 3 && items[0]["opcode"] == 2).then_some(items)
+        });
+        assert_eq!(items[0]["payload"], "AAEC/w==");
+        assert_eq!(
+            a.req("GET", "/api/endpoints/nope/samples", None).status,
+            404
+        );
+    }
+}

@@ -330,7 +330,8 @@ fn batches_upsert_sessions_and_insert_samples() {
             payload: vec![0, 159, 146, 150],
             captured_at: 5,
         };
-        s.write_batch(&rows, std::slice::from_ref(&sample)).unwrap();
+        s.write_batch(&rows, std::slice::from_ref(&sample), &[])
+            .unwrap();
         let all = SessionFilter::default();
         assert_eq!(
             s.list_sessions(&all, Page { page: 1, limit: 10 })
@@ -347,7 +348,7 @@ fn batches_upsert_sessions_and_insert_samples() {
         closed.close_reason = Some("terminated by operator".into());
         closed.msgs_in = 5;
         closed.bytes_out = 1 << 40;
-        s.write_batch(&[closed.clone()], &[]).unwrap();
+        s.write_batch(&[closed.clone()], &[], &[]).unwrap();
         assert_eq!(
             s.list_sessions(&all, Page { page: 1, limit: 10 })
                 .unwrap()
@@ -369,8 +370,25 @@ fn batches_upsert_sessions_and_insert_samples() {
         assert_eq!(page.len(), 3);
         assert!(page[0].started_at > page[1].started_at, "newest first");
 
-        assert_eq!(s.list_samples("even", 10).unwrap(), [sample]);
+        assert_eq!(s.list_samples("even", 10).unwrap(), std::slice::from_ref(&sample));
         assert!(s.list_samples("odd", 10).unwrap().is_empty());
+
+        // An endpoint keeps its newest maxSamples samples.
+        let more: Vec<SampleRow> = (0..5)
+            .map(|i| SampleRow {
+                captured_at: 10 + i,
+                payload: vec![i as u8],
+                ..sample.clone()
+            })
+            .collect();
+        s.write_batch(&[], &more, &[("even".into(), 3)]).unwrap();
+        let kept: Vec<i64> = s
+            .list_samples("even", 10)
+            .unwrap()
+            .iter()
+            .map(|r| r.captured_at)
+            .collect();
+        assert_eq!(kept, [14, 13, 12], "{:?}", s.backend());
     }
 }
 
@@ -380,9 +398,9 @@ fn a_failed_batch_writes_nothing() {
         let good = session_row("ok", "e", 1);
         let mut bad = session_row("bad", "e", 2);
         bad.state = "NEITHER".into(); // violates the CHECK constraint
-        assert!(s.write_batch(&[good.clone(), bad], &[]).is_err());
+        assert!(s.write_batch(&[good.clone(), bad], &[], &[]).is_err());
         assert!(s.get_session("ok").unwrap().is_none(), "{:?}", s.backend());
-        s.write_batch(&[good], &[]).unwrap();
+        s.write_batch(&[good], &[], &[]).unwrap();
         assert!(s.get_session("ok").unwrap().is_some());
     }
 }

@@ -63,6 +63,8 @@ pub struct AdminState {
     pub ops: OpsFeed,
     /// Connections on the built-in echo target.
     pub echo_active: AtomicUsize,
+    /// `/ops` readers that want per-message metadata, by endpoint.
+    pub meta_subs: Mutex<std::collections::HashMap<String, usize>>,
 }
 
 /// Shared state as handlers get it.

@@ -60,6 +60,8 @@ pub struct WriterCounters {
 struct Backlog {
     sessions: HashMap<String, SessionRow>,
     samples: Vec<SampleRow>,
+    /// `maxSamples` of the endpoints that have samples here.
+    keep: HashMap<String, u32>,
 }
 
 impl Backlog {
@@ -128,13 +130,15 @@ impl Live {
         }
     }
 
-    /// Queues a sample for the writer.
-    pub fn queue_sample(&self, s: SampleRow) {
+    /// Queues a sample for the writer; the store keeps the newest `keep`
+    /// of its endpoint.
+    pub fn queue_sample(&self, s: SampleRow, keep: u32) {
         let mut b = self.backlog.lock().expect("backlog");
         if b.samples.len() >= BACKLOG_SAMPLES {
             self.writer.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
+        b.keep.insert(s.endpoint_id.clone(), keep);
         b.samples.push(s);
     }
 
@@ -201,6 +205,26 @@ impl Live {
                 ops.publish(OpsEvent::session("sessionEnded", row));
                 self.queue_row(live.row);
             }
+            Event::Sample(s) => {
+                let row = SampleRow {
+                    session_id: s.session.hyphenated().to_string(),
+                    endpoint_id: s.endpoint,
+                    direction: DIRECTIONS[s.dir.min(1)],
+                    opcode: i64::from(s.opcode),
+                    size: s.size as i64,
+                    payload: s.payload,
+                    captured_at: s.at_ms,
+                };
+                if ops.has_readers() {
+                    ops.publish(OpsEvent::sample(&row));
+                }
+                self.queue_sample(row, s.keep);
+            }
+            Event::Meta(m) => {
+                if ops.has_readers() {
+                    ops.publish(OpsEvent::meta(&m));
+                }
+            }
             Event::Stats(s) => {
                 let mut stats = self.stats.lock().expect("stats");
                 let i = s.shard;
@@ -211,6 +235,9 @@ impl Live {
         }
     }
 }
+
+/// `traffic_sample.direction` by direction index.
+pub const DIRECTIONS: [&str; 2] = ["client_to_target", "target_to_client"];
 
 fn set_counts(row: &mut SessionRow, c: Counts) {
     row.msgs_in = c.msgs[0] as i64;
@@ -267,7 +294,7 @@ pub fn spawn_writer(live: Arc<Live>, store: Store) -> std::io::Result<()> {
         .spawn(move || {
             let mut failures = 0u32;
             loop {
-                let (sessions, samples) = {
+                let (sessions, samples, keep) = {
                     let mut b = live.backlog.lock().expect("backlog");
                     if b.len() < FLUSH_ROWS {
                         b = live.wake.wait_timeout(b, FLUSH_EVERY).expect("backlog").0;
@@ -276,10 +303,15 @@ pub fn spawn_writer(live: Arc<Live>, store: Store) -> std::io::Result<()> {
                         continue;
                     }
                     let b = std::mem::take(&mut *b);
-                    (b.sessions.into_values().collect::<Vec<_>>(), b.samples)
+                    let keep: Vec<(String, u32)> = b.keep.into_iter().collect();
+                    (
+                        b.sessions.into_values().collect::<Vec<_>>(),
+                        b.samples,
+                        keep,
+                    )
                 };
                 let t = Instant::now();
-                match store.write_batch(&sessions, &samples) {
+                match store.write_batch(&sessions, &samples, &keep) {
                     Ok(()) => {
                         failures = 0;
                         live.store_ok.store(true, Ordering::Relaxed);
@@ -302,7 +334,7 @@ pub fn spawn_writer(live: Arc<Live>, store: Store) -> std::io::Result<()> {
                                 "store write failed; keeping the rows and retrying"
                             );
                         }
-                        restore(&live, sessions, samples);
+                        restore(&live, sessions, samples, keep);
                         std::thread::sleep(backoff(failures));
                     }
                 }
@@ -312,8 +344,16 @@ pub fn spawn_writer(live: Arc<Live>, store: Store) -> std::io::Result<()> {
 }
 
 /// Puts a failed batch back; rows queued since then are newer and win.
-fn restore(live: &Live, sessions: Vec<SessionRow>, samples: Vec<SampleRow>) {
+fn restore(
+    live: &Live,
+    sessions: Vec<SessionRow>,
+    samples: Vec<SampleRow>,
+    keep: Vec<(String, u32)>,
+) {
     let mut b = live.backlog.lock().expect("backlog");
+    for (e, k) in keep {
+        b.keep.entry(e).or_insert(k);
+    }
     for row in sessions {
         if b.sessions.contains_key(&row.id) {
             continue;

@@ -31,6 +31,8 @@ pub enum Kind {
     Stats,
     /// A sampled payload.
     Sample,
+    /// Per-message metadata (only to readers that asked).
+    Meta,
 }
 
 /// One message for `/ops` readers, serialized once.
@@ -51,6 +53,35 @@ impl OpsEvent {
             endpoint: row.endpoint_id.clone(),
             kind: Kind::Session,
             text: json!({ "type": kind, "session": crate::admin::json::session(row) }).to_string(),
+        }
+    }
+
+    /// A `sampledPayload` message.
+    pub fn sample(row: &crate::store::SampleRow) -> OpsEvent {
+        let mut v = crate::admin::json::sample(row);
+        v["type"] = "sampledPayload".into();
+        OpsEvent {
+            endpoint: row.endpoint_id.clone(),
+            kind: Kind::Sample,
+            text: v.to_string(),
+        }
+    }
+
+    /// A `messageMeta` message.
+    pub fn meta(m: &crate::bridge::MessageMeta) -> OpsEvent {
+        OpsEvent {
+            endpoint: m.endpoint.clone(),
+            kind: Kind::Meta,
+            text: json!({
+                "type": "messageMeta",
+                "sessionId": m.session.hyphenated().to_string(),
+                "endpointId": m.endpoint,
+                "direction": crate::admin::events::DIRECTIONS[m.dir.min(1)],
+                "opcode": m.opcode,
+                "size": m.size,
+                "at": crate::admin::json::time(m.at_ms),
+            })
+            .to_string(),
         }
     }
 
@@ -143,9 +174,69 @@ async fn send(socket: &mut WebSocket, text: String) -> bool {
     )
 }
 
+/// One reader's interest in an endpoint's per-message metadata; shards tap
+/// an endpoint while at least one reader holds such an interest.
+struct MetaInterest {
+    st: AppState,
+    endpoint: String,
+}
+
+impl MetaInterest {
+    fn new(st: &AppState, endpoint: &str) -> MetaInterest {
+        let first = {
+            let mut subs = st.meta_subs.lock().expect("meta_subs");
+            let n = subs.entry(endpoint.to_string()).or_default();
+            *n += 1;
+            *n == 1
+        };
+        if first {
+            tell_shards(st, endpoint, true);
+        }
+        MetaInterest {
+            st: st.clone(),
+            endpoint: endpoint.to_string(),
+        }
+    }
+}
+
+impl Drop for MetaInterest {
+    fn drop(&mut self) {
+        let last = {
+            let mut subs = self.st.meta_subs.lock().expect("meta_subs");
+            let n = subs.entry(self.endpoint.clone()).or_default();
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                subs.remove(&self.endpoint);
+                true
+            } else {
+                false
+            }
+        };
+        if last {
+            tell_shards(&self.st, &self.endpoint, false);
+        }
+    }
+}
+
+fn tell_shards(st: &AppState, endpoint: &str, on: bool) {
+    let commands = st.commands.clone();
+    let endpoint = endpoint.to_string();
+    tokio::spawn(async move {
+        for c in commands {
+            let _ = c
+                .send(crate::bridge::ShardCommand::MessageMeta {
+                    endpoint: endpoint.clone(),
+                    on,
+                })
+                .await;
+        }
+    });
+}
+
 async fn run(st: AppState, mut socket: WebSocket, claims: Claims, peer: std::net::SocketAddr) {
     let mut rx = st.ops.subscribe();
     let mut filter: Option<String> = None;
+    let mut meta: Option<MetaInterest> = None;
     let hello =
         json!({"type": "hello", "user": {"email": claims.email, "role": claims.role.as_str()}});
     if !send(&mut socket, hello.to_string()).await {
@@ -156,6 +247,9 @@ async fn run(st: AppState, mut socket: WebSocket, claims: Claims, peer: std::net
             ev = rx.recv() => match ev {
                 Ok(e) => {
                     if filter.as_ref().is_some_and(|f| *f != e.endpoint) {
+                        continue;
+                    }
+                    if e.kind == Kind::Meta && meta.is_none() {
                         continue;
                     }
                     if !send(&mut socket, e.text.clone()).await {
@@ -183,13 +277,16 @@ async fn run(st: AppState, mut socket: WebSocket, claims: Claims, peer: std::net
                 let reply = match serde_json::from_str::<ClientMsg>(&text) {
                     Ok(ClientMsg::Subscribe { endpoint_id, message_meta }) => {
                         filter = endpoint_id.filter(|e| !e.is_empty());
-                        // Per-message metadata needs a shard-side tap that is
-                        // not built yet; say so instead of pretending.
-                        let mut r = json!({"type": "subscribed", "endpointId": filter, "messageMeta": false});
-                        if message_meta {
-                            r["note"] = "messageMeta is not available in this version".into();
+                        meta = None; // the old interest ends
+                        match (&filter, message_meta) {
+                            (Some(e), true) => {
+                                meta = Some(MetaInterest::new(&st, e));
+                                json!({"type": "subscribed", "endpointId": filter, "messageMeta": true})
+                            }
+                            (None, true) => json!({"type": "error", "code": "bad_request",
+                                "message": "messageMeta needs an endpointId (per-message data of every endpoint is not offered)"}),
+                            (_, false) => json!({"type": "subscribed", "endpointId": filter, "messageMeta": false}),
                         }
-                        r
                     }
                     Ok(ClientMsg::Kill { session_id }) => {
                         if claims.role != Role::Admin {

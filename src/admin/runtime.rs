@@ -73,6 +73,7 @@ pub fn start(spec: RuntimeSpec) -> Result<Running, StartError> {
         live,
         ops,
         echo_active: Default::default(),
+        meta_subs: Default::default(),
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(WORKERS)

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncRead, AsyncWrite};
 
+use crate::bridge::{Event, EventSink, MessageMeta, Sample};
 use crate::shard::frame::{self, ControlFrame, Header, OP_CLOSE, OP_CONT, OP_PING, OP_PONG};
 use crate::shard::metrics::EndpointMetrics;
 use crate::shard::pool::BufPool;
@@ -53,6 +54,72 @@ pub struct Env<'a> {
     pub max_message_size: u64,
     /// The endpoint's `maxMessagesPerSecond`, if set.
     pub max_messages_per_second: Option<u32>,
+    /// Sampling or message metadata, when either is on for this session.
+    pub tap: Option<&'a Tap<'a>>,
+}
+
+/// Payload bytes kept of a sampled message (SPEC 4.3).
+pub const SAMPLE_BYTES: usize = 4096;
+/// Sample and metadata events one shard may emit per second; beyond that
+/// they are skipped (and counted), so taps cannot crowd session events out
+/// of the shard's queue.
+pub const TAP_EVENTS_PER_SECOND: u32 = 1000;
+
+/// The shard's budget of tap events (a one-second window).
+pub struct TapBudget {
+    window: std::cell::Cell<Instant>,
+    used: std::cell::Cell<u32>,
+    /// Tap events skipped because the budget was spent.
+    pub skipped: std::cell::Cell<u64>,
+}
+
+impl Default for TapBudget {
+    fn default() -> Self {
+        TapBudget {
+            window: std::cell::Cell::new(Instant::now()),
+            used: std::cell::Cell::new(0),
+            skipped: std::cell::Cell::new(0),
+        }
+    }
+}
+
+impl TapBudget {
+    /// Takes one event from this second's budget.
+    pub fn take(&self, now: Instant) -> bool {
+        if now.duration_since(self.window.get()) >= Duration::from_secs(1) {
+            self.window.set(now);
+            self.used.set(0);
+        }
+        if self.used.get() >= TAP_EVENTS_PER_SECOND {
+            self.skipped.set(self.skipped.get() + 1);
+            return false;
+        }
+        self.used.set(self.used.get() + 1);
+        true
+    }
+}
+
+/// What a session copies out of its traffic, and where to.
+pub struct Tap<'a> {
+    /// The shard's event queue.
+    pub sink: &'a EventSink,
+    /// The shard's budget.
+    pub budget: &'a TapBudget,
+    /// Session id.
+    pub session: uuid::Uuid,
+    /// Endpoint id.
+    pub endpoint: &'a str,
+    /// Percentage of messages sampled (0: none).
+    pub sample_percent: u32,
+    /// The endpoint's `maxSamples` (kept by the store).
+    pub keep: u32,
+    /// Whether `/ops` readers asked for per-message metadata.
+    pub meta: bool,
+}
+
+/// A sampled message being copied.
+struct Capture {
+    data: Vec<u8>,
 }
 
 /// One direction of a session.
@@ -73,6 +140,11 @@ pub struct Pump {
     // The message in progress.
     msg_open: bool,
     msg_size: u64,
+    msg_total: u64,
+    msg_opcode: u8,
+    // The source's masking key of the frame in progress (for captures).
+    frame_mask: [u8; 4],
+    capture: Option<Box<Capture>>,
     /// Current mode.
     pub mode: Mode,
     /// The source ended (EOF or error) before its close frame.
@@ -133,6 +205,10 @@ impl Pump {
             frame_phase: 0,
             msg_open: false,
             msg_size: 0,
+            msg_total: 0,
+            msg_opcode: 0,
+            frame_mask: [0; 4],
+            capture: None,
             mode: Mode::Relaying,
             src_dead: false,
             dst_dead: false,
@@ -244,10 +320,82 @@ impl Pump {
         true
     }
 
-    fn message_done(&mut self) {
+    fn message_done(&mut self, env: &Env<'_>) {
         self.batch_msgs += 1;
         self.messages += 1;
         self.last_msg = self.batch_t;
+        if let Some(t) = env.tap {
+            self.tap_message(t);
+        }
+    }
+
+    /// Sends a finished message's sample and metadata, within the budget.
+    #[cold]
+    fn tap_message(&mut self, t: &Tap<'_>) {
+        let capture = self.capture.take();
+        if capture.is_none() && !t.meta {
+            return;
+        }
+        if !t.budget.take(self.batch_t) {
+            return;
+        }
+        let at_ms = crate::store::now_ms();
+        if let Some(c) = capture {
+            t.sink.send(Event::Sample(Box::new(Sample {
+                session: t.session,
+                endpoint: t.endpoint.to_string(),
+                dir: self.dir,
+                opcode: self.msg_opcode,
+                size: self.msg_total,
+                payload: c.data,
+                at_ms,
+                keep: t.keep,
+            })));
+        }
+        if t.meta {
+            t.sink.send(Event::Meta(Box::new(MessageMeta {
+                session: t.session,
+                endpoint: t.endpoint.to_string(),
+                dir: self.dir,
+                opcode: self.msg_opcode,
+                size: self.msg_total,
+                at_ms,
+            })));
+        }
+    }
+
+    /// Decides whether the message starting now is sampled.
+    #[cold]
+    fn maybe_capture(&mut self, t: &Tap<'_>, len: u64) {
+        self.capture = None;
+        if t.sample_percent == 0 {
+            return;
+        }
+        let roll = u32::from_ne_bytes(self.next_mask()) % 100;
+        if roll < t.sample_percent {
+            let cap = (len as usize).min(SAMPLE_BYTES);
+            self.capture = Some(Box::new(Capture {
+                data: Vec::with_capacity(cap),
+            }));
+        }
+    }
+
+    /// Copies (unmasked) payload bytes `[at, at + k)` into the capture.
+    #[cold]
+    fn capture_bytes(&mut self, at: usize, k: usize) {
+        let Some(c) = self.capture.as_mut() else {
+            return;
+        };
+        let take = k.min(SAMPLE_BYTES - c.data.len());
+        if take == 0 {
+            return;
+        }
+        let from = c.data.len();
+        let buf = self.buf.as_ref().expect("buffer");
+        c.data.extend_from_slice(&buf[at..at + take]);
+        if self.from_client {
+            frame::apply_mask(&mut c.data[from..], self.frame_mask, self.frame_phase);
+        }
     }
 
     /// Counts a message start against `maxMessagesPerSecond`.
@@ -273,6 +421,9 @@ impl Pump {
                 }
                 let k = avail.min(self.frame_left) as usize;
                 if self.frame_forward {
+                    if self.capture.is_some() {
+                        self.capture_bytes(self.parsed, k);
+                    }
                     if self.from_client {
                         let buf = self.buf.as_mut().expect("buffer");
                         frame::apply_mask(
@@ -289,7 +440,7 @@ impl Pump {
                 }
                 self.frame_left -= k as u64;
                 if self.frame_left == 0 && self.frame_fin_data && self.frame_forward {
-                    self.message_done();
+                    self.message_done(env);
                 }
                 continue;
             }
@@ -334,7 +485,15 @@ impl Pump {
                 return self.fail(1008, "message rate exceeded");
             }
             if forward {
+                if !continuation {
+                    self.msg_opcode = h.opcode;
+                    if let Some(t) = env.tap {
+                        self.maybe_capture(t, h.len);
+                    }
+                }
+                self.msg_total = size;
                 if let Some(old) = h.mask {
+                    self.frame_mask = old;
                     let new = self.next_mask();
                     let at = self.parsed + h.header_len - 4;
                     self.buf.as_mut().expect("buffer")[at..at + 4].copy_from_slice(&new);
@@ -352,7 +511,7 @@ impl Pump {
             self.frame_phase = 0;
             self.frame_forward = forward;
             if h.len == 0 && h.fin && forward {
-                self.message_done();
+                self.message_done(env);
             }
         }
     }

@@ -20,7 +20,7 @@ use crate::shard::frame::ControlFrame;
 use crate::shard::handshake::{self, ClientRequest, Refusal, Route};
 use crate::shard::limits::{self, Full};
 use crate::shard::metrics::{EndpointMetrics, Reject, IN, OUT};
-use crate::shard::relay::{Env, Fault, Mode, Pump};
+use crate::shard::relay::{Env, Fault, Mode, Pump, Tap};
 use crate::shard::upstream::{self, UpStream, UpstreamRequest};
 use crate::shard::ShardCtx;
 
@@ -37,6 +37,8 @@ pub struct SessionCtl {
     counts: Cell<Counts>,
     /// Counters as last reported to the admin runtime.
     reported: Cell<Counts>,
+    /// Whether `/ops` readers want this session's per-message metadata.
+    pub meta: Cell<bool>,
 }
 
 impl SessionCtl {
@@ -49,6 +51,7 @@ impl SessionCtl {
             waker: Cell::new(None),
             counts: Cell::new(Counts::default()),
             reported: Cell::new(Counts::default()),
+            meta: Cell::new(false),
         }
     }
 
@@ -349,6 +352,8 @@ async fn relay(ctx: Rc<ShardCtx>, est: Established, peer: SocketAddr) {
         leftover,
     } = est;
     let ctl = Rc::new(SessionCtl::new(session_id, &endpoint.cfg.id));
+    ctl.meta
+        .set(ctx.meta_endpoints.borrow().contains(&endpoint.cfg.id));
     let key = ctx.next_key();
     ctx.sessions.borrow_mut().insert(key, ctl.clone());
     metrics.sessions_total.set(metrics.sessions_total.get() + 1);
@@ -598,11 +603,28 @@ impl Future for &mut Relay {
         let w = this.ctl.waker.take().unwrap_or_else(|| cx.waker().clone());
         this.ctl.waker.set(Some(w));
         loop {
+            let sampling = &this.endpoint.cfg.sampling;
+            let sample_percent = if sampling.enabled && sampling.max_samples > 0 {
+                sampling.percentage
+            } else {
+                0
+            };
+            let tap_on = sample_percent > 0 || this.ctl.meta.get();
+            let tap = tap_on.then(|| Tap {
+                sink: &this.ctx.events,
+                budget: &this.ctx.tap_budget,
+                session: this.ctl.id(),
+                endpoint: &this.endpoint.cfg.id,
+                sample_percent,
+                keep: sampling.max_samples,
+                meta: this.ctl.meta.get(),
+            });
             let env = Env {
                 pool: &this.ctx.pool,
                 metrics: &this.metrics,
                 max_message_size: this.endpoint.cfg.limits.max_message_size,
                 max_messages_per_second: this.endpoint.cfg.limits.max_messages_per_second,
+                tap: tap.as_ref(),
             };
             let _ = this.c2u.poll(
                 cx,

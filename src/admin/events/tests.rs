@@ -82,7 +82,12 @@ fn a_failed_batch_is_restored_without_overwriting_newer_rows() {
         },
         &ops,
     );
-    restore(&live, taken.sessions.into_values().collect(), taken.samples);
+    restore(
+        &live,
+        taken.sessions.into_values().collect(),
+        taken.samples,
+        Vec::new(),
+    );
     let bl = live.backlog.lock().unwrap();
     assert_eq!(bl.sessions.len(), 2);
     assert_eq!(bl.sessions[&a.hyphenated().to_string()].msgs_in, 9);

@@ -108,12 +108,24 @@ impl Rig {
         max: u64,
         rate: Option<u32>,
     ) -> Poll<()> {
+        self.run_tap(pump, src, dst, max, rate, None)
+    }
+    fn run_tap(
+        &self,
+        pump: &mut Pump,
+        src: &mut Src,
+        dst: &mut Dst,
+        max: u64,
+        rate: Option<u32>,
+        tap: Option<&Tap<'_>>,
+    ) -> Poll<()> {
         let m = self.metrics.endpoint("e");
         let env = Env {
             pool: &self.pool,
             metrics: &m,
             max_message_size: max,
             max_messages_per_second: rate,
+            tap,
         };
         let waker = futures_lite::future::block_on(futures_lite::future::poll_fn(|cx| {
             Poll::Ready(cx.waker().clone())
@@ -370,4 +382,87 @@ fn an_injected_close_waits_for_the_frame_in_flight() {
     );
     assert_eq!(got[1].1, OP_CLOSE);
     assert!(p.close_out);
+}
+
+#[test]
+fn sampled_messages_are_copied_unmasked_capped_with_metadata() {
+    let rig = Rig::new(4096);
+    let key = Some([1, 2, 3, 4]);
+    let big: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+    let mut input = frame(false, OP_TEXT, b"hel", key);
+    input.extend(frame(true, OP_CONT, b"lo", key));
+    input.extend(frame(true, OP_BINARY, &big, key));
+    for chunk in [3, 4096] {
+        let (sink, rx, dropped) = crate::bridge::EventSink::bounded(64);
+        let budget = TapBudget::default();
+        let tap = Tap {
+            sink: &sink,
+            budget: &budget,
+            session: uuid::Uuid::nil(),
+            endpoint: "e",
+            sample_percent: 100,
+            keep: 10,
+            meta: true,
+        };
+        let mut p = Pump::new(IN, true, Instant::now(), 42);
+        let (mut s, mut d) = (src(input.clone(), chunk, false), dst());
+        assert!(rig
+            .run_tap(&mut p, &mut s, &mut d, 1 << 20, None, Some(&tap))
+            .is_pending());
+        let events: Vec<Event> = rx.try_iter().collect();
+        let samples: Vec<&crate::bridge::Sample> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Sample(s) => Some(&**s),
+                _ => None,
+            })
+            .collect();
+        let metas: Vec<(u8, u64)> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Meta(m) => Some((m.opcode, m.size)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(samples.len(), 2, "chunk {chunk}");
+        assert_eq!(samples[0].payload, b"hello", "fragments joined, unmasked");
+        assert_eq!((samples[0].opcode, samples[0].size), (OP_TEXT, 5));
+        assert_eq!(samples[1].payload, &big[..SAMPLE_BYTES], "capped at 4 KiB");
+        assert_eq!(samples[1].size, 10_000);
+        assert_eq!(metas, [(OP_TEXT, 5), (OP_BINARY, 10_000)]);
+        assert_eq!(dropped.load(std::sync::atomic::Ordering::Relaxed), 0);
+        // The relayed bytes are unchanged by the tap.
+        let got = decode(&d.out);
+        assert_eq!(got[2].2, big);
+    }
+}
+
+#[test]
+fn no_tap_no_percent_no_copies_and_the_budget_caps_events() {
+    let rig = Rig::new(4096);
+    let input: Vec<u8> = (0..50)
+        .flat_map(|_| frame(true, OP_TEXT, b"x", None))
+        .collect();
+    let (sink, rx, _) = crate::bridge::EventSink::bounded(4096);
+    let budget = TapBudget::default();
+    let tap = Tap {
+        sink: &sink,
+        budget: &budget,
+        session: uuid::Uuid::nil(),
+        endpoint: "e",
+        sample_percent: 0,
+        keep: 10,
+        meta: false,
+    };
+    let mut p = Pump::new(OUT, false, Instant::now(), 1);
+    let (mut s, mut d) = (src(input.clone(), 4096, false), dst());
+    let _ = rig.run_tap(&mut p, &mut s, &mut d, 1 << 20, None, Some(&tap));
+    assert_eq!(rx.len(), 0);
+    assert_eq!(p.messages, 50);
+
+    for _ in 0..TAP_EVENTS_PER_SECOND {
+        assert!(budget.take(Instant::now()));
+    }
+    assert!(!budget.take(Instant::now()));
+    assert_eq!(budget.skipped.get(), 1);
 }
