@@ -370,7 +370,10 @@ fn batches_upsert_sessions_and_insert_samples() {
         assert_eq!(page.len(), 3);
         assert!(page[0].started_at > page[1].started_at, "newest first");
 
-        assert_eq!(s.list_samples("even", 10).unwrap(), std::slice::from_ref(&sample));
+        assert_eq!(
+            s.list_samples("even", 10).unwrap(),
+            std::slice::from_ref(&sample)
+        );
         assert!(s.list_samples("odd", 10).unwrap().is_empty());
 
         // An endpoint keeps its newest maxSamples samples.

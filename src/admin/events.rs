@@ -54,6 +54,8 @@ pub struct WriterCounters {
     pub dropped: AtomicU64,
     /// Duration of the last committed batch, µs.
     pub last_batch_us: AtomicU64,
+    /// A batch is being written now.
+    pub in_flight: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -110,6 +112,13 @@ impl Live {
     /// Events dropped by all shards.
     pub fn events_dropped(&self) -> u64 {
         self.dropped.iter().map(|d| d.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Nothing queued, waiting or being written.
+    pub fn idle(&self) -> bool {
+        self.queues.iter().all(|q| q.is_empty())
+            && self.backlog_len() == 0
+            && !self.writer.in_flight.load(Ordering::Acquire)
     }
 
     /// Rows waiting for the writer.
@@ -302,6 +311,7 @@ pub fn spawn_writer(live: Arc<Live>, store: Store) -> std::io::Result<()> {
                     if b.len() == 0 {
                         continue;
                     }
+                    live.writer.in_flight.store(true, Ordering::Release);
                     let b = std::mem::take(&mut *b);
                     let keep: Vec<(String, u32)> = b.keep.into_iter().collect();
                     (
@@ -321,6 +331,7 @@ pub fn spawn_writer(live: Arc<Live>, store: Store) -> std::io::Result<()> {
                             .fetch_add((sessions.len() + samples.len()) as u64, Ordering::Relaxed);
                         w.last_batch_us
                             .store(t.elapsed().as_micros() as u64, Ordering::Relaxed);
+                        w.in_flight.store(false, Ordering::Release);
                     }
                     Err(e) => {
                         failures += 1;
@@ -335,6 +346,7 @@ pub fn spawn_writer(live: Arc<Live>, store: Store) -> std::io::Result<()> {
                             );
                         }
                         restore(&live, sessions, samples, keep);
+                        live.writer.in_flight.store(false, Ordering::Release);
                         std::thread::sleep(backoff(failures));
                     }
                 }

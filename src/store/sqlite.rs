@@ -133,7 +133,9 @@ impl Db for SqliteDb {
         let tx = c.transaction().map_err(query_error)?;
         for (sql, values) in statements {
             let p = params(values);
-            tx.execute(sql, rusqlite::params_from_iter(p.iter()))
+            // Cached: a batch's full-size statements share their text.
+            tx.prepare_cached(sql)
+                .and_then(|mut st| st.execute(rusqlite::params_from_iter(p.iter())))
                 .map_err(query_error)?;
         }
         tx.commit().map_err(query_error)
