@@ -1067,3 +1067,223 @@ fn sampling_and_message_metadata_reach_the_store_and_ops() {
         );
     }
 }
+
+#[test]
+fn metrics_pass_promtool_check() {
+    let promtool = std::env::var("PROMTOOL").unwrap_or_else(|_| "promtool".into());
+    if std::process::Command::new(&promtool)
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but promtool is missing (set PROMTOOL)"
+        );
+        eprintln!("skipped: promtool not found (set PROMTOOL)");
+        return;
+    }
+    let t = target(Behaviour::Echo);
+    let r = Relay::start(&(base_config(2) + &endpoint("echo", &t.url(), "")));
+    let (mut ws, _) = connect(&r.url("echo")).unwrap();
+    ws.send(Message::Text("x".into())).unwrap();
+    ws.read().unwrap();
+    assert_eq!(status_of(connect(&r.url("missing")).unwrap_err()), 404);
+    let text = eventually("metrics with traffic", || {
+        let m = call(r.admin, "GET", "/metrics", None, None).text;
+        m.contains("wsrelay_messages_total{endpoint=\"echo\",direction=\"out\"} 1")
+            .then_some(m)
+    });
+    let mut child = std::process::Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool: {report}\n{text}"
+    );
+}
+
+/// A TCP forwarder to the database that the test can cut and restore.
+struct DbLink {
+    addr: std::net::SocketAddr,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pipes: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl DbLink {
+    fn new(to: std::net::SocketAddr) -> DbLink {
+        use std::sync::atomic::Ordering;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let link = DbLink {
+            addr: l.local_addr().unwrap(),
+            up: Default::default(),
+            pipes: Default::default(),
+        };
+        link.up.store(true, Ordering::SeqCst);
+        let (up, pipes) = (link.up.clone(), link.pipes.clone());
+        std::thread::spawn(move || {
+            for c in l.incoming().flatten() {
+                if !up.load(Ordering::SeqCst) {
+                    continue; // dropped: the database is "down"
+                }
+                let Ok(s) = std::net::TcpStream::connect(to) else {
+                    continue;
+                };
+                pipes
+                    .lock()
+                    .unwrap()
+                    .extend([c.try_clone().unwrap(), s.try_clone().unwrap()]);
+                for (mut from, mut to) in [(c.try_clone().unwrap(), s.try_clone().unwrap()), (s, c)]
+                {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        link
+    }
+
+    fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        for p in self.pipes.lock().unwrap().drain(..) {
+            let _ = p.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_lost_database_refuses_writes_with_503_while_relaying_goes_on() {
+    let Some(url) = backends().into_iter().flatten().next() else {
+        eprintln!("skipped: needs PostgreSQL (DATABASE_URL) to take the database away");
+        return;
+    };
+    let t = target(Behaviour::Echo);
+    let schema_url = pg_schema_url(&url, "lost");
+    let cfg: postgres::Config = schema_url.parse().unwrap();
+    let port = cfg.get_ports().first().copied().unwrap_or(5432);
+    let link = DbLink::new(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    let mut via = url::Url::parse(&schema_url).unwrap();
+    via.set_host(Some("127.0.0.1")).unwrap();
+    via.set_port(Some(link.addr.port())).unwrap();
+    let relay = Relay::start_with(
+        &(base_config(2) + &endpoint("e", &t.url(), "")),
+        &[("DATABASE_URL", via.as_str())],
+    );
+    let a = Admin {
+        token: login(&relay, ADMIN_EMAIL, ADMIN_PASSWORD).unwrap(),
+        relay,
+    };
+    let (mut before, _) = connect(&a.relay.url("e")).unwrap();
+    before.send(Message::Text("1".into())).unwrap();
+    before.read().unwrap();
+
+    link.cut();
+    let refused = a.req(
+        "POST",
+        "/api/endpoints",
+        Some(&json!({"id": "new", "targetUrl": t.url()})),
+    );
+    assert_eq!(refused.status, 503, "{}", refused.text);
+    assert_eq!(refused.body["error"]["code"], "database_unavailable");
+    assert!(refused.retry_after.is_some());
+    let h = call(a.relay.admin, "GET", "/healthz", None, None);
+    assert_eq!(
+        (h.status, h.body["status"].as_str()),
+        (503, Some("degraded"))
+    );
+    assert!(h.body["checks"]["database"]
+        .as_str()
+        .unwrap()
+        .starts_with("error"));
+    // Relaying goes on: the open session and a new one.
+    before.send(Message::Text("2".into())).unwrap();
+    assert_eq!(before.read().unwrap(), Message::Text("2".into()));
+    let (mut during, _) = connect(&a.relay.url("e")).unwrap();
+    during.send(Message::Text("3".into())).unwrap();
+    assert_eq!(during.read().unwrap(), Message::Text("3".into()));
+    during.close(None).unwrap();
+    let _ = read_close(&mut during);
+
+    link.restore();
+    // The writer retried: both sessions are stored, each once, the one that
+    // ran during the outage with its end.
+    let rows = eventually("sessions written after the outage", || {
+        let r = a.req("GET", "/api/sessions?state=ALL&endpointId=e", None);
+        (r.status == 200 && r.body["total"] == 2 && r.body["items"][0]["state"] == "CLOSED")
+            .then_some(r.body)
+    });
+    assert_eq!(rows["items"][0]["msgsIn"], 1);
+    let m = call(a.relay.admin, "GET", "/metrics", None, None).text;
+    let errors: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("wsrelay_store_write_errors_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(errors >= 1, "{m}");
+    assert!(m.contains("wsrelay_store_rows_dropped_total 0"));
+    let ok = a.req(
+        "POST",
+        "/api/endpoints",
+        Some(&json!({"id": "new", "targetUrl": t.url()})),
+    );
+    assert_eq!(ok.status, 201, "{}", ok.text);
+}
+
+#[test]
+fn a_restarted_node_closes_its_stale_sessions() {
+    let t = target(Behaviour::Echo);
+    let dir = TempDir::new();
+    let db = dir.0.join("keep.db");
+    let cfg = base_config(1).replace(
+        "[server]\n",
+        &format!("[server]\ndatabase = \"sqlite://{}\"\n", db.display()),
+    ) + &endpoint("e", &t.url(), "");
+    let env = [("WSRELAY_NODE_ID", "node-a")];
+    let mut first = Relay::start_with(&cfg, &env);
+    let token = login(&first, ADMIN_EMAIL, ADMIN_PASSWORD).unwrap();
+    let (_ws, _) = connect(&first.url("e")).unwrap();
+    let listed = eventually("the session stored", || {
+        let r = call(first.admin, "GET", "/api/sessions", Some(&token), None);
+        r.body["items"].as_array().unwrap().first().cloned()
+    });
+    assert_eq!(
+        (listed["node"].as_str(), listed["state"].as_str()),
+        (Some("node-a"), Some("ACTIVE"))
+    );
+    first.child.kill().unwrap(); // no drain: the row stays ACTIVE
+    first.child.wait().unwrap();
+
+    let second = Relay::start_with(&cfg, &env);
+    let r = call(
+        second.admin,
+        "GET",
+        "/api/sessions?state=ALL",
+        Some(&token),
+        None,
+    );
+    assert_eq!(r.body["total"], 1, "{}", r.text);
+    assert_eq!(r.body["items"][0]["state"], "CLOSED");
+    assert_eq!(r.body["items"][0]["closeReason"], "node restarted");
+    assert_eq!(r.body["items"][0]["id"], listed["id"]);
+}
