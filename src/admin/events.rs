@@ -235,10 +235,25 @@ impl Live {
                 }
             }
             Event::Stats(s) => {
+                // A shard reports only the endpoints that changed; the
+                // others keep their last copy.
                 let mut stats = self.stats.lock().expect("stats");
-                let i = s.shard;
-                if i < stats.len() {
-                    stats[i] = Some(*s);
+                let Some(slot) = stats.get_mut(s.shard) else {
+                    return;
+                };
+                match slot {
+                    None => *slot = Some(*s),
+                    Some(old) => {
+                        let s = *s;
+                        for e in s.endpoints {
+                            match old.endpoints.iter_mut().find(|o| o.id == e.id) {
+                                Some(o) => *o = e,
+                                None => old.endpoints.push(e),
+                            }
+                        }
+                        old.rejections = s.rejections;
+                        old.panics = s.panics;
+                    }
                 }
             }
         }

@@ -92,7 +92,12 @@ pub struct EndpointMetrics {
     pub latency_us: [RefCell<Histogram<u64>>; 2],
     /// Upstream TCP connect + upgrade time in µs.
     pub connect_us: RefCell<Histogram<u64>>,
+    /// Counters as of the last report to the admin runtime.
+    reported: Cell<Option<Totals>>,
 }
+
+/// The counters that change whenever anything in an endpoint's metrics does.
+type Totals = (u64, u64, [u64; 2], [u64; 2]);
 
 impl EndpointMetrics {
     fn new() -> EndpointMetrics {
@@ -103,6 +108,7 @@ impl EndpointMetrics {
             bytes: [Cell::new(0), Cell::new(0)],
             latency_us: [RefCell::new(histogram()), RefCell::new(histogram())],
             connect_us: RefCell::new(histogram()),
+            reported: Cell::new(None),
         }
     }
 
@@ -154,10 +160,34 @@ impl ShardMetrics {
 
     /// A plain copy of everything, to send to another thread or log.
     pub fn snapshot(&self, shard: usize) -> ShardStats {
+        self.copy(shard, false)
+    }
+
+    /// Like [`ShardMetrics::snapshot`], but only the endpoints that changed
+    /// since the last call (histograms are copied only when they changed).
+    pub fn changes(&self, shard: usize) -> ShardStats {
+        self.copy(shard, true)
+    }
+
+    fn copy(&self, shard: usize, changed_only: bool) -> ShardStats {
         let mut endpoints: Vec<_> = self
             .endpoints
             .borrow()
             .iter()
+            .filter(|(_, m)| {
+                let now = (
+                    m.sessions_total.get(),
+                    m.sessions_active.get(),
+                    [m.messages[IN].get(), m.messages[OUT].get()],
+                    [m.bytes[IN].get(), m.bytes[OUT].get()],
+                );
+                if !changed_only {
+                    return true;
+                }
+                let changed = m.reported.get() != Some(now);
+                m.reported.set(Some(now));
+                changed
+            })
             .map(|(id, m)| EndpointStats {
                 id: id.clone(),
                 sessions_total: m.sessions_total.get(),
@@ -283,6 +313,27 @@ mod tests {
         assert!(
             line.contains("not_found=2") && line.contains("msgs_in=3"),
             "{line}"
+        );
+    }
+
+    #[test]
+    fn changes_lists_only_endpoints_that_moved() {
+        let m = ShardMetrics::new();
+        m.endpoint("a").record_batch(IN, 1, 10, 5);
+        m.endpoint("b").record_batch(IN, 1, 10, 5);
+        assert_eq!(m.changes(0).endpoints.len(), 2);
+        assert_eq!(m.changes(0).endpoints.len(), 0, "nothing moved");
+        m.endpoint("b").record_batch(OUT, 2, 20, 5);
+        let c = m.changes(0);
+        assert_eq!(c.endpoints.len(), 1);
+        assert_eq!(
+            (c.endpoints[0].id.as_str(), c.endpoints[0].messages),
+            ("b", [1, 2])
+        );
+        assert_eq!(
+            m.snapshot(0).endpoints.len(),
+            2,
+            "the full copy is unaffected"
         );
     }
 }

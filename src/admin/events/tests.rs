@@ -103,3 +103,20 @@ fn backoff_grows_to_a_cap_with_jitter() {
         assert!(backoff(n) >= MAX_BACKOFF.mul_f64(0.5));
     }
 }
+
+#[test]
+fn partial_stats_keep_the_endpoints_that_did_not_move() {
+    use crate::shard::metrics::{ShardMetrics, IN};
+    let (_, rx, d) = EventSink::bounded(1);
+    let live = Live::new("n1", vec![(rx, d)]);
+    let ops = OpsFeed::default();
+    let m = ShardMetrics::new();
+    m.endpoint("a").record_batch(IN, 1, 10, 5);
+    m.endpoint("b").record_batch(IN, 1, 10, 5);
+    live.apply(Event::Stats(Box::new(m.changes(0))), &ops);
+    m.endpoint("b").record_batch(IN, 4, 40, 5);
+    live.apply(Event::Stats(Box::new(m.changes(0))), &ops);
+    let merged = crate::admin::stats::merge(&live.stats.lock().unwrap());
+    assert_eq!(merged["a"].messages[0], 1);
+    assert_eq!(merged["b"].messages[0], 5);
+}
