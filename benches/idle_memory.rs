@@ -111,7 +111,7 @@ fn main() {
             std::fs::write(
                 &cfg,
                 format!(
-                    "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nshards = 1\ncpus = \"0\"\nsummary_interval_s = 0\n[limits]\nmax_connections = {m}\n[heartbeat]\nping_interval_ms = 3600000\n[[endpoints]]\nid = \"idle\"\ntarget_url = \"ws://{target}/\"\nlimits = {{ max_connections = {m}, timeout_ms = 3600000 }}\n",
+                    "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ndatabase = \"sqlite://:memory:\"\nshards = 1\ncpus = \"0\"\nsummary_interval_s = 0\n[limits]\nmax_connections = {m}\n[heartbeat]\nping_interval_ms = 3600000\n[[endpoints]]\nid = \"idle\"\ntarget_url = \"ws://{target}/\"\nlimits = {{ max_connections = {m}, timeout_ms = 3600000 }}\n",
                     m = n + 100
                 ),
             )

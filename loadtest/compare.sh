@@ -114,6 +114,7 @@ cat >"$OUT/wsrelay.toml" <<EOF
 [server]
 listen = "127.0.0.1:$WSRELAY_PORT"
 admin_listen = "127.0.0.1:0"
+database = "sqlite://:memory:"  # a fresh store each run: the file's endpoints are the ones routed
 shards = 1
 cpus = "$PROXY_CPU"
 summary_interval_s = 0

@@ -25,6 +25,7 @@ for n in 1 2; do
 [server]
 listen = "127.0.0.1:$port"
 admin_listen = "127.0.0.1:0"
+database = "sqlite://:memory:"  # a fresh store each run: the file's endpoints are the ones routed
 shards = $n
 cpus = "$cpus"
 summary_interval_s = 0

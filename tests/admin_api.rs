@@ -1287,3 +1287,17 @@ fn a_restarted_node_closes_its_stale_sessions() {
     assert_eq!(r.body["items"][0]["closeReason"], "node restarted");
     assert_eq!(r.body["items"][0]["id"], listed["id"]);
 }
+
+#[test]
+fn the_built_in_example_endpoint_echoes_and_closes_cleanly() {
+    let relay = Relay::start(&base_config(1));
+    let (mut ws, _) = connect(&relay.url("echo")).unwrap();
+    ws.send(Message::Text("hello".into())).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::Text("hello".into()));
+    ws.close(Some(tungstenite::protocol::CloseFrame {
+        code: tungstenite::protocol::frame::coding::CloseCode::Normal,
+        reason: "bye".into(),
+    }))
+    .unwrap();
+    assert_eq!(read_close(&mut ws), (1000, "bye".into()), "the echo target completes the handshake");
+}

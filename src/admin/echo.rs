@@ -30,10 +30,12 @@ pub async fn handler(State(st): State<AppState>, ws: WebSocketUpgrade) -> Respon
             st2.echo_active.fetch_sub(1, Ordering::AcqRel);
         })
         .on_upgrade(move |mut socket| async move {
+            // A close is answered by tungstenite on the next read, which
+            // then ends the loop: breaking out at the close would drop the
+            // connection without the closing handshake.
             while let Some(Ok(m)) = socket.recv().await {
                 let reply = match m {
                     m @ (Message::Text(_) | Message::Binary(_)) => m,
-                    Message::Close(_) => break,
                     _ => continue,
                 };
                 if socket.send(reply).await.is_err() {

@@ -155,6 +155,14 @@ fn open_store(
         .into_iter()
         .map(|r| r.endpoint)
         .collect();
+    for c in &cfg.endpoints {
+        if endpoints.iter().any(|e| e.id == c.id && e != c) {
+            tracing::warn!(
+                endpoint = %c.id,
+                "the stored endpoint differs from the config file and is the one used; change it through the API, or send SIGHUP to write the file's version to the store"
+            );
+        }
+    }
     let seeded = auth::seed_admin(
         &store,
         env_nonempty("WSRELAY_ADMIN_EMAIL").as_deref(),

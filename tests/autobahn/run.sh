@@ -35,6 +35,7 @@ cat >"$OUT/wsrelay.toml" <<TOML
 [server]
 listen = "127.0.0.1:0"
 admin_listen = "127.0.0.1:0"
+database = "sqlite://:memory:"  # a fresh store each run: the file's endpoints are the ones routed
 shards = 1
 summary_interval_s = 0
 
@@ -45,7 +46,12 @@ limits = { max_connections = 1000, max_message_size = 67108864, timeout_ms = 120
 TOML
 coproc RELAY { exec "$ROOT/target/release/wsrelay" serve --config "$OUT/wsrelay.toml" 2>"$OUT/wsrelay.log"; }
 pids+=($RELAY_PID)
-read -r -t 30 ready <&"${RELAY[0]}" || { echo "autobahn: wsrelay did not start" >&2; cat "$OUT/wsrelay.log" >&2; exit 1; }
+# Lines before the ready line (e.g. a generated admin password) are skipped.
+ready=
+while read -r -t 30 line <&"${RELAY[0]}"; do
+  case $line in "wsrelay ready"*) ready=$line; break ;; esac
+done
+[ -n "$ready" ] || { echo "autobahn: wsrelay did not start" >&2; cat "$OUT/wsrelay.log" >&2; exit 1; }
 DATA=$(sed -n 's/.*data=\([^ ]*\).*/\1/p' <<<"$ready")
 
 # Wait for the testee to listen (bounded).
