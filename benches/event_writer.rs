@@ -123,7 +123,7 @@ fn main() {
         .filter_map(|r| r.trim().parse().ok())
         .collect();
     println!(
-        "backend  rate_ev/s  sent      dropped  stored_rows  catch_up_ms  worst_enqueue_us  result"
+        "backend  rate_ev/s  sent      q_dropped  backlog_dropped  stored_rows  catch_up_ms  worst_enqueue_us  result"
     );
     for backend in ["postgres", "sqlite"] {
         let Some(store) = store_for(backend) else {
@@ -143,6 +143,7 @@ fn main() {
         let mut base = 0u64;
         for &rate in &rates {
             let dropped_before = live.events_dropped();
+            let backlog_dropped_before = live.writer.dropped.load(Ordering::Relaxed);
             let rows_before = live.writer.rows.load(Ordering::Relaxed);
             let handles: Vec<_> = sinks
                 .iter()
@@ -175,9 +176,10 @@ fn main() {
             let catch_up = end.elapsed() - Duration::from_millis(2);
             let stored = live.writer.rows.load(Ordering::Relaxed) - rows_before;
             let dropped = live.events_dropped() - dropped_before;
-            let ok = dropped == 0 && catch_up < Duration::from_secs(1);
+            let bl_dropped = live.writer.dropped.load(Ordering::Relaxed) - backlog_dropped_before;
+            let ok = dropped == 0 && bl_dropped == 0 && catch_up < Duration::from_secs(1);
             println!(
-                "{backend:<8} {rate:>9}  {sent:>8}  {dropped:>7}  {stored:>11}  {:>11}  {:>16}  {}",
+                "{backend:<8} {rate:>9}  {sent:>8}  {dropped:>9}  {bl_dropped:>15}  {stored:>11}  {:>11}  {:>16}  {}",
                 catch_up.as_millis(),
                 worst.as_micros(),
                 if ok { "kept up" } else { "fell behind" }

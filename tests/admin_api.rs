@@ -1299,5 +1299,9 @@ fn the_built_in_example_endpoint_echoes_and_closes_cleanly() {
         reason: "bye".into(),
     }))
     .unwrap();
-    assert_eq!(read_close(&mut ws), (1000, "bye".into()), "the echo target completes the handshake");
+    assert_eq!(
+        read_close(&mut ws),
+        (1000, "bye".into()),
+        "the echo target completes the handshake"
+    );
 }
