@@ -1251,6 +1251,69 @@ fn a_lost_database_refuses_writes_with_503_while_relaying_goes_on() {
 }
 
 #[test]
+fn a_slow_ops_reader_is_dropped() {
+    let t = target(Behaviour::Echo);
+    let a = start(&None, "slow", "");
+    let made = a.req(
+        "POST",
+        "/api/endpoints",
+        Some(&json!({
+            "id": "big", "targetUrl": t.url(),
+            "sampling": {"enabled": true, "percentage": 100, "maxSamples": 10},
+            "limits": {"maxMessageSize": 65536}
+        })),
+    );
+    assert_eq!(made.status, 201, "{}", made.text);
+    let readers = || {
+        call(a.relay.admin, "GET", "/healthz?detailed=true", None, None).body["opsReaders"]
+            .as_u64()
+            .unwrap()
+    };
+    // A reader with a small receive buffer that never reads.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&a.relay.admin.into()).unwrap();
+    let stream: std::net::TcpStream = sock.into();
+    let url = format!("ws://{}/ops?token={}", a.relay.admin, a.token);
+    let (_slow, _) = tungstenite::client::client(url.as_str(), stream).unwrap();
+    assert_eq!(readers(), 1);
+    // Each 4 KiB message is sampled both ways: ~11 KB of /ops text each.
+    let (mut c, _) = connect(&a.relay.url("big")).unwrap();
+    let payload = vec![b'x'; 4096];
+    let started = Instant::now();
+    let mut sent = 0u64;
+    while readers() > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the slow reader is still connected after {sent} messages"
+        );
+        for _ in 0..20 {
+            c.send(Message::Binary(payload.clone().into())).unwrap();
+            c.read().unwrap();
+            sent += 1;
+        }
+    }
+    eprintln!(
+        "slow /ops reader dropped after {sent} messages, {:?}",
+        started.elapsed()
+    );
+    // The admin side and the relay go on.
+    c.send(Message::Text("after".into())).unwrap();
+    assert_eq!(c.read().unwrap(), Message::Text("after".into()));
+    let rss = std::fs::read_to_string(format!("/proc/{}/status", a.relay.child.id())).unwrap();
+    let kib: u64 = rss
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(kib < 256 * 1024, "RSS {kib} KiB");
+}
+
+#[test]
 fn a_restarted_node_closes_its_stale_sessions() {
     let t = target(Behaviour::Echo);
     let dir = TempDir::new();

@@ -122,6 +122,11 @@ impl OpsFeed {
         self.0.receiver_count() > 0
     }
 
+    /// Connected `/ops` readers.
+    pub fn readers(&self) -> usize {
+        self.0.receiver_count()
+    }
+
     fn subscribe(&self) -> broadcast::Receiver<Arc<OpsEvent>> {
         self.0.subscribe()
     }

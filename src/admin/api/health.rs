@@ -66,6 +66,7 @@ pub async fn healthz(
             .collect();
         let w = &st.live.writer;
         body["shards"] = Value::Array(shards);
+        body["opsReaders"] = st.ops.readers().into();
         body["store"] = json!({
             "backend": format!("{:?}", st.store.backend()).to_lowercase(),
             "latencyMs": latency.map(|d| d.as_secs_f64() * 1000.0),
