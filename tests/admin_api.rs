@@ -876,15 +876,7 @@ fn health_metrics_headers_limits_and_errors() {
     assert!(matches!(garbage, Err(ureq::Error::Status(400, _))));
 
     // Metrics after some traffic and a refusal.
-    let (mut ws, _) = connect(&r.url("echo")).unwrap();
-    ws.send(Message::Text("x".into())).unwrap();
-    ws.read().unwrap();
-    assert_eq!(status_of(connect(&r.url("missing")).unwrap_err()), 404);
-    let m = eventually("metrics", || {
-        let m = call(r.admin, "GET", "/metrics", None, None).text;
-        m.contains("wsrelay_messages_total{endpoint=\"echo\",direction=\"in\"} 1")
-            .then_some(m)
-    });
+    let (m, _ws) = metrics_after_traffic(r);
     for name in [
         "wsrelay_sessions_active{endpoint=\"echo\"} 1",
         "wsrelay_handshake_rejections_total{reason=\"not_found\"} 1",
@@ -898,6 +890,25 @@ fn health_metrics_headers_limits_and_errors() {
     // Logs never carry the password or a token.
     let log = r.log_text();
     assert!(!log.contains(ADMIN_PASSWORD) && !log.contains(&a.token));
+}
+
+/// One message both ways through endpoint `echo` (its session left open)
+/// and one refused upgrade; `/metrics` once it shows them.
+fn metrics_after_traffic(r: &Relay) -> (String, Ws) {
+    let (mut ws, _) = connect(&r.url("echo")).unwrap();
+    ws.send(Message::Text("x".into())).unwrap();
+    ws.read().unwrap();
+    assert_eq!(status_of(connect(&r.url("missing")).unwrap_err()), 404);
+    let m = eventually("metrics with traffic", || {
+        let m = call(r.admin, "GET", "/metrics", None, None).text;
+        let both = ["in", "out"].iter().all(|d| {
+            m.contains(&format!(
+                "wsrelay_messages_total{{endpoint=\"echo\",direction=\"{d}\"}} 1"
+            ))
+        });
+        both.then_some(m)
+    });
+    (m, ws)
 }
 
 #[test]
@@ -1085,15 +1096,7 @@ fn metrics_pass_promtool_check() {
     }
     let t = target(Behaviour::Echo);
     let r = Relay::start(&(base_config(2) + &endpoint("echo", &t.url(), "")));
-    let (mut ws, _) = connect(&r.url("echo")).unwrap();
-    ws.send(Message::Text("x".into())).unwrap();
-    ws.read().unwrap();
-    assert_eq!(status_of(connect(&r.url("missing")).unwrap_err()), 404);
-    let text = eventually("metrics with traffic", || {
-        let m = call(r.admin, "GET", "/metrics", None, None).text;
-        m.contains("wsrelay_messages_total{endpoint=\"echo\",direction=\"out\"} 1")
-            .then_some(m)
-    });
+    let (text, _ws) = metrics_after_traffic(&r);
     let mut child = std::process::Command::new(&promtool)
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())

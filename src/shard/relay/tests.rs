@@ -384,6 +384,24 @@ fn an_injected_close_waits_for_the_frame_in_flight() {
     assert!(p.close_out);
 }
 
+/// A tap of endpoint `e` keeping 10 samples.
+fn tap<'a>(
+    sink: &'a crate::bridge::EventSink,
+    budget: &'a TapBudget,
+    sample_percent: u32,
+    meta: bool,
+) -> Tap<'a> {
+    Tap {
+        sink,
+        budget,
+        session: uuid::Uuid::nil(),
+        endpoint: "e",
+        sample_percent,
+        keep: 10,
+        meta,
+    }
+}
+
 #[test]
 fn sampled_messages_are_copied_unmasked_capped_with_metadata() {
     let rig = Rig::new(4096);
@@ -395,15 +413,7 @@ fn sampled_messages_are_copied_unmasked_capped_with_metadata() {
     for chunk in [3, 4096] {
         let (sink, rx, dropped) = crate::bridge::EventSink::bounded(64);
         let budget = TapBudget::default();
-        let tap = Tap {
-            sink: &sink,
-            budget: &budget,
-            session: uuid::Uuid::nil(),
-            endpoint: "e",
-            sample_percent: 100,
-            keep: 10,
-            meta: true,
-        };
+        let tap = tap(&sink, &budget, 100, true);
         let mut p = Pump::new(IN, true, Instant::now(), 42);
         let (mut s, mut d) = (src(input.clone(), chunk, false), dst());
         assert!(rig
@@ -445,15 +455,7 @@ fn no_tap_no_percent_no_copies_and_the_budget_caps_events() {
         .collect();
     let (sink, rx, _) = crate::bridge::EventSink::bounded(4096);
     let budget = TapBudget::default();
-    let tap = Tap {
-        sink: &sink,
-        budget: &budget,
-        session: uuid::Uuid::nil(),
-        endpoint: "e",
-        sample_percent: 0,
-        keep: 10,
-        meta: false,
-    };
+    let tap = tap(&sink, &budget, 0, false);
     let mut p = Pump::new(OUT, false, Instant::now(), 1);
     let (mut s, mut d) = (src(input.clone(), 4096, false), dst());
     let _ = rig.run_tap(&mut p, &mut s, &mut d, 1 << 20, None, Some(&tap));
