@@ -22,3 +22,4 @@ pub mod runtime;
 pub mod serve;
 pub mod stats;
 pub mod throttle;
+pub mod ui;

@@ -627,6 +627,7 @@ fn end_to_end_session_seen_on_api_and_ops_killed_and_audited() {
         assert_eq!(updated["session"]["id"], id.as_str());
         let stats = next(&mut ops, "stats");
         assert_eq!(stats["endpointId"], "e2e");
+        assert!(stats["windowUs"]["in"]["count"].is_u64(), "{stats}");
 
         // The session is listed (all, per endpoint) with its counters.
         let listed = eventually("the session in /api/sessions", || {
@@ -887,6 +888,29 @@ fn health_metrics_headers_limits_and_errors() {
             .headers
             .iter()
             .any(|(k, _)| k.eq_ignore_ascii_case("access-control-allow-origin")));
+    }
+    // The UI is served from the binary, with no inline script (CSP: 'self').
+    let ui = call(r.admin, "GET", "/", None, None);
+    assert_eq!(ui.status, 200);
+    assert!(
+        ui.text
+            .contains("<script type=\"module\" src=\"/ui/app.js\"></script>"),
+        "{}",
+        ui.text
+    );
+    assert_eq!(ui.text.matches("<script").count(), 1, "no inline scripts");
+    for (path, ctype) in [
+        ("/ui/app.js", "text/javascript"),
+        ("/ui/style.css", "text/css"),
+    ] {
+        let rep = call(r.admin, "GET", path, None, None);
+        assert_eq!(rep.status, 200, "{path}");
+        assert!(
+            rep.headers
+                .iter()
+                .any(|(k, v)| k.eq_ignore_ascii_case("content-type") && v.starts_with(ctype)),
+            "{path}"
+        );
     }
     let nf = call(r.admin, "GET", "/api/nope", Some(&a.token), None);
     assert_eq!(

@@ -346,6 +346,9 @@ pub fn router(st: AppState, cors_origins: &[String]) -> Router {
         .route("/metrics", get(crate::admin::metrics::render))
         .route("/ops", get(crate::admin::ops::handler))
         .route("/echo", get(crate::admin::echo::handler))
+        .route("/", get(crate::admin::ui::index))
+        .route("/ui/app.js", get(crate::admin::ui::app))
+        .route("/ui/style.css", get(crate::admin::ui::style))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(security_headers));

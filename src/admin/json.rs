@@ -162,20 +162,27 @@ pub fn sample(s: &SampleRow) -> Value {
     })
 }
 
+/// Percentiles of a latency histogram (µs).
+fn latency(h: &hdrhistogram::Histogram<u64>) -> Value {
+    json!({
+        "count": h.len(),
+        "p50": h.value_at_quantile(0.5),
+        "p90": h.value_at_quantile(0.9),
+        "p99": h.value_at_quantile(0.99),
+        "p999": h.value_at_quantile(0.999),
+        "max": h.max(),
+    })
+}
+
+/// `{"in": {...}, "out": {...}}` percentiles by direction.
+pub fn latency_pair(h: &[hdrhistogram::Histogram<u64>; 2]) -> Value {
+    json!({ "in": latency(&h[0]), "out": latency(&h[1]) })
+}
+
 /// An endpoint's merged statistics (SPEC 5, `/api/endpoints/:id/stats`).
 pub fn stats(id: &str, t: Option<&EndpointTotals>) -> Value {
     let empty = EndpointTotals::new(id);
     let t = t.unwrap_or(&empty);
-    let lat = |h: &hdrhistogram::Histogram<u64>| {
-        json!({
-            "count": h.len(),
-            "p50": h.value_at_quantile(0.5),
-            "p90": h.value_at_quantile(0.9),
-            "p99": h.value_at_quantile(0.99),
-            "p999": h.value_at_quantile(0.999),
-            "max": h.max(),
-        })
-    };
     json!({
         "endpointId": id,
         "activeSessions": t.active,
@@ -184,7 +191,7 @@ pub fn stats(id: &str, t: Option<&EndpointTotals>) -> Value {
         "messagesOut": t.messages[1],
         "bytesIn": t.bytes[0],
         "bytesOut": t.bytes[1],
-        "latencyUs": { "in": lat(&t.latency[0]), "out": lat(&t.latency[1]) },
+        "latencyUs": latency_pair(&t.latency),
         "upstreamConnectP99Us": t.connect.value_at_quantile(0.99),
     })
 }

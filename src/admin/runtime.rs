@@ -117,15 +117,20 @@ pub fn start(spec: RuntimeSpec) -> Result<Running, StartError> {
 async fn tick(st: AppState) {
     let mut every = tokio::time::interval(Duration::from_secs(1));
     let mut n = 0u64;
+    let mut prev = std::collections::BTreeMap::new();
     loop {
         every.tick().await;
         n += 1;
         if st.ops.has_readers() {
             let merged = crate::admin::stats::merge(&st.live.stats.lock().expect("stats"));
             for (id, t) in &merged {
-                st.ops
-                    .publish(OpsEvent::stats(id, crate::admin::json::stats(id, Some(t))));
+                let mut v = crate::admin::json::stats(id, Some(t));
+                // Latency of the messages since the previous tick, for charts.
+                let window = crate::admin::stats::since(t, prev.get(id));
+                v["windowUs"] = crate::admin::json::latency_pair(&window);
+                st.ops.publish(OpsEvent::stats(id, v));
             }
+            prev = merged;
         }
         if n % NODE_HEARTBEAT.as_secs() == 0 {
             let store = st.store.clone();

@@ -66,6 +66,22 @@ pub fn merge(shards: &[Option<ShardStats>]) -> BTreeMap<String, EndpointTotals> 
     out
 }
 
+/// Relay latency of the messages counted since `prev` (by direction): the
+/// difference of two cumulative histograms. If counts went down (a shard
+/// was replaced), the cumulative histogram is returned.
+pub fn since(cur: &EndpointTotals, prev: Option<&EndpointTotals>) -> [Histogram<u64>; 2] {
+    let mut out = cur.latency.clone();
+    if let Some(p) = prev {
+        for d in 0..2 {
+            let mut w = cur.latency[d].clone();
+            if p.latency[d].len() <= w.len() && w.subtract(&p.latency[d]).is_ok() {
+                out[d] = w;
+            }
+        }
+    }
+    out
+}
+
 /// Refused upgrades by reason, over all shards.
 pub fn rejections(shards: &[Option<ShardStats>]) -> BTreeMap<&'static str, u64> {
     let mut out = BTreeMap::new();
@@ -97,5 +113,21 @@ mod tests {
         assert_eq!(e.latency[0].len(), 3);
         assert!(e.latency[0].max() >= 1000 && e.latency[0].value_at_quantile(0.5) < 200);
         assert_eq!(merged["f"].messages, [0, 4]);
+    }
+
+    #[test]
+    fn a_window_holds_only_the_newer_messages() {
+        let m = ShardMetrics::new();
+        m.endpoint("e").record_batch(IN, 100, 100, 5_000);
+        let before = merge(&[Some(m.snapshot(0))]);
+        m.endpoint("e").record_batch(IN, 10, 10, 40);
+        let after = merge(&[Some(m.snapshot(0))]);
+        let w = since(&after["e"], before.get("e"));
+        assert_eq!(w[0].len(), 10);
+        assert!(
+            w[0].max() < 100,
+            "the old slow messages are not in the window"
+        );
+        assert_eq!(since(&after["e"], None)[0].len(), 110);
     }
 }

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Browser tests of the ops UI: Debian's chromium driven by playwright-core
+# (npm; it downloads no browser). Starts its own wsrelay (in-memory store,
+# loopback only) and writes screenshots to target/e2e/.
+# Without chromium it prints "skipped: …"; with CI=true that is a failure.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+OUT=$ROOT/target/e2e
+CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
+if [ ! -x "$CHROMIUM" ]; then
+  if [ "${CI:-}" = true ]; then echo "e2e: CI=true but $CHROMIUM is missing" >&2; exit 1; fi
+  echo "skipped: browser tests ($CHROMIUM not installed; apt-get install chromium)"
+  exit 0
+fi
+rm -rf "$OUT" && mkdir -p "$OUT"
+( cd tests/e2e && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null )
+cargo build -q --bin wsrelay
+
+cat >"$OUT/wsrelay.toml" <<TOML
+[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+database = "sqlite://:memory:"
+shards = 1
+summary_interval_s = 0
+TOML
+pid=
+cleanup() { [ -z "$pid" ] || kill "$pid" 2>/dev/null || true; }
+trap cleanup EXIT
+export E2E_ADMIN_EMAIL=admin@e2e.example E2E_ADMIN_PASSWORD=e2e-admin-password
+coproc RELAY { WSRELAY_ADMIN_EMAIL=$E2E_ADMIN_EMAIL WSRELAY_ADMIN_PASSWORD=$E2E_ADMIN_PASSWORD \
+  exec "$ROOT/target/debug/wsrelay" serve --config "$OUT/wsrelay.toml" 2>"$OUT/wsrelay.log"; }
+pid=$RELAY_PID
+ready=
+while read -r -t 30 line <&"${RELAY[0]}"; do
+  case $line in "wsrelay ready"*) ready=$line; break ;; esac
+done
+[ -n "$ready" ] || { echo "e2e: wsrelay did not start" >&2; cat "$OUT/wsrelay.log" >&2; exit 1; }
+export E2E_DATA=$(sed -n 's/.*data=\([^ ]*\).*/\1/p' <<<"$ready")
+export E2E_ADMIN=$(sed -n 's/.*admin=\([^ ]*\).*/\1/p' <<<"$ready")
+export E2E_OUT=$OUT E2E_CHROMIUM=$CHROMIUM
+timeout --kill-after=5 180 node tests/e2e/ui.test.mjs
