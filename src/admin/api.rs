@@ -299,6 +299,15 @@ pub fn page(q: &std::collections::HashMap<String, String>) -> Result<crate::stor
 /// answer is cached.
 async fn security_headers(req: Request, next: Next) -> Response {
     let mut r = next.run(req).await;
+    if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        // The body limit answers in plain text; keep the API's error shape.
+        r = ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("request bodies are limited to {} KiB", BODY_LIMIT / 1024),
+        )
+        .into_response();
+    }
     let h = r.headers_mut();
     let set = |h: &mut axum::http::HeaderMap, k: HeaderName, v: &'static str| {
         h.insert(k, HeaderValue::from_static(v));
@@ -351,6 +360,8 @@ pub fn router(st: AppState, cors_origins: &[String]) -> Router {
         .route("/ui/style.css", get(crate::admin::ui::style))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        // Refuses a declared Content-Length over the limit before reading it.
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(middleware::from_fn(security_headers));
     if !cors_origins.is_empty() {
         use tower_http::cors::{AllowOrigin, CorsLayer};

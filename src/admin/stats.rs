@@ -72,10 +72,10 @@ pub fn merge(shards: &[Option<ShardStats>]) -> BTreeMap<String, EndpointTotals> 
 pub fn since(cur: &EndpointTotals, prev: Option<&EndpointTotals>) -> [Histogram<u64>; 2] {
     let mut out = cur.latency.clone();
     if let Some(p) = prev {
-        for d in 0..2 {
-            let mut w = cur.latency[d].clone();
-            if p.latency[d].len() <= w.len() && w.subtract(&p.latency[d]).is_ok() {
-                out[d] = w;
+        for (w, old) in out.iter_mut().zip(&p.latency) {
+            let whole = w.clone();
+            if old.len() > w.len() || w.subtract(old).is_err() {
+                *w = whole;
             }
         }
     }
