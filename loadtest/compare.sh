@@ -19,6 +19,9 @@
 # and latency-40k.svg.
 # Only loopback is used; every run is bounded in time and stops by itself.
 set -euo pipefail
+# The relay started here keeps its own in-memory store; a DATABASE_URL in the
+# environment (CI exports one for the test suite) would override it.
+unset DATABASE_URL
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 OUT=${OUT:-$ROOT/target/compare}

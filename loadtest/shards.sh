@@ -5,6 +5,9 @@
 # shares them, which is the point of the measurement.
 #   loadtest/shards.sh        # environment: DURATION (5), WARMUP (2), REPS (3), OUT (target/shards)
 set -euo pipefail
+# The relay started here keeps its own in-memory store; a DATABASE_URL in the
+# environment (CI exports one for the test suite) would override it.
+unset DATABASE_URL
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 OUT=${OUT:-$ROOT/target/shards}

@@ -5,6 +5,9 @@
 # Installs Autobahn (Python 2.7 from pyenv) into target/autobahn-venv if missing.
 # Exits non-zero if any case FAILED. Reports: target/autobahn/report/index.html
 set -euo pipefail
+# The relay started here keeps its own in-memory store; a DATABASE_URL in the
+# environment (CI exports one for the test suite) would override it.
+unset DATABASE_URL
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 OUT=$ROOT/target/autobahn

@@ -4,6 +4,9 @@
 # loopback only) and writes screenshots to target/e2e/.
 # Without chromium it prints "skipped: …"; with CI=true that is a failure.
 set -euo pipefail
+# The relay started here keeps its own in-memory store; a DATABASE_URL in the
+# environment (CI exports one for the test suite) would override it.
+unset DATABASE_URL
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 OUT=$ROOT/target/e2e

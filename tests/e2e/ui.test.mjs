@@ -121,6 +121,33 @@ try {
     await page.getByText('No active sessions.').waitFor();
   });
 
+  await run('error states: session already gone, database down', async () => {
+    // The races are forced with answers the API gives in them (404 for a
+    // session that ended meanwhile, 503 while the database is away).
+    await openSession();
+    await page.getByRole('link', { name: 'Sessions' }).click();
+    const row = page.locator('#session-table tbody tr').first();
+    await row.waitFor();
+    await page.route('**/api/sessions/*', (r) => r.fulfill({
+      status: 404, contentType: 'application/json',
+      body: JSON.stringify({ error: { code: 'not_found', message: 'no active session' } }),
+    }));
+    await row.getByRole('button', { name: 'Kill' }).click();
+    await page.getByText('That session is already gone.').waitFor();
+    await page.unroute('**/api/sessions/*');
+    await page.route('**/api/endpoints', (r) => r.fulfill({
+      status: 503, contentType: 'application/json',
+      body: JSON.stringify({ error: { code: 'database_unavailable', message: 'the database is unavailable' } }),
+    }));
+    await page.getByRole('link', { name: 'Endpoints' }).click();
+    await page.getByText('The database is unavailable').first().waitFor();
+    await shot('05a-database-down');
+    await page.unroute('**/api/endpoints');
+    await page.getByRole('link', { name: 'Dashboard' }).click();
+    await page.locator('#banner[hidden]').waitFor({ state: 'attached' });
+    await page.evaluate(() => { for (const ws of window.__open || []) ws.close(); window.__open = []; });
+  });
+
   await run('samples show the payload', async () => {
     await page.getByRole('link', { name: 'Samples' }).click();
     await page.locator('#sample-table td', { hasText: 'hello through wsrelay' }).first().waitFor();
@@ -214,9 +241,10 @@ try {
     await shot('11-phone-dashboard');
   });
 
-  // 400 (the validation step) and 401 (wrong password, expired token) are
-  // logged by the browser for the API's answers; nothing else may be.
-  assert.deepEqual(consoleErrors.filter((e) => !/status of 40[01]/.test(e)), [], 'no script errors');
+  // 400 (validation), 401 (wrong password, expired token), 404 and 503
+  // (the error states) are logged by the browser for the API's answers;
+  // nothing else may be.
+  assert.deepEqual(consoleErrors.filter((e) => !/status of (40[014]|503)/.test(e)), [], 'no script errors');
   console.log(`e2e: all steps passed; screenshots in ${OUT}`);
   await context.close();
 } catch (e) {
