@@ -148,9 +148,19 @@ try {
     await page.evaluate(() => { for (const ws of window.__open || []) ws.close(); window.__open = []; });
   });
 
-  await run('samples show the payload', async () => {
+  await run('samples show text as text and binary as hex', async () => {
+    await page.evaluate(async (url) => {
+      const ws = new WebSocket(url);
+      ws.binaryType = 'arraybuffer';
+      await new Promise((ok) => { ws.onopen = ok; });
+      const echo = new Promise((ok) => { ws.onmessage = ok; });
+      ws.send(new Uint8Array([0, 1, 2, 255]));
+      await echo;
+      ws.close();
+    }, `ws://${DATA}/ws/e2e`);
     await page.getByRole('link', { name: 'Samples' }).click();
     await page.locator('#sample-table td', { hasText: 'hello through wsrelay' }).first().waitFor();
+    await page.locator('#sample-table td', { hasText: '00 01 02 ff' }).first().waitFor();
     await shot('05-samples');
   });
 
@@ -227,8 +237,20 @@ try {
     await page.getByRole('heading', { name: 'Log in to wsrelay' }).waitFor();
   });
 
+  await run('log in by keyboard alone', async () => {
+    // The login page puts the focus on the email field.
+    await page.keyboard.type(EMAIL);
+    await page.keyboard.press('Tab');
+    await page.keyboard.type(PASSWORD);
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { name: 'Dashboard' }).waitFor();
+    // Navigation links are reachable with Tab and follow with Enter.
+    await page.getByRole('link', { name: 'Audit' }).focus();
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { name: 'Audit log' }).waitFor();
+  });
+
   await run('phone width', async () => {
-    await login(EMAIL, PASSWORD);
     await page.setViewportSize({ width: 390, height: 844 });
     await openSession();
     await page.getByRole('link', { name: 'Sessions' }).click();
