@@ -17,13 +17,9 @@ cleanup() { [ -z "$pid" ] || kill "$pid" 2>/dev/null || true; }
 trap cleanup EXIT
 coproc RELAY { DATABASE_URL=sqlite://:memory: WSRELAY_LISTEN=127.0.0.1:0 WSRELAY_ADMIN_LISTEN=127.0.0.1:0 exec "$ROOT/target/release/wsrelay" serve 2>"$OUT/wsrelay.log"; }
 pid=$RELAY_PID
-# Lines before the ready line (e.g. a generated admin password) are skipped.
-ready=
-while read -r -t 30 line <&"${RELAY[0]}"; do
-  case $line in "wsrelay ready"*) ready=$line; break ;; esac
-done
-[ -n "$ready" ] || { echo "smoke: wsrelay did not start" >&2; cat "$OUT/wsrelay.log" >&2; exit 1; }
-DATA=$(sed -n 's/.*data=\([^ ]*\).*/\1/p' <<<"$ready")
+# shellcheck source=loadtest/ready.sh
+. "$ROOT/loadtest/ready.sh"
+read_ready "${RELAY[0]}" "$OUT/wsrelay.log" smoke
 GOOD=ws://$DATA/ws/echo
 BAD=ws://$DATA/ws/no-such-endpoint
 

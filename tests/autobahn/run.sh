@@ -49,13 +49,9 @@ limits = { max_connections = 1000, max_message_size = 67108864, timeout_ms = 120
 TOML
 coproc RELAY { exec "$ROOT/target/release/wsrelay" serve --config "$OUT/wsrelay.toml" 2>"$OUT/wsrelay.log"; }
 pids+=($RELAY_PID)
-# Lines before the ready line (e.g. a generated admin password) are skipped.
-ready=
-while read -r -t 30 line <&"${RELAY[0]}"; do
-  case $line in "wsrelay ready"*) ready=$line; break ;; esac
-done
-[ -n "$ready" ] || { echo "autobahn: wsrelay did not start" >&2; cat "$OUT/wsrelay.log" >&2; exit 1; }
-DATA=$(sed -n 's/.*data=\([^ ]*\).*/\1/p' <<<"$ready")
+# shellcheck source=loadtest/ready.sh
+. "$ROOT/loadtest/ready.sh"
+read_ready "${RELAY[0]}" "$OUT/wsrelay.log" autobahn
 
 # Wait for the testee to listen (bounded).
 for _ in $(seq 1 100); do

@@ -35,12 +35,9 @@ export E2E_ADMIN_EMAIL=admin@e2e.example E2E_ADMIN_PASSWORD=e2e-admin-password
 coproc RELAY { WSRELAY_ADMIN_EMAIL=$E2E_ADMIN_EMAIL WSRELAY_ADMIN_PASSWORD=$E2E_ADMIN_PASSWORD \
   exec "$ROOT/target/debug/wsrelay" serve --config "$OUT/wsrelay.toml" 2>"$OUT/wsrelay.log"; }
 pid=$RELAY_PID
-ready=
-while read -r -t 30 line <&"${RELAY[0]}"; do
-  case $line in "wsrelay ready"*) ready=$line; break ;; esac
-done
-[ -n "$ready" ] || { echo "e2e: wsrelay did not start" >&2; cat "$OUT/wsrelay.log" >&2; exit 1; }
-export E2E_DATA=$(sed -n 's/.*data=\([^ ]*\).*/\1/p' <<<"$ready")
-export E2E_ADMIN=$(sed -n 's/.*admin=\([^ ]*\).*/\1/p' <<<"$ready")
+# shellcheck source=loadtest/ready.sh
+. "$ROOT/loadtest/ready.sh"
+read_ready "${RELAY[0]}" "$OUT/wsrelay.log" e2e
+export E2E_DATA=$DATA E2E_ADMIN=$ADMIN
 export E2E_OUT=$OUT E2E_CHROMIUM=$CHROMIUM
 timeout --kill-after=5 180 node tests/e2e/ui.test.mjs
