@@ -1427,3 +1427,34 @@ fn the_built_in_example_endpoint_echoes_and_closes_cleanly() {
         "the echo target completes the handshake"
     );
 }
+
+#[test]
+fn a_drained_process_stores_its_sessions_ends_before_exiting() {
+    let t = target(Behaviour::Echo);
+    let dir = TempDir::new();
+    let db = dir.0.join("drain.db");
+    let cfg = base_config(2).replace(
+        "[server]\n",
+        &format!("[server]\ndatabase = \"sqlite://{}\"\n", db.display()),
+    ) + &endpoint("e", &t.url(), "");
+    let mut relay = Relay::start(&cfg);
+    let (mut ws, _) = connect(&relay.url("e")).unwrap();
+    ws.send(Message::Text("x".into())).unwrap();
+    ws.read().unwrap();
+    relay.sigterm();
+    assert_eq!(read_close(&mut ws), (1001, "going away".into()));
+    let _ = ws.flush(); // tungstenite sends its close reply
+    assert_eq!(relay.wait_exit(Duration::from_secs(15)).code(), Some(0));
+
+    let store = wsrelay::store::Store::connect(&format!("sqlite://{}", db.display())).unwrap();
+    let (rows, total) = store
+        .list_sessions(
+            &wsrelay::store::SessionFilter::default(),
+            wsrelay::store::Page { page: 1, limit: 10 },
+        )
+        .unwrap();
+    assert_eq!(total, 1);
+    assert_eq!(rows[0].state, "CLOSED", "{rows:?}");
+    assert_eq!(rows[0].close_code, Some(1001));
+    assert_eq!(rows[0].msgs_in, 1);
+}

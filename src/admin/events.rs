@@ -121,6 +121,19 @@ impl Live {
             && !self.writer.in_flight.load(Ordering::Acquire)
     }
 
+    /// Waits (polling; used once, at exit) until [`Live::idle`], at most
+    /// `limit`; whether it got there.
+    pub fn wait_idle(&self, limit: Duration) -> bool {
+        let until = Instant::now() + limit;
+        while !self.idle() {
+            if Instant::now() >= until {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
+    }
+
     /// Rows waiting for the writer.
     pub fn backlog_len(&self) -> usize {
         self.backlog.lock().expect("backlog").len()

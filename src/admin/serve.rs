@@ -327,15 +327,27 @@ pub fn run(cfg: Config, path: Option<std::path::PathBuf>) -> Result<(), StartErr
         let _ = out.flush();
     }
 
+    let live = admin_rt.state.live.clone();
     spawn_signal_thread(signals, commands, path, admin_rt)?;
     for h in handles {
         if h.join().is_err() {
             tracing::error!("a shard thread ended abnormally");
         }
     }
+    // The shards are gone; store what they reported last (their sessions'
+    // ends), for at most FINAL_FLUSH.
+    if !live.wait_idle(FINAL_FLUSH) {
+        tracing::warn!(
+            rows = live.backlog_len(),
+            "exiting with session rows not stored (database unavailable?)"
+        );
+    }
     tracing::info!("drained; exiting");
     Ok(())
 }
+
+/// How long a drained process waits for the store writer before exiting.
+pub const FINAL_FLUSH: Duration = Duration::from_secs(5);
 
 /// First SIGTERM/SIGINT: drain. Second: close every session now. SIGHUP:
 /// write the config file's endpoints to the store and reload the shards.
