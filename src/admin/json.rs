@@ -4,8 +4,8 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::admin::stats::EndpointTotals;
 use crate::config::EndpointConfig;
+use crate::shard::metrics::EndpointStats;
 use crate::store::{AuditRecord, EndpointRecord, SampleRow, SessionRow, User};
 
 /// What a stored secret is shown as.
@@ -180,18 +180,18 @@ pub fn latency_pair(h: &[hdrhistogram::Histogram<u64>; 2]) -> Value {
 }
 
 /// An endpoint's merged statistics (SPEC 5, `/api/endpoints/:id/stats`).
-pub fn stats(id: &str, t: Option<&EndpointTotals>) -> Value {
-    let empty = EndpointTotals::new(id);
+pub fn stats(id: &str, t: Option<&EndpointStats>) -> Value {
+    let empty = EndpointStats::new(id);
     let t = t.unwrap_or(&empty);
     json!({
         "endpointId": id,
-        "activeSessions": t.active,
-        "totalSessions": t.total,
+        "activeSessions": t.sessions_active,
+        "totalSessions": t.sessions_total,
         "messagesIn": t.messages[0],
         "messagesOut": t.messages[1],
         "bytesIn": t.bytes[0],
         "bytesOut": t.bytes[1],
-        "latencyUs": latency_pair(&t.latency),
-        "upstreamConnectP99Us": t.connect.value_at_quantile(0.99),
+        "latencyUs": latency_pair(&t.latency_us),
+        "upstreamConnectP99Us": t.connect_us.value_at_quantile(0.99),
     })
 }

@@ -69,17 +69,49 @@ fn summary(out: &mut String, name: &str, labels: &str, h: &Histogram<u64>) {
     let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.len());
 }
 
+/// A metric with one value.
+fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    head(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
+/// A metric by endpoint and direction (`in`: client to target).
+fn by_direction<'a>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    endpoints: impl Iterator<Item = (&'a String, [u64; 2])>,
+) {
+    head(out, name, "counter", help);
+    for (id, v) in endpoints {
+        for (dir, n) in ["in", "out"].iter().zip(v) {
+            let _ = writeln!(out, "{name}{{endpoint=\"{id}\",direction=\"{dir}\"}} {n}");
+        }
+    }
+}
+
 /// The whole exposition.
 pub fn text(st: &AppState) -> String {
     use names::*;
-    let shards = st.live.stats.lock().expect("stats").clone();
-    let merged = crate::admin::stats::merge(&shards);
+    // Summed under the lock: the shards' histograms are not copied first.
+    let (merged, rejections, panics) = {
+        let shards = st.live.stats.lock().expect("stats");
+        let panics: u64 = shards.iter().flatten().map(|s| s.panics).sum();
+        (
+            crate::admin::stats::merge(&shards),
+            crate::admin::stats::rejections(&shards),
+            panics,
+        )
+    };
     let mut out = String::with_capacity(4096);
-    let dirs = ["in", "out"];
 
     head(&mut out, SESSIONS_ACTIVE, "gauge", "Sessions open now.");
     for (id, t) in &merged {
-        let _ = writeln!(out, "{SESSIONS_ACTIVE}{{endpoint=\"{id}\"}} {}", t.active);
+        let _ = writeln!(
+            out,
+            "{SESSIONS_ACTIVE}{{endpoint=\"{id}\"}} {}",
+            t.sessions_active
+        );
     }
     head(
         &mut out,
@@ -88,38 +120,20 @@ pub fn text(st: &AppState) -> String {
         "Sessions opened since start.",
     );
     for (id, t) in &merged {
-        let _ = writeln!(out, "{SESSIONS}{{endpoint=\"{id}\"}} {}", t.total);
+        let _ = writeln!(out, "{SESSIONS}{{endpoint=\"{id}\"}} {}", t.sessions_total);
     }
-    head(
+    by_direction(
         &mut out,
         MESSAGES,
-        "counter",
         "Messages relayed (in: client to target).",
+        merged.iter().map(|(id, t)| (id, t.messages)),
     );
-    for (id, t) in &merged {
-        for (d, dir) in dirs.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "{MESSAGES}{{endpoint=\"{id}\",direction=\"{dir}\"}} {}",
-                t.messages[d]
-            );
-        }
-    }
-    head(
+    by_direction(
         &mut out,
         BYTES,
-        "counter",
         "Bytes relayed, frame headers included.",
+        merged.iter().map(|(id, t)| (id, t.bytes)),
     );
-    for (id, t) in &merged {
-        for (d, dir) in dirs.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "{BYTES}{{endpoint=\"{id}\",direction=\"{dir}\"}} {}",
-                t.bytes[d]
-            );
-        }
-    }
     head(
         &mut out,
         RELAY_LATENCY,
@@ -127,13 +141,9 @@ pub fn text(st: &AppState) -> String {
         "Relay latency: last byte of a message read to its last byte written.",
     );
     for (id, t) in &merged {
-        for (d, dir) in dirs.iter().enumerate() {
-            summary(
-                &mut out,
-                RELAY_LATENCY,
-                &format!("endpoint=\"{id}\",direction=\"{dir}\""),
-                &t.latency[d],
-            );
+        for (dir, h) in ["in", "out"].iter().zip(&t.latency_us) {
+            let labels = format!("endpoint=\"{id}\",direction=\"{dir}\"");
+            summary(&mut out, RELAY_LATENCY, &labels, h);
         }
     }
     head(
@@ -147,7 +157,7 @@ pub fn text(st: &AppState) -> String {
             &mut out,
             UPSTREAM_CONNECT,
             &format!("endpoint=\"{id}\""),
-            &t.connect,
+            &t.connect_us,
         );
     }
     head(
@@ -156,16 +166,16 @@ pub fn text(st: &AppState) -> String {
         "counter",
         "Refused upgrades by reason.",
     );
-    for (reason, n) in crate::admin::stats::rejections(&shards) {
+    for (reason, n) in rejections {
         let _ = writeln!(out, "{HANDSHAKE_REJECTIONS}{{reason=\"{reason}\"}} {n}");
     }
-    head(
+    single(
         &mut out,
         EVENTS_DROPPED,
         "counter",
         "Events dropped because a shard's queue was full.",
+        st.live.events_dropped(),
     );
-    let _ = writeln!(out, "{EVENTS_DROPPED} {}", st.live.events_dropped());
     head(
         &mut out,
         EVENT_QUEUE_DEPTH,
@@ -176,56 +186,56 @@ pub fn text(st: &AppState) -> String {
         let _ = writeln!(out, "{EVENT_QUEUE_DEPTH}{{shard=\"{i}\"}} {}", q.len());
     }
     let w = &st.live.writer;
-    head(
+    let n = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    single(
         &mut out,
         STORE_BATCHES,
         "counter",
         "Batches written to the store.",
+        n(&w.batches),
     );
-    let _ = writeln!(out, "{STORE_BATCHES} {}", w.batches.load(Ordering::Relaxed));
-    head(
+    single(
         &mut out,
         STORE_ERRORS,
         "counter",
         "Store batches that failed and were retried.",
+        n(&w.errors),
     );
-    let _ = writeln!(out, "{STORE_ERRORS} {}", w.errors.load(Ordering::Relaxed));
-    head(
+    single(
         &mut out,
         STORE_ROWS,
         "counter",
         "Session and sample rows written.",
+        n(&w.rows),
     );
-    let _ = writeln!(out, "{STORE_ROWS} {}", w.rows.load(Ordering::Relaxed));
-    head(
+    single(
         &mut out,
         STORE_DROPPED,
         "counter",
         "Rows dropped because the store backlog was full.",
+        n(&w.dropped),
     );
-    let _ = writeln!(out, "{STORE_DROPPED} {}", w.dropped.load(Ordering::Relaxed));
-    head(
+    single(
         &mut out,
         STORE_BACKLOG,
         "gauge",
         "Rows waiting to be written.",
+        st.live.backlog_len(),
     );
-    let _ = writeln!(out, "{STORE_BACKLOG} {}", st.live.backlog_len());
-    head(
+    single(
         &mut out,
         SESSION_PANICS,
         "counter",
         "Session tasks that panicked (the shard went on).",
+        panics,
     );
-    let panics: u64 = shards.iter().flatten().map(|s| s.panics).sum();
-    let _ = writeln!(out, "{SESSION_PANICS} {panics}");
-    head(
+    single(
         &mut out,
         UPTIME,
         "gauge",
         "Seconds since the process started.",
+        st.started.elapsed().as_secs(),
     );
-    let _ = writeln!(out, "{UPTIME} {}", st.started.elapsed().as_secs());
     out
 }
 

@@ -5,62 +5,25 @@ use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
 
-use crate::shard::metrics::ShardStats;
+use crate::shard::metrics::{EndpointStats, ShardStats};
 
-/// One endpoint over all shards.
-#[derive(Clone)]
-pub struct EndpointTotals {
-    /// Endpoint id.
-    pub id: String,
-    /// Sessions open now.
-    pub active: u64,
-    /// Sessions opened since start.
-    pub total: u64,
-    /// Messages by direction (in, out).
-    pub messages: [u64; 2],
-    /// Bytes by direction.
-    pub bytes: [u64; 2],
-    /// Relay latency by direction, µs.
-    pub latency: [Histogram<u64>; 2],
-    /// Upstream connect time, µs.
-    pub connect: Histogram<u64>,
-}
-
-fn empty() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static bounds")
-}
-
-impl EndpointTotals {
-    /// Nothing counted yet.
-    pub fn new(id: &str) -> EndpointTotals {
-        EndpointTotals {
-            id: id.to_string(),
-            active: 0,
-            total: 0,
-            messages: [0; 2],
-            bytes: [0; 2],
-            latency: [empty(), empty()],
-            connect: empty(),
-        }
-    }
-}
-
-/// Per-endpoint totals of the shards that have reported.
-pub fn merge(shards: &[Option<ShardStats>]) -> BTreeMap<String, EndpointTotals> {
-    let mut out: BTreeMap<String, EndpointTotals> = BTreeMap::new();
+/// Per-endpoint totals of the shards that have reported (each an
+/// [`EndpointStats`] summed over the shards).
+pub fn merge(shards: &[Option<ShardStats>]) -> BTreeMap<String, EndpointStats> {
+    let mut out: BTreeMap<String, EndpointStats> = BTreeMap::new();
     for s in shards.iter().flatten() {
         for e in &s.endpoints {
             let t = out
                 .entry(e.id.clone())
-                .or_insert_with(|| EndpointTotals::new(&e.id));
-            t.active += e.sessions_active;
-            t.total += e.sessions_total;
+                .or_insert_with(|| EndpointStats::new(&e.id));
+            t.sessions_active += e.sessions_active;
+            t.sessions_total += e.sessions_total;
             for d in 0..2 {
                 t.messages[d] += e.messages[d];
                 t.bytes[d] += e.bytes[d];
-                let _ = t.latency[d].add(&e.latency_us[d]);
+                let _ = t.latency_us[d].add(&e.latency_us[d]);
             }
-            let _ = t.connect.add(&e.connect_us);
+            let _ = t.connect_us.add(&e.connect_us);
         }
     }
     out
@@ -69,10 +32,10 @@ pub fn merge(shards: &[Option<ShardStats>]) -> BTreeMap<String, EndpointTotals> 
 /// Relay latency of the messages counted since `prev` (by direction): the
 /// difference of two cumulative histograms. If counts went down (a shard
 /// was replaced), the cumulative histogram is returned.
-pub fn since(cur: &EndpointTotals, prev: Option<&EndpointTotals>) -> [Histogram<u64>; 2] {
-    let mut out = cur.latency.clone();
+pub fn since(cur: &EndpointStats, prev: Option<&EndpointStats>) -> [Histogram<u64>; 2] {
+    let mut out = cur.latency_us.clone();
     if let Some(p) = prev {
-        for (w, old) in out.iter_mut().zip(&p.latency) {
+        for (w, old) in out.iter_mut().zip(&p.latency_us) {
             let whole = w.clone();
             if old.len() > w.len() || w.subtract(old).is_err() {
                 *w = whole;
@@ -110,8 +73,8 @@ mod tests {
         let e = &merged["e"];
         assert_eq!(e.messages, [3, 1]);
         assert_eq!(e.bytes, [250, 10]);
-        assert_eq!(e.latency[0].len(), 3);
-        assert!(e.latency[0].max() >= 1000 && e.latency[0].value_at_quantile(0.5) < 200);
+        assert_eq!(e.latency_us[0].len(), 3);
+        assert!(e.latency_us[0].max() >= 1000 && e.latency_us[0].value_at_quantile(0.5) < 200);
         assert_eq!(merged["f"].messages, [0, 4]);
     }
 

@@ -238,6 +238,21 @@ pub struct EndpointStats {
     pub connect_us: Histogram<u64>,
 }
 
+impl EndpointStats {
+    /// Nothing counted yet (what the admin side sums shards into).
+    pub fn new(id: &str) -> EndpointStats {
+        EndpointStats {
+            id: id.to_string(),
+            sessions_total: 0,
+            sessions_active: 0,
+            messages: [0; 2],
+            bytes: [0; 2],
+            latency_us: [histogram(), histogram()],
+            connect_us: histogram(),
+        }
+    }
+}
+
 /// A copy of one shard's metrics (`Send`), merged by the admin side.
 #[derive(Clone)]
 pub struct ShardStats {

@@ -47,14 +47,21 @@ pub async fn healthz(
         },
     });
     if q.get("detailed").is_some_and(|v| v == "true" || v == "1") {
-        let stats = st.live.stats.lock().expect("stats").clone();
+        // Only the per-shard session counts: no copy of the histograms.
+        let sessions: Vec<u64> = {
+            let stats = st.live.stats.lock().expect("stats");
+            (0..st.commands.len())
+                .map(|i| {
+                    stats
+                        .get(i)
+                        .and_then(|s| s.as_ref())
+                        .map_or(0, |s| s.endpoints.iter().map(|e| e.sessions_active).sum())
+                })
+                .collect()
+        };
         let shards: Vec<Value> = (0..st.commands.len())
             .map(|i| {
-                let sessions: u64 = stats
-                    .get(i)
-                    .and_then(|s| s.as_ref())
-                    .map(|s| s.endpoints.iter().map(|e| e.sessions_active).sum())
-                    .unwrap_or(0);
+                let sessions = sessions[i];
                 json!({
                     "shard": i,
                     "running": !st.commands[i].is_closed(),
