@@ -194,6 +194,36 @@ pub struct SessionRow {
     pub bytes_out: i64,
 }
 
+impl SessionRow {
+    /// A session that has just started: `ACTIVE`, nothing relayed yet.
+    pub fn started(
+        id: String,
+        node_id: &str,
+        endpoint_id: &str,
+        shard: i64,
+        client_addr: String,
+        at_ms: i64,
+    ) -> SessionRow {
+        SessionRow {
+            id,
+            node_id: node_id.to_string(),
+            endpoint_id: endpoint_id.to_string(),
+            shard,
+            state: "ACTIVE".into(),
+            client_addr,
+            started_at: at_ms,
+            last_seen: at_ms,
+            ended_at: None,
+            close_code: None,
+            close_reason: None,
+            msgs_in: 0,
+            msgs_out: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+        }
+    }
+}
+
 /// One `traffic_sample` row (SPEC 4.3).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SampleRow {

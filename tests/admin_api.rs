@@ -978,13 +978,10 @@ fn metrics_after_traffic(r: &Relay) -> (String, Ws) {
 
 #[test]
 fn cors_is_answered_only_for_allowed_origins() {
-    let cfg_extra = "";
-    let relay = Relay::start(
-        &(base_config(1).replace(
-            "[server]\n",
-            "[server]\nadmin_cors_origins = [\"https://ops.example\"]\n",
-        ) + cfg_extra),
-    );
+    let relay = Relay::start(&base_config(1).replace(
+        "[server]\n",
+        "[server]\nadmin_cors_origins = [\"https://ops.example\"]\n",
+    ));
     let pre = |origin: &str| {
         ureq::request("OPTIONS", &format!("http://{}/api/endpoints", relay.admin))
             .set("Origin", origin)
@@ -1372,15 +1369,21 @@ fn a_slow_ops_reader_is_dropped() {
     assert!(kib < 256 * 1024, "RSS {kib} KiB");
 }
 
+/// The test config with `shards` shards and a store kept in the file `db`
+/// (so that it outlives the process).
+fn file_store_config(shards: usize, db: &std::path::Path) -> String {
+    base_config(shards).replace(
+        "[server]\n",
+        &format!("[server]\ndatabase = \"sqlite://{}\"\n", db.display()),
+    )
+}
+
 #[test]
 fn a_restarted_node_closes_its_stale_sessions() {
     let t = target(Behaviour::Echo);
     let dir = TempDir::new();
     let db = dir.0.join("keep.db");
-    let cfg = base_config(1).replace(
-        "[server]\n",
-        &format!("[server]\ndatabase = \"sqlite://{}\"\n", db.display()),
-    ) + &endpoint("e", &t.url(), "");
+    let cfg = file_store_config(1, &db) + &endpoint("e", &t.url(), "");
     let env = [("WSRELAY_NODE_ID", "node-a")];
     let mut first = Relay::start_with(&cfg, &env);
     let token = login(&first, ADMIN_EMAIL, ADMIN_PASSWORD).unwrap();
@@ -1433,10 +1436,7 @@ fn a_drained_process_stores_its_sessions_ends_before_exiting() {
     let t = target(Behaviour::Echo);
     let dir = TempDir::new();
     let db = dir.0.join("drain.db");
-    let cfg = base_config(2).replace(
-        "[server]\n",
-        &format!("[server]\ndatabase = \"sqlite://{}\"\n", db.display()),
-    ) + &endpoint("e", &t.url(), "");
+    let cfg = file_store_config(2, &db) + &endpoint("e", &t.url(), "");
     let mut relay = Relay::start(&cfg);
     let (mut ws, _) = connect(&relay.url("e")).unwrap();
     ws.send(Message::Text("x".into())).unwrap();

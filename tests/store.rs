@@ -288,23 +288,14 @@ fn bad_and_unreachable_databases_are_clear_errors() {
 }
 
 fn session_row(id: &str, endpoint: &str, started_at: i64) -> SessionRow {
-    SessionRow {
-        id: id.into(),
-        node_id: "n1".into(),
-        endpoint_id: endpoint.into(),
-        shard: 1,
-        state: "ACTIVE".into(),
-        client_addr: "127.0.0.1:9".into(),
+    SessionRow::started(
+        id.into(),
+        "n1",
+        endpoint,
+        1,
+        "127.0.0.1:9".into(),
         started_at,
-        last_seen: started_at,
-        ended_at: None,
-        close_code: None,
-        close_reason: None,
-        msgs_in: 0,
-        msgs_out: 0,
-        bytes_in: 0,
-        bytes_out: 0,
-    }
+    )
 }
 
 #[test]

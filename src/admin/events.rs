@@ -168,23 +168,14 @@ impl Live {
     pub fn apply(&self, e: Event, ops: &OpsFeed) {
         match e {
             Event::Started(s) => {
-                let row = SessionRow {
-                    id: s.id.hyphenated().to_string(),
-                    node_id: self.node_id.clone(),
-                    endpoint_id: s.endpoint.clone(),
-                    shard: s.shard as i64,
-                    state: "ACTIVE".into(),
-                    client_addr: s.client.to_string(),
-                    started_at: s.at_ms,
-                    last_seen: s.at_ms,
-                    ended_at: None,
-                    close_code: None,
-                    close_reason: None,
-                    msgs_in: 0,
-                    msgs_out: 0,
-                    bytes_in: 0,
-                    bytes_out: 0,
-                };
+                let row = SessionRow::started(
+                    s.id.hyphenated().to_string(),
+                    &self.node_id,
+                    &s.endpoint,
+                    s.shard as i64,
+                    s.client.to_string(),
+                    s.at_ms,
+                );
                 ops.publish(OpsEvent::session("sessionStarted", &row));
                 self.queue_row(row.clone());
                 self.sessions

@@ -116,12 +116,16 @@ pub fn node_id(data: SocketAddr) -> String {
             return id.trim().to_string();
         }
     }
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+    format!("{}:{}", hostname(), data.port())
+}
+
+/// This machine's host name (`localhost` if unknown).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .ok()
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into());
-    format!("{host}:{}", data.port())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 fn env_nonempty(key: &str) -> Option<String> {
@@ -195,9 +199,7 @@ fn open_store(
             "closed stale sessions of a previous run (node restarted)"
         );
     }
-    store
-        .register_node(node, node.rsplit_once(':').map_or(node, |(h, _)| h))
-        .map_err(fail)?;
+    store.register_node(node, &hostname()).map_err(fail)?;
     Ok((store, endpoints, secret))
 }
 
