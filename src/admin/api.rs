@@ -198,6 +198,22 @@ pub async fn db<T: Send + 'static>(
         .map_err(ApiError::from)
 }
 
+/// Runs password hashing work on the blocking pool, at most
+/// [`CONCURRENT_HASHES`] at once.
+pub async fn hashing<T: Send + 'static>(
+    st: &AppState,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let _permit = st
+        .hashing
+        .acquire()
+        .await
+        .map_err(|_| ApiError::internal())?;
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| ApiError::internal())
+}
+
 /// Appends to the audit log.
 #[allow(clippy::too_many_arguments)]
 pub async fn audit(

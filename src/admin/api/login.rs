@@ -13,7 +13,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{audit, db, parse_json, ApiError, AppState, TOKEN_TTL_S};
+use super::{audit, db, hashing, parse_json, ApiError, AppState, TOKEN_TTL_S};
 use crate::admin::auth;
 
 #[derive(Deserialize)]
@@ -27,19 +27,6 @@ struct LoginRequest {
 fn decoy_hash() -> &'static str {
     static H: OnceLock<String> = OnceLock::new();
     H.get_or_init(|| auth::hash_password(&auth::generate_password()))
-}
-
-/// Verifies `password` against `phc` on the blocking pool, at most
-/// [`super::CONCURRENT_HASHES`] at once.
-pub async fn verify(st: &AppState, password: String, phc: String) -> Result<bool, ApiError> {
-    let _permit = st
-        .hashing
-        .acquire()
-        .await
-        .map_err(|_| ApiError::internal())?;
-    tokio::task::spawn_blocking(move || auth::verify_password(&password, &phc))
-        .await
-        .map_err(|_| ApiError::internal())
 }
 
 /// `POST /api/login` `{email, password}` → `{token, user}`.
@@ -67,11 +54,15 @@ pub async fn login(
     }
     let lookup = email.clone();
     let user = db(&st, move |s| s.user_by_email(&lookup)).await?;
-    let phc = user
-        .as_ref()
-        .map(|u| u.password_hash.clone())
-        .unwrap_or_else(|| decoy_hash().to_string());
-    let ok = verify(&st, req.password, phc).await? && user.is_some();
+    let phc = user.as_ref().map(|u| u.password_hash.clone());
+    let password = req.password;
+    // The decoy is made (once) on the blocking pool too, never on a worker.
+    let ok = hashing(&st, move || match phc {
+        Some(phc) => auth::verify_password(&password, &phc),
+        None => auth::verify_password(&password, decoy_hash()),
+    })
+    .await?
+        && user.is_some();
     match user.filter(|_| ok) {
         Some(u) => {
             st.throttle.lock().expect("throttle").succeeded(&email);

@@ -9,7 +9,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{audit, db, parse_json, AdminOnly, ApiError, AppState};
+use super::{audit, db, hashing, parse_json, AdminOnly, ApiError, AppState};
 use crate::admin::auth::{self, UserError};
 use crate::store::Role;
 
@@ -43,17 +43,11 @@ pub async fn create(
             Role::parse(r).ok_or_else(|| ApiError::field("role", "must be admin or viewer"))?
         }
     };
-    let _permit = st
-        .hashing
-        .acquire()
-        .await
-        .map_err(|_| ApiError::internal())?;
     let store = st.store.clone();
-    let added = tokio::task::spawn_blocking(move || {
+    let added = hashing(&st, move || {
         auth::add_user(&store, &req.email, &req.password, role)
     })
-    .await
-    .map_err(|_| ApiError::internal())?;
+    .await?;
     let user = match added {
         Ok(u) => u,
         Err(UserError::BadEmail(_)) => {
