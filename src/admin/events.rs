@@ -34,13 +34,6 @@ pub const FLUSH_ROWS: usize = 5_000;
 /// Longest pause between retries while the database is down.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// A session running on this node, as the admin side knows it.
-#[derive(Debug, Clone)]
-pub struct LiveSession {
-    /// The row as it will be stored.
-    pub row: SessionRow,
-}
-
 /// Counters of the writer (for `/metrics` and `/healthz`).
 #[derive(Default, Debug)]
 pub struct WriterCounters {
@@ -75,7 +68,7 @@ impl Backlog {
 /// What both threads and the API share.
 pub struct Live {
     /// Sessions running on this node, by id.
-    pub sessions: Mutex<HashMap<uuid::Uuid, LiveSession>>,
+    pub sessions: Mutex<HashMap<uuid::Uuid, SessionRow>>,
     /// The latest metrics of each shard.
     pub stats: Mutex<Vec<Option<ShardStats>>>,
     /// Events each shard dropped because its queue was full.
@@ -178,20 +171,17 @@ impl Live {
                 );
                 ops.publish(OpsEvent::session("sessionStarted", &row));
                 self.queue_row(row.clone());
-                self.sessions
-                    .lock()
-                    .expect("sessions")
-                    .insert(s.id, LiveSession { row });
+                self.sessions.lock().expect("sessions").insert(s.id, row);
             }
             Event::Updated { id, counts, at_ms } => {
                 let row = {
                     let mut map = self.sessions.lock().expect("sessions");
-                    let Some(live) = map.get_mut(&id) else {
+                    let Some(row) = map.get_mut(&id) else {
                         return; // its start was dropped (counted)
                     };
-                    set_counts(&mut live.row, counts);
-                    live.row.last_seen = at_ms;
-                    live.row.clone()
+                    set_counts(row, counts);
+                    row.last_seen = at_ms;
+                    row.clone()
                 };
                 ops.publish(OpsEvent::session("sessionUpdated", &row));
                 self.queue_row(row);
@@ -203,11 +193,10 @@ impl Live {
                 reason,
                 at_ms,
             } => {
-                let Some(mut live) = self.sessions.lock().expect("sessions").remove(&id) else {
+                let Some(mut row) = self.sessions.lock().expect("sessions").remove(&id) else {
                     return;
                 };
-                let row = &mut live.row;
-                set_counts(row, counts);
+                set_counts(&mut row, counts);
                 row.state = "CLOSED".into();
                 row.ended_at = Some(at_ms);
                 row.close_code = Some(i64::from(code));
@@ -215,8 +204,8 @@ impl Live {
                 if counts != Counts::default() {
                     row.last_seen = row.last_seen.max(at_ms);
                 }
-                ops.publish(OpsEvent::session("sessionEnded", row));
-                self.queue_row(live.row);
+                ops.publish(OpsEvent::session("sessionEnded", &row));
+                self.queue_row(row);
             }
             Event::Sample(s) => {
                 let row = SampleRow {

@@ -83,12 +83,12 @@ pub async fn kill(st: &AppState, actor: &Claims, id: &str, addr: IpAddr) -> Resu
             _ => Err(gone()),
         };
     };
-    let shard = live.row.shard as usize;
+    let shard = live.shard as usize;
     let cmd = st.commands.get(shard).ok_or_else(ApiError::internal)?;
     if cmd.send(ShardCommand::Kill(uuid)).await.is_err() {
         return Err(gone());
     }
-    let before = json::session(&live.row);
+    let before = json::session(&live);
     audit(
         st,
         &actor.email,
