@@ -696,38 +696,19 @@ impl Store {
 
     /// Sessions matching `f`, newest first, one page; and the total.
     pub fn list_sessions(&self, f: &SessionFilter, page: Page) -> Result<(Vec<SessionRow>, i64)> {
-        let mut clauses = Vec::new();
-        let mut params = Vec::new();
+        let mut c = Conditions::default();
         if let Some(e) = &f.endpoint_id {
-            params.push(Value::text(e));
-            clauses.push(format!("endpoint_id = ${}", params.len()));
+            c.add("endpoint_id = ?", Value::text(e));
         }
         if let Some(s) = &f.state {
-            params.push(Value::text(s));
-            clauses.push(format!("state = ${}", params.len()));
+            c.add("state = ?", Value::text(s));
         }
-        let filter = if clauses.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", clauses.join(" AND "))
-        };
-        let total = self
-            .scalar(
-                &format!("SELECT COUNT(*) FROM live_session{filter}"),
-                &params,
-            )?
-            .and_then(|v| v.as_i64())
-            .unwrap_or(0);
-        let n = params.len();
-        params.push(Value::I64(i64::from(page.limit)));
-        params.push(Value::I64(page.offset()));
-        let rows = self.db.query(
-            &format!(
-                "SELECT {SESSION_COLUMNS} FROM live_session{filter} ORDER BY started_at DESC, id DESC LIMIT ${} OFFSET ${}",
-                n + 1,
-                n + 2
-            ),
-            &params,
+        let (rows, total) = self.page_of(
+            "live_session",
+            SESSION_COLUMNS,
+            c,
+            "started_at DESC, id DESC",
+            page,
         )?;
         Ok((rows.into_iter().map(session_from_row).collect(), total))
     }
@@ -788,7 +769,7 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<AuditRecord>> {
         let rows = self.db.query(
-            "SELECT id, at, actor, action, entity_type, entity_id, before_json, after_json, client_addr FROM audit_log WHERE at >= $1 AND at < $2 AND id > $3 ORDER BY id LIMIT $4",
+            &format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE at >= $1 AND at < $2 AND id > $3 ORDER BY id LIMIT $4"),
             &[
                 Value::I64(since),
                 Value::I64(until),
@@ -820,31 +801,46 @@ impl Store {
 
     /// Audit records matching `f`, newest first, one page; and the total.
     pub fn list_audit(&self, f: &AuditFilter, page: Page) -> Result<(Vec<AuditRecord>, i64)> {
-        let mut clauses = Vec::new();
-        let mut params = Vec::new();
-        let mut add = |clause: &str, v: Value| {
-            params.push(v);
-            clauses.push(clause.replace('?', &format!("${}", params.len())));
-        };
+        let mut c = Conditions::default();
         if let Some(a) = &f.action {
-            add("action = ?", Value::text(a));
+            c.add("action = ?", Value::text(a));
         }
         if let Some(t) = &f.entity_type {
-            add("entity_type = ?", Value::text(t));
+            c.add("entity_type = ?", Value::text(t));
         }
         if let Some(s) = f.since {
-            add("at >= ?", Value::I64(s));
+            c.add("at >= ?", Value::I64(s));
         }
         if let Some(u) = f.until {
-            add("at < ?", Value::I64(u));
+            c.add("at < ?", Value::I64(u));
         }
-        let filter = if clauses.is_empty() {
+        let (rows, total) =
+            self.page_of("audit_log", AUDIT_COLUMNS, c, "at DESC, id DESC", page)?;
+        let records = rows
+            .into_iter()
+            .map(audit_from_row)
+            .collect::<Result<_>>()?;
+        Ok((records, total))
+    }
+
+    /// One page of `columns` from `table` matching `c`, in `order`; and how
+    /// many rows match in all.
+    fn page_of(
+        &self,
+        table: &str,
+        columns: &str,
+        c: Conditions,
+        order: &str,
+        page: Page,
+    ) -> Result<(Vec<sql::Row>, i64)> {
+        let filter = if c.clauses.is_empty() {
             String::new()
         } else {
-            format!(" WHERE {}", clauses.join(" AND "))
+            format!(" WHERE {}", c.clauses.join(" AND "))
         };
+        let mut params = c.params;
         let total = self
-            .scalar(&format!("SELECT COUNT(*) FROM audit_log{filter}"), &params)?
+            .scalar(&format!("SELECT COUNT(*) FROM {table}{filter}"), &params)?
             .and_then(|v| v.as_i64())
             .unwrap_or(0);
         let n = params.len();
@@ -852,17 +848,29 @@ impl Store {
         params.push(Value::I64(page.offset()));
         let rows = self.db.query(
             &format!(
-                "SELECT id, at, actor, action, entity_type, entity_id, before_json, after_json, client_addr FROM audit_log{filter} ORDER BY at DESC, id DESC LIMIT ${} OFFSET ${}",
+                "SELECT {columns} FROM {table}{filter} ORDER BY {order} LIMIT ${} OFFSET ${}",
                 n + 1,
                 n + 2
             ),
             &params,
         )?;
-        let records = rows
-            .into_iter()
-            .map(audit_from_row)
-            .collect::<Result<_>>()?;
-        Ok((records, total))
+        Ok((rows, total))
+    }
+}
+
+/// `WHERE` conditions and their parameters, numbered `$1, $2, …` in order.
+#[derive(Default)]
+struct Conditions {
+    clauses: Vec<String>,
+    params: Vec<Value>,
+}
+
+impl Conditions {
+    /// Adds `clause`, whose `?` stands for `v`.
+    fn add(&mut self, clause: &str, v: Value) {
+        self.params.push(v);
+        self.clauses
+            .push(clause.replace('?', &format!("${}", self.params.len())));
     }
 }
 
@@ -870,6 +878,9 @@ impl Store {
 const ENDPOINT_COLUMNS: &str = "spec, created_at, updated_at";
 /// The columns [`session_from_row`] reads, in its order.
 const SESSION_COLUMNS: &str = "id, node_id, endpoint_id, shard, state, client_addr, started_at, last_seen, ended_at, close_code, close_reason, msgs_in, msgs_out, bytes_in, bytes_out";
+/// The columns [`audit_from_row`] reads, in its order.
+const AUDIT_COLUMNS: &str =
+    "id, at, actor, action, entity_type, entity_id, before_json, after_json, client_addr";
 /// The columns [`user_from_row`] reads, in its order.
 const USER_COLUMNS: &str = "id, email, password_hash, role, created_at";
 
