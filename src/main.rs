@@ -135,7 +135,15 @@ fn main() -> ExitCode {
             let added = wsrelay::store::Store::connect(&url)
                 .and_then(|s| s.migrate().map(|_| s))
                 .map_err(wsrelay::admin::auth::UserError::Store)
-                .and_then(|s| wsrelay::admin::auth::add_user(&s, &email, password, role));
+                .and_then(|s| {
+                    wsrelay::admin::auth::add_user(
+                        &s,
+                        &email,
+                        password,
+                        role,
+                        &mut wsrelay::admin::auth::hash_memory(),
+                    )
+                });
             match added {
                 Ok(u) => {
                     println!(

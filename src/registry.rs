@@ -61,7 +61,10 @@ impl Registry {
 fn compile_auth(a: &EndpointAuth) -> Result<ClientAuth, String> {
     use jsonwebtoken::{Algorithm, DecodingKey, Validation};
     let (key, alg) = match (&a.jwt_secret, &a.jwt_public_key_pem) {
-        (Some(s), None) => (DecodingKey::from_secret(s.as_bytes()), Algorithm::HS256),
+        (Some(s), None) => (
+            DecodingKey::from_secret(s.as_bytes()).map_err(|e| e.to_string())?,
+            Algorithm::HS256,
+        ),
         (None, Some(p)) => (
             DecodingKey::from_rsa_pem(p.as_bytes()).map_err(|e| e.to_string())?,
             Algorithm::RS256,
@@ -72,13 +75,20 @@ fn compile_auth(a: &EndpointAuth) -> Result<ClientAuth, String> {
     v.leeway = JWT_LEEWAY_S;
     v.validate_exp = true;
     v.validate_nbf = true;
-    v.set_required_spec_claims(&["exp"]);
+    // A configured audience or issuer must be present, not only right when
+    // present; `nbf` is checked when given; a claim of the wrong type fails.
+    let mut required = vec!["exp"];
     match &a.audience {
-        Some(aud) => v.set_audience(&[aud]),
+        Some(aud) => {
+            v.set_audience(&[aud]);
+            required.push("aud");
+        }
         None => v.validate_aud = false,
     }
     if let Some(iss) = &a.issuer {
         v.set_issuer(&[iss]);
+        required.push("iss");
     }
+    v.set_required_spec_claims(&required);
     Ok(ClientAuth { key, validation: v })
 }

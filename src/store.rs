@@ -492,6 +492,23 @@ impl Store {
         rows.into_iter().next().map(user_from_row).transpose()
     }
 
+    /// A user by id.
+    pub fn user_by_id(&self, id: &str) -> Result<Option<User>> {
+        let rows = self.db.query(
+            &format!("SELECT {USER_COLUMNS} FROM app_user WHERE id = $1"),
+            &[Value::text(id)],
+        )?;
+        rows.into_iter().next().map(user_from_row).transpose()
+    }
+
+    /// Changes a user's role; whether the user exists.
+    pub fn set_user_role(&self, id: &str, role: Role) -> Result<bool> {
+        Ok(self.db.execute(
+            "UPDATE app_user SET role = $1 WHERE id = $2",
+            &[Value::text(role.as_str()), Value::text(id)],
+        )? > 0)
+    }
+
     /// All users, oldest first.
     pub fn list_users(&self) -> Result<Vec<User>> {
         let rows = self.db.query(

@@ -12,158 +12,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use support::admin::*;
 use support::*;
 use tungstenite::Message;
-
-/// The backends to run each test on: SQLite, and PostgreSQL if configured.
-fn backends() -> Vec<Option<String>> {
-    let mut v = vec![None];
-    match std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
-        Some(u) => v.push(Some(u)),
-        None if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("CI=true but DATABASE_URL is not set: the PostgreSQL half cannot be skipped")
-        }
-        None => eprintln!("skipped: PostgreSQL half (DATABASE_URL not set)"),
-    }
-    v
-}
-
-/// A URL for a fresh schema of its own in the PostgreSQL database.
-fn pg_schema_url(url: &str, test: &str) -> String {
-    let schema = format!("api_{}_{}", std::process::id(), test);
-    let mut c = postgres::Client::connect(url, postgres::NoTls).expect("DATABASE_URL reachable");
-    c.batch_execute(&format!(
-        "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
-    ))
-    .unwrap();
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}options=-c%20search_path%3D{schema}")
-}
-
-struct Admin {
-    relay: Relay,
-    token: String,
-}
-
-fn start(backend: &Option<String>, test: &str, endpoints: &str) -> Admin {
-    let cfg = base_config(2) + endpoints;
-    let db;
-    let mut env = vec![];
-    if let Some(url) = backend {
-        db = pg_schema_url(url, test);
-        env.push(("DATABASE_URL", db.as_str()));
-    }
-    let relay = Relay::start_with(&cfg, &env);
-    let token = login(&relay, ADMIN_EMAIL, ADMIN_PASSWORD).expect("admin logs in");
-    Admin { relay, token }
-}
-
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    body: Value,
-    retry_after: Option<String>,
-    headers: Vec<(String, String)>,
-    text: String,
-}
-
-fn call(
-    admin: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<&Value>,
-) -> Reply {
-    let mut req = ureq::request(method, &format!("http://{admin}{path}")).timeout(IO_TIMEOUT);
-    if let Some(t) = token {
-        req = req.set("Authorization", &format!("Bearer {t}"));
-    }
-    let res = match body {
-        Some(b) => req.send_string(&b.to_string()),
-        None => req.call(),
-    };
-    let resp = match res {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("{method} {path}: {e}"),
-    };
-    let status = resp.status();
-    let retry_after = resp.header("Retry-After").map(str::to_string);
-    let headers = resp
-        .headers_names()
-        .into_iter()
-        .map(|n| (n.clone(), resp.header(&n).unwrap_or("").to_string()))
-        .collect();
-    let text = resp.into_string().unwrap_or_default();
-    Reply {
-        status,
-        body: serde_json::from_str(&text).unwrap_or(Value::Null),
-        retry_after,
-        headers,
-        text,
-    }
-}
-
-impl Admin {
-    fn req(&self, method: &str, path: &str, body: Option<&Value>) -> Reply {
-        call(self.relay.admin, method, path, Some(&self.token), body)
-    }
-    fn as_user(&self, token: &str, method: &str, path: &str, body: Option<&Value>) -> Reply {
-        call(self.relay.admin, method, path, Some(token), body)
-    }
-}
-
-fn login(r: &Relay, email: &str, password: &str) -> Result<String, Reply> {
-    let rep = call(
-        r.admin,
-        "POST",
-        "/api/login",
-        None,
-        Some(&json!({"email": email, "password": password})),
-    );
-    if rep.status == 200 {
-        Ok(rep.body["token"].as_str().unwrap().to_string())
-    } else {
-        Err(rep)
-    }
-}
-
-/// The next `/ops` message of type `kind` (others are skipped).
-fn next(ops: &mut Ws, kind: &str) -> Value {
-    loop {
-        let m: Value = serde_json::from_str(ops.read().unwrap().to_text().unwrap()).unwrap();
-        if m["type"] == kind {
-            return m;
-        }
-    }
-}
-
-/// Polls `f` (an HTTP read of state that changes asynchronously) until it
-/// returns `Some`, for at most 5 s.
-fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(25)); // polling, not synchronising
-    }
-}
-
-fn audit_actions(a: &Admin, query: &str) -> Vec<String> {
-    let r = a.req("GET", &format!("/api/audit?limit=1000{query}"), None);
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["action"].as_str().unwrap().to_string())
-        .collect()
-}
 
 #[test]
 fn login_errors_tokens_and_throttling() {
@@ -214,7 +65,7 @@ fn login_errors_tokens_and_throttling() {
         let foreign = jsonwebtoken::encode(
             &jsonwebtoken::Header::default(),
             &json!({"sub": "x", "email": ADMIN_EMAIL, "role": "admin", "iat": 1, "exp": 4102444800u64}),
-            &jsonwebtoken::EncodingKey::from_secret(b"other"),
+            &jsonwebtoken::EncodingKey::from_secret(b"other").unwrap(),
         )
         .unwrap();
         for (m, p) in &routes {
@@ -235,9 +86,9 @@ fn login_errors_tokens_and_throttling() {
         assert_eq!(login_ok.body["user"]["email"], ADMIN_EMAIL);
         assert!(login_ok.body["user"].get("passwordHash").is_none());
 
-        // Per account: 10 failures (counted since the last success) lock the
-        // account, even for the right password.
-        for _ in 0..10 {
+        // (Throttling under concurrency and from many addresses:
+        // tests/admin_hardening.rs.)
+        for _ in 0..3 {
             assert_eq!(
                 login(r, ADMIN_EMAIL, "guess-guess-guess")
                     .unwrap_err()
@@ -245,34 +96,8 @@ fn login_errors_tokens_and_throttling() {
                 401
             );
         }
-        let locked = login(r, ADMIN_EMAIL, ADMIN_PASSWORD).unwrap_err();
-        assert_eq!(locked.status, 429, "{}", locked.text);
-        assert!(
-            locked
-                .retry_after
-                .as_deref()
-                .unwrap()
-                .parse::<u64>()
-                .unwrap()
-                >= 1
-        );
-        // Per address: 20 failures over any accounts.
-        let mut statuses = Vec::new();
-        for i in 0..12 {
-            statuses.push(
-                login(r, &format!("u{i}@test.example"), "guess-guess-guess")
-                    .unwrap_err()
-                    .status,
-            );
-        }
-        assert!(statuses.ends_with(&[429]), "{statuses:?}");
-        assert!(
-            statuses.iter().filter(|s| **s == 401).count() <= 10,
-            "{statuses:?}"
-        );
-
         let actions = audit_actions(&a, "&action=login.failure");
-        assert!(actions.len() >= 20, "{actions:?}");
+        assert_eq!(actions.len(), 5, "{actions:?}");
         assert!(audit_actions(&a, "&action=login.success").len() >= 2);
     }
 }
@@ -1248,6 +1073,7 @@ fn a_lost_database_refuses_writes_with_503_while_relaying_goes_on() {
     let a = Admin {
         token: login(&relay, ADMIN_EMAIL, ADMIN_PASSWORD).unwrap(),
         relay,
+        store_url: schema_url.clone(),
     };
     let (mut before, _) = connect(&a.relay.url("e")).unwrap();
     before.send(Message::Text("1".into())).unwrap();

@@ -89,7 +89,8 @@ fn user_add_reads_the_password_from_stdin() {
     assert_eq!(u.role, wsrelay::store::Role::Viewer);
     assert!(wsrelay::admin::auth::verify_password(
         "a long enough password",
-        &u.password_hash
+        &u.password_hash,
+        &mut wsrelay::admin::auth::hash_memory()
     ));
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -145,7 +145,7 @@ fn hs256(secret: &str, claims: serde_json::Value) -> String {
     jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
         &claims,
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).unwrap(),
     )
     .unwrap()
 }
@@ -194,16 +194,45 @@ fn jwt_is_required_checked_and_stripped() {
             "s3cret",
             serde_json::json!({"exp": now() + 600, "nbf": now() + 300, "aud": "relay", "iss": "me"}),
         ),
+        // A configured audience or issuer must be there, not only right.
+        hs256(
+            "s3cret",
+            serde_json::json!({"exp": now() + 60, "iss": "me"}),
+        ),
+        hs256(
+            "s3cret",
+            serde_json::json!({"exp": now() + 60, "aud": "relay"}),
+        ),
+        // Claims of the wrong type are refused, never skipped (CVE-2026-25537).
+        hs256(
+            "s3cret",
+            serde_json::json!({"exp": now() + 600, "nbf": (now() + 300).to_string(), "aud": "relay", "iss": "me"}),
+        ),
+        hs256(
+            "s3cret",
+            serde_json::json!({"exp": "never", "aud": "relay", "iss": "me"}),
+        ),
+        hs256(
+            "s3cret",
+            serde_json::json!({"exp": now() + 60, "aud": 7, "iss": "me"}),
+        ),
+        hs256(
+            "s3cret",
+            serde_json::json!({"exp": now() + 60, "aud": "relay", "iss": 7}),
+        ),
         jsonwebtoken::encode(
             &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS512),
             &serde_json::json!({"exp": now() + 60, "aud": "relay", "iss": "me"}),
-            &jsonwebtoken::EncodingKey::from_secret(b"s3cret"),
+            &jsonwebtoken::EncodingKey::from_secret(b"s3cret").unwrap(),
         )
         .unwrap(), // algorithm pinned to HS256
     ];
-    for tok in &refused {
+    for (i, tok) in refused.iter().enumerate() {
         let url = format!("{}?token={tok}", r.url("auth"));
-        assert_eq!(status_of(connect(&url).unwrap_err()), 401, "token {tok:?}");
+        match connect(&url) {
+            Ok(_) => panic!("token {i} was accepted: {tok}"),
+            Err(e) => assert_eq!(status_of(e), 401, "token {i}: {tok:?}"),
+        }
     }
     // Query token: accepted, and removed before the target sees the query.
     let (mut ws, _) = connect(&format!("{}?a=1&token={good}&b=2", r.url("auth"))).unwrap();

@@ -2,12 +2,13 @@
 //! authentication and roles, security headers and the router. Handlers live
 //! in the submodules, one per resource.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Request};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
@@ -37,6 +38,12 @@ pub const BODY_LIMIT: usize = 256 * 1024;
 pub const TOKEN_TTL_S: u64 = 12 * 3600;
 /// Password hashes computed at once (each takes 19 MiB and tens of ms).
 pub const CONCURRENT_HASHES: usize = 2;
+/// Requests that may wait for a hashing permit; more are refused at once
+/// (503 with `Retry-After`), without hashing.
+pub const WAITING_HASHES: usize = 32;
+/// How long a token's user (existence and role) is trusted without asking
+/// the store again.
+pub const USER_RECHECK: Duration = Duration::from_secs(1);
 
 /// Everything the handlers share.
 pub struct AdminState {
@@ -55,8 +62,10 @@ pub struct AdminState {
     pub commands: Vec<async_channel::Sender<ShardCommand>>,
     /// Failed-login bookkeeping.
     pub throttle: Mutex<LoginThrottle>,
-    /// Caps concurrent password hashing.
-    pub hashing: tokio::sync::Semaphore,
+    /// Caps concurrent password hashing and holds its memory.
+    pub hashing: HashSlots,
+    /// Token users as last read from the store.
+    pub users: UserCache,
     /// Sessions and metrics as reported by the shards.
     pub live: Arc<Live>,
     /// The `/ops` feed.
@@ -198,20 +207,172 @@ pub async fn db<T: Send + 'static>(
         .map_err(ApiError::from)
 }
 
+/// Password hashing capacity: [`CONCURRENT_HASHES`] permits, each with its
+/// 19 MiB of argon2 memory allocated once and reused, and a bounded queue.
+pub struct HashSlots {
+    permits: Arc<tokio::sync::Semaphore>,
+    admitted: AtomicUsize,
+    memory: Mutex<Vec<Vec<crate::admin::auth::Block>>>,
+}
+
+impl Default for HashSlots {
+    fn default() -> Self {
+        HashSlots {
+            permits: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_HASHES)),
+            admitted: AtomicUsize::new(0),
+            memory: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl HashSlots {
+    /// Hashing memory for a permit holder: a kept one, or (at most once per
+    /// permit) a new one.
+    fn take_memory(&self) -> Vec<crate::admin::auth::Block> {
+        self.memory
+            .lock()
+            .expect("hash memory")
+            .pop()
+            .unwrap_or_else(crate::admin::auth::hash_memory)
+    }
+
+    fn give_memory(&self, m: Vec<crate::admin::auth::Block>) {
+        self.memory.lock().expect("hash memory").push(m);
+    }
+}
+
+/// Counts a request admitted to the hashing queue while it lives.
+struct Admitted<'a>(&'a AtomicUsize);
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// 503 for a full hashing queue.
+pub fn hashing_busy() -> ApiError {
+    let mut e = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "busy",
+        "too many password checks in progress; try again shortly",
+    );
+    e.retry_after = Some(1);
+    e
+}
+
 /// Runs password hashing work on the blocking pool, at most
-/// [`CONCURRENT_HASHES`] at once.
+/// [`CONCURRENT_HASHES`] at once, in the permit's reused memory. At most
+/// [`WAITING_HASHES`] requests wait; beyond that it is [`hashing_busy`] at
+/// once. The permit and the memory travel with the blocking work, so a
+/// caller that goes away frees neither before the hash is done.
 pub async fn hashing<T: Send + 'static>(
     st: &AppState,
-    f: impl FnOnce() -> T + Send + 'static,
+    f: impl FnOnce(&mut [crate::admin::auth::Block]) -> T + Send + 'static,
 ) -> Result<T, ApiError> {
-    let _permit = st
-        .hashing
-        .acquire()
+    let slots = &st.hashing;
+    let admitted = Admitted(&slots.admitted);
+    if slots.admitted.fetch_add(1, Ordering::AcqRel) >= CONCURRENT_HASHES + WAITING_HASHES {
+        return Err(hashing_busy());
+    }
+    let permit = slots
+        .permits
+        .clone()
+        .acquire_owned()
         .await
         .map_err(|_| ApiError::internal())?;
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|_| ApiError::internal())
+    let st = st.clone();
+    let r = tokio::task::spawn_blocking(move || {
+        let mut mem = st.hashing.take_memory();
+        let r = f(&mut mem);
+        st.hashing.give_memory(mem);
+        drop(permit);
+        r
+    })
+    .await
+    .map_err(|_| ApiError::internal());
+    drop(admitted);
+    r
+}
+
+/// A token's user as the store has it.
+#[derive(Debug, Clone)]
+pub struct CurrentUser {
+    /// Email.
+    pub email: String,
+    /// Role now (not the one in the token).
+    pub role: Role,
+}
+
+/// Users of tokens, each re-read from the store at most [`USER_RECHECK`]
+/// apart (bounded: entries older than a minute are dropped when it grows).
+#[derive(Default)]
+pub struct UserCache {
+    entries: Mutex<HashMap<String, (Instant, Option<CurrentUser>)>>,
+}
+
+impl UserCache {
+    /// Forgets `id` (deleted through this node: effective at once).
+    pub fn forget(&self, id: &str) {
+        self.entries.lock().expect("users").remove(id);
+    }
+
+    fn get(&self, id: &str) -> Option<(Instant, Option<CurrentUser>)> {
+        self.entries.lock().expect("users").get(id).cloned()
+    }
+
+    fn put(&self, id: &str, now: Instant, u: Option<CurrentUser>) {
+        let mut m = self.entries.lock().expect("users");
+        if m.len() >= 10_000 {
+            m.retain(|_, (at, _)| now.duration_since(*at) < Duration::from_secs(60));
+        }
+        m.insert(id.to_string(), (now, u));
+    }
+}
+
+/// The user `id` as the store has it now (within [`USER_RECHECK`]); `None`
+/// if it does not exist. While the database is unavailable the last known
+/// answer stands; with none, 503.
+pub async fn current_user(st: &AppState, id: &str) -> Result<Option<CurrentUser>, ApiError> {
+    let now = Instant::now();
+    let known = st.users.get(id);
+    if let Some((at, u)) = &known {
+        if now.duration_since(*at) < USER_RECHECK {
+            return Ok(u.clone());
+        }
+    }
+    let key = id.to_string();
+    match db(st, move |s| s.user_by_id(&key)).await {
+        Ok(u) => {
+            let u = u.map(|u| CurrentUser {
+                email: u.email,
+                role: u.role,
+            });
+            st.users.put(id, now, u.clone());
+            Ok(u)
+        }
+        Err(e) if e.status == StatusCode::SERVICE_UNAVAILABLE => match known {
+            Some((_, u)) => Ok(u),
+            None => Err(e),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+/// Checks a token against the secret and then against the store: its user
+/// must still exist, and the role is the store's. `None`: 401.
+pub async fn authenticate(st: &AppState, token: &str) -> Result<Claims, ApiError> {
+    let mut c = crate::admin::auth::verify_token(&st.secret, token.trim())
+        .ok_or_else(|| ApiError::unauthorized("the token is invalid or expired"))?;
+    if crate::admin::json::nul_in(&c.sub) {
+        return Err(ApiError::unauthorized("the token is invalid or expired"));
+    }
+    let u = current_user(st, &c.sub)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("the token's user no longer exists"))?;
+    c.email = u.email;
+    c.role = u.role;
+    Ok(c)
 }
 
 /// Appends to the audit log.
@@ -239,8 +400,20 @@ pub async fn audit(
     db(st, move |s| s.append_audit(&entry)).await.map(|_| ())
 }
 
-/// Parses a JSON body, naming the field that does not fit.
+/// The message for text holding a NUL character.
+const NUL_MESSAGE: &str = "must not contain a NUL character";
+
+/// Parses a JSON body, naming the field that does not fit (or that holds a
+/// NUL character, which no store keeps).
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    // A raw NUL is a JSON syntax error; an escaped one is text the stores refuse.
+    if body.windows(6).any(|w| w == b"\\u0000") {
+        if let Ok(v) = serde_json::from_slice::<Value>(body) {
+            if let Some(path) = crate::admin::json::nul_path(&v) {
+                return Err(ApiError::field(&path, NUL_MESSAGE));
+            }
+        }
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -272,9 +445,7 @@ impl FromRequestParts<AppState> for Authed {
                     .or_else(|| v.strip_prefix("bearer "))
             })
             .ok_or_else(|| ApiError::unauthorized("Authorization: Bearer <token> is required"))?;
-        crate::admin::auth::verify_token(&st.secret, token.trim())
-            .map(Authed)
-            .ok_or_else(|| ApiError::unauthorized("the token is invalid or expired"))
+        authenticate(st, token).await.map(Authed)
     }
 }
 
@@ -340,6 +511,45 @@ async fn security_headers(req: Request, next: Next) -> Response {
     r
 }
 
+/// 400 naming the path parameter or query parameter that holds a NUL
+/// character (percent-encoded as `%00`), before any handler or store sees it.
+async fn refuse_nul(matched: Option<MatchedPath>, req: Request, next: Next) -> Response {
+    if let Some(field) = nul_field(req.uri(), matched.as_ref().map(MatchedPath::as_str)) {
+        return ApiError::field(&field, NUL_MESSAGE).into_response();
+    }
+    next.run(req).await
+}
+
+/// The name of the path or query parameter of `uri` that holds a NUL.
+fn nul_field(uri: &axum::http::Uri, pattern: Option<&str>) -> Option<String> {
+    let decoded = |s: &str| percent_encoding::percent_decode_str(s).collect::<Vec<u8>>();
+    let segments = uri.path().split('/');
+    let names = pattern
+        .unwrap_or_default()
+        .split('/')
+        .map(Some)
+        .chain(std::iter::repeat(None));
+    for (seg, name) in segments.zip(names) {
+        if decoded(seg).contains(&0) {
+            let name = name
+                .and_then(|n| n.strip_prefix('{'))
+                .and_then(|n| n.strip_suffix('}'))
+                .unwrap_or("path");
+            return Some(name.to_string());
+        }
+    }
+    let query = uri.query()?;
+    url::form_urlencoded::parse(query.as_bytes()).find_map(|(k, v)| {
+        (crate::admin::json::nul_in(&k) || crate::admin::json::nul_in(&v)).then(|| {
+            if crate::admin::json::nul_in(&k) {
+                "query".to_string()
+            } else {
+                k.into_owned()
+            }
+        })
+    })
+}
+
 async fn not_found() -> ApiError {
     ApiError::not_found("no such route")
 }
@@ -374,6 +584,7 @@ pub fn router(st: AppState, cors_origins: &[String]) -> Router {
         .route("/", get(crate::admin::ui::index))
         .route("/ui/app.js", get(crate::admin::ui::app))
         .route("/ui/style.css", get(crate::admin::ui::style))
+        .route_layer(middleware::from_fn(refuse_nul))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         // Refuses a declared Content-Length over the limit before reading it.

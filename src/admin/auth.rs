@@ -5,7 +5,7 @@
 //! runtime run it on the blocking pool, behind a cap on concurrent hashes.
 
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use base64::Engine as _;
 use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
@@ -14,27 +14,84 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::{now_ms, Role, Store, StoreError, User};
 
-/// argon2id with OWASP's minimum: 19 MiB of memory, 2 passes, 1 lane.
-fn hasher() -> Argon2<'static> {
-    let params = Params::new(19 * 1024, 2, 1, None).expect("valid argon2 parameters");
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+pub use argon2::Block;
+
+/// argon2id memory, in 1 KiB blocks: OWASP's minimum of 19 MiB.
+pub const HASH_BLOCKS: u32 = 19 * 1024;
+
+fn params() -> Params {
+    Params::new(HASH_BLOCKS, 2, 1, Some(32)).expect("valid argon2 parameters")
 }
 
-/// The PHC string of `password` (argon2id, random salt).
-pub fn hash_password(password: &str) -> String {
+/// The working memory of one hash (19 MiB). The admin API allocates one
+/// per hashing permit, once, and hashes into it again and again: argon2's
+/// own allocation per hash left freed 19 MiB chunks in glibc's per-thread
+/// arenas, and RSS grew without bound under concurrent logins.
+pub fn hash_memory() -> Vec<Block> {
+    vec![Block::new(); HASH_BLOCKS as usize]
+}
+
+/// The PHC string of `password` (argon2id, 19 MiB, 2 passes, 1 lane, random
+/// salt), computed in `mem` (at least [`HASH_BLOCKS`] blocks).
+pub fn hash_password(password: &str, mem: &mut [Block]) -> String {
     let salt = SaltString::generate(&mut OsRng);
-    hasher()
-        .hash_password(password.as_bytes(), &salt)
-        .expect("argon2 hashing with valid parameters")
-        .to_string()
+    let mut salt_buf = [0u8; 64];
+    let salt_bytes = salt
+        .as_salt()
+        .decode_b64(&mut salt_buf)
+        .expect("a generated salt decodes");
+    let p = params();
+    let mut out = [0u8; 32];
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, p.clone())
+        .hash_password_into_with_memory(password.as_bytes(), salt_bytes, &mut out, mem)
+        .expect("argon2 hashing with valid parameters and enough memory");
+    PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&p).expect("argon2 parameters as a PHC string"),
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&out).expect("a 32-byte output")),
+    }
+    .to_string()
 }
 
 /// Whether `password` matches `phc` (any argon2 variant's PHC string; a
-/// malformed hash never matches).
-pub fn verify_password(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc)
-        .map(|h| hasher().verify_password(password.as_bytes(), &h).is_ok())
-        .unwrap_or(false)
+/// malformed hash never matches), computed in `mem`. A stored hash that
+/// needs more memory than `mem` holds (made with other parameters) is
+/// computed in memory of its own.
+pub fn verify_password(password: &str, phc: &str, mem: &mut [Block]) -> bool {
+    let Ok(h) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (h.salt, h.hash) else {
+        return false;
+    };
+    let Ok(alg) = Algorithm::try_from(h.algorithm) else {
+        return false;
+    };
+    let version = match h.version.map(Version::try_from) {
+        None => Version::default(),
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let Ok(p) = Params::try_from(&h) else {
+        return false;
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let mut out_buf = [0u8; Output::MAX_LENGTH];
+    let out = &mut out_buf[..expected.len()];
+    let blocks = p.block_count();
+    let a = Argon2::new(alg, version, p);
+    let done = if blocks <= mem.len() {
+        a.hash_password_into_with_memory(password.as_bytes(), salt, out, mem)
+    } else {
+        a.hash_password_into(password.as_bytes(), salt, out)
+    };
+    // `Output`'s equality is constant-time.
+    done.is_ok() && Output::new(out).is_ok_and(|o| o == expected)
 }
 
 /// A random password for a generated admin: 24 characters, URL-safe.
@@ -58,8 +115,14 @@ pub enum UserError {
     Store(#[from] StoreError),
 }
 
-/// Adds a user after checking the email and password.
-pub fn add_user(store: &Store, email: &str, password: &str, role: Role) -> Result<User, UserError> {
+/// Adds a user after checking the email and password; hashes in `mem`.
+pub fn add_user(
+    store: &Store,
+    email: &str,
+    password: &str,
+    role: Role,
+    mem: &mut [Block],
+) -> Result<User, UserError> {
     let email = email.trim().to_lowercase();
     let valid = email.len() <= 254
         && email.split_once('@').is_some_and(|(local, domain)| {
@@ -78,7 +141,7 @@ pub fn add_user(store: &Store, email: &str, password: &str, role: Role) -> Resul
     let user = User {
         id: uuid::Uuid::new_v4().to_string(),
         email,
-        password_hash: hash_password(password),
+        password_hash: hash_password(password, mem),
         role,
         created_at: now_ms(),
     };
@@ -113,17 +176,18 @@ pub fn seed_admin(
     if store.count_users()? > 0 {
         return Ok(Seeded::Existing);
     }
+    let mem = &mut hash_memory();
     let email = email
         .filter(|e| !e.is_empty())
         .unwrap_or("admin@localhost.localdomain");
     match password.filter(|p| !p.is_empty()) {
         Some(p) => {
-            let u = add_user(store, email, p, Role::Admin)?;
+            let u = add_user(store, email, p, Role::Admin, mem)?;
             Ok(Seeded::FromEnvironment(u.email))
         }
         None => {
             let password = generate_password();
-            let u = add_user(store, email, &password, Role::Admin)?;
+            let u = add_user(store, email, &password, Role::Admin, mem)?;
             Ok(Seeded::Generated {
                 email: u.email,
                 password,
@@ -178,18 +242,22 @@ pub fn issue_token(secret: &[u8], user: &User, ttl_s: u64) -> String {
     jsonwebtoken::encode(
         &Header::default(),
         &claims,
-        &EncodingKey::from_secret(secret),
+        &EncodingKey::from_secret(secret).expect("the JWT secret is never empty"),
     )
     .expect("HS256 encoding cannot fail")
 }
 
-/// Checks a token: HS256 only (the algorithm is pinned), `exp` required,
-/// 30 s of leeway.
+/// Checks a token's signature and times: HS256 only (the algorithm is
+/// pinned), `exp` and `sub` required, `nbf` checked when present, 30 s of
+/// leeway. Whether its user still exists, and with which role, is the
+/// caller's to check against the store.
 pub fn verify_token(secret: &[u8], token: &str) -> Option<Claims> {
     let mut v = Validation::new(jsonwebtoken::Algorithm::HS256);
     v.leeway = 30;
+    v.validate_nbf = true;
     v.set_required_spec_claims(&["exp", "sub"]);
-    jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(secret), &v)
+    let key = DecodingKey::from_secret(secret).ok()?;
+    jsonwebtoken::decode::<Claims>(token, &key, &v)
         .ok()
         .map(|d| d.claims)
 }

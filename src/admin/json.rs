@@ -34,6 +34,43 @@ pub fn parse_time(s: &str) -> Option<i64> {
     Some(d.midnight().assume_utc().unix_timestamp() * 1000)
 }
 
+/// Whether `s` holds text PostgreSQL refuses to store (a NUL character;
+/// every `str` is valid UTF-8 already). Such input is a 400 on every backend.
+pub fn nul_in(s: &str) -> bool {
+    s.contains('\0')
+}
+
+/// The path (`a.b[2]`) of the first string or key in `v` that holds a NUL.
+pub fn nul_path(v: &Value) -> Option<String> {
+    fn walk(v: &Value, at: &str) -> Option<String> {
+        match v {
+            Value::String(s) if nul_in(s) => Some(at.to_string()),
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, x)| walk(x, &format!("{at}[{i}]"))),
+            Value::Object(m) => m.iter().find_map(|(k, x)| {
+                let here = if at.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{at}.{k}")
+                };
+                if nul_in(k) {
+                    Some(if at.is_empty() {
+                        ".".into()
+                    } else {
+                        at.to_string()
+                    })
+                } else {
+                    walk(x, &here)
+                }
+            }),
+            _ => None,
+        }
+    }
+    walk(v, "")
+}
+
 /// snake_case keys → camelCase, recursively.
 pub fn camel_keys(v: Value) -> Value {
     rename_keys(v, &crate::config::camel_case_path)

@@ -145,11 +145,11 @@ pub async fn handler(
     Query(q): Query<OpsQuery>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let claims = q
+    let token = q
         .token
         .as_deref()
-        .and_then(|t| crate::admin::auth::verify_token(&st.secret, t))
         .ok_or_else(|| ApiError::unauthorized("a valid token is required (?token=)"))?;
+    let claims = crate::admin::api::authenticate(&st, token).await?;
     Ok(ws
         .max_message_size(64 * 1024)
         .on_upgrade(move |socket| run(st, socket, claims, peer)))
@@ -238,8 +238,23 @@ fn tell_shards(st: &AppState, endpoint: &str, on: bool) {
     });
 }
 
-async fn run(st: AppState, mut socket: WebSocket, claims: Claims, peer: std::net::SocketAddr) {
+async fn close(socket: &mut WebSocket, reason: &'static str) {
+    let _ = tokio::time::timeout(
+        SEND_TIMEOUT,
+        socket.send(Message::Close(Some(CloseFrame {
+            code: 1008,
+            reason: reason.into(),
+        }))),
+    )
+    .await;
+}
+
+async fn run(st: AppState, mut socket: WebSocket, mut claims: Claims, peer: std::net::SocketAddr) {
     let mut rx = st.ops.subscribe();
+    // The reader's user is checked again as the API does: deleted → closed,
+    // demoted → no more kills.
+    let mut recheck = tokio::time::interval(crate::admin::api::USER_RECHECK);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut filter: Option<String> = None;
     let mut meta: Option<MetaInterest> = None;
     let hello =
@@ -249,6 +264,15 @@ async fn run(st: AppState, mut socket: WebSocket, claims: Claims, peer: std::net
     }
     loop {
         tokio::select! {
+            _ = recheck.tick() => match crate::admin::api::current_user(&st, &claims.sub).await {
+                Ok(Some(u)) => claims.role = u.role,
+                Ok(None) => {
+                    tracing::info!(client = %peer, user = %claims.email, "closing /ops: its user was deleted");
+                    close(&mut socket, "user deleted").await;
+                    return;
+                }
+                Err(_) => {} // the store is down: the last answer stands
+            },
             ev = rx.recv() => match ev {
                 Ok(e) => {
                     if filter.as_ref().is_some_and(|f| *f != e.endpoint) {
@@ -263,12 +287,7 @@ async fn run(st: AppState, mut socket: WebSocket, claims: Claims, peer: std::net
                 }
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     tracing::info!(client = %peer, behind = n, "dropping a slow /ops reader");
-                    let _ = socket
-                        .send(Message::Close(Some(CloseFrame {
-                            code: 1008,
-                            reason: "reader too slow".into(),
-                        })))
-                        .await;
+                    close(&mut socket, "reader too slow").await;
                     return;
                 }
                 Err(broadcast::error::RecvError::Closed) => return,

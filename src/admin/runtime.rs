@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
-use crate::admin::api::{AdminState, AppState, CONCURRENT_HASHES};
+use crate::admin::api::{AdminState, AppState};
 use crate::admin::events::{self, Live};
 use crate::admin::ops::{OpsEvent, OpsFeed};
 use crate::admin::serve::StartError;
@@ -69,7 +69,8 @@ pub fn start(spec: RuntimeSpec) -> Result<Running, StartError> {
         registry: tokio::sync::Mutex::new(spec.registry),
         commands: spec.commands,
         throttle: Mutex::new(LoginThrottle::new(ThrottleConfig::default())),
-        hashing: tokio::sync::Semaphore::new(CONCURRENT_HASHES),
+        hashing: Default::default(),
+        users: Default::default(),
         live,
         ops,
         echo_active: Default::default(),

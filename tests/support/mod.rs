@@ -16,6 +16,8 @@ use tungstenite::handshake::server::{Request, Response};
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Message, WebSocket};
 
+pub mod admin;
+
 /// Socket timeout used everywhere in the tests.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 

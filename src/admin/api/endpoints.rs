@@ -66,8 +66,7 @@ fn endpoint_from(mut v: Value) -> Result<EndpointConfig, ApiError> {
 }
 
 fn body_json(body: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("body is not valid JSON: {e}")))
+    super::parse_json(body)
 }
 
 async fn find(st: &AppState, id: &str) -> Result<crate::store::EndpointRecord, ApiError> {

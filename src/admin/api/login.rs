@@ -1,6 +1,7 @@
-//! `POST /api/login`: throttled per client address and per account; the
-//! password check runs on the blocking pool behind the hashing cap, and an
-//! unknown account costs as much as a wrong password.
+//! `POST /api/login`: throttled per client address and per account (counted
+//! before hashing); the password check runs on the blocking pool behind the
+//! hashing cap with a bounded queue, and an unknown account costs as much as a
+//! wrong password.
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
@@ -23,13 +24,26 @@ struct LoginRequest {
     password: String,
 }
 
-/// A hash to verify against when the account does not exist.
-fn decoy_hash() -> &'static str {
+/// A hash to verify against when the account does not exist (made once,
+/// in a hashing permit's memory).
+fn decoy_hash(mem: &mut [auth::Block]) -> &'static str {
     static H: OnceLock<String> = OnceLock::new();
-    H.get_or_init(|| auth::hash_password(&auth::generate_password()))
+    H.get_or_init(|| auth::hash_password(&auth::generate_password(), mem))
 }
 
-/// `POST /api/login` `{email, password}` → `{token, user}`.
+fn throttled(wait: std::time::Duration) -> ApiError {
+    let mut e = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_attempts",
+        "too many failed logins; try again later",
+    );
+    e.retry_after = Some(wait.as_secs().max(1));
+    e
+}
+
+/// `POST /api/login` `{email, password}` → `{token, user}`. The attempt is
+/// counted against the address and the account before the password is
+/// checked, and refunded if it was no failure (see `throttle`).
 pub async fn login(
     State(st): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -38,34 +52,38 @@ pub async fn login(
     let req: LoginRequest = parse_json(&body)?;
     let email = req.email.trim().to_lowercase();
     let ip = peer.ip();
-    let check = st
+    let attempt = st
         .throttle
         .lock()
         .expect("throttle")
-        .check(ip, &email, Instant::now());
-    if let Err(wait) = check {
-        let mut e = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_attempts",
-            "too many failed logins; try again later",
-        );
-        e.retry_after = Some(wait.as_secs().max(1));
-        return Err(e);
-    }
+        .reserve(ip, &email, Instant::now())
+        .map_err(throttled)?;
+    let refund = |attempt| st.throttle.lock().expect("throttle").refund(attempt);
     let lookup = email.clone();
-    let user = db(&st, move |s| s.user_by_email(&lookup)).await?;
+    let user = match db(&st, move |s| s.user_by_email(&lookup)).await {
+        Ok(u) => u,
+        Err(e) => {
+            refund(attempt);
+            return Err(e);
+        }
+    };
     let phc = user.as_ref().map(|u| u.password_hash.clone());
     let password = req.password;
-    // The decoy is made (once) on the blocking pool too, never on a worker.
-    let ok = hashing(&st, move || match phc {
-        Some(phc) => auth::verify_password(&password, &phc),
-        None => auth::verify_password(&password, decoy_hash()),
+    let checked = hashing(&st, move |mem| match phc {
+        Some(phc) => auth::verify_password(&password, &phc, mem),
+        None => auth::verify_password(&password, decoy_hash(mem), mem),
     })
-    .await?
-        && user.is_some();
+    .await;
+    let ok = match checked {
+        Ok(ok) => ok && user.is_some(),
+        Err(e) => {
+            refund(attempt); // not verified: not a failure
+            return Err(e);
+        }
+    };
     match user.filter(|_| ok) {
         Some(u) => {
-            st.throttle.lock().expect("throttle").succeeded(&email);
+            refund(attempt);
             audit(
                 &st,
                 &u.email,
@@ -83,10 +101,7 @@ pub async fn login(
             ))
         }
         None => {
-            st.throttle
-                .lock()
-                .expect("throttle")
-                .failed(ip, &email, Instant::now());
+            drop(attempt); // stays counted
             audit(&st, &email, "login.failure", "user", None, None, None, ip).await?;
             Err(ApiError::unauthorized("wrong email or password"))
         }

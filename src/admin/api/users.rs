@@ -44,8 +44,8 @@ pub async fn create(
         }
     };
     let store = st.store.clone();
-    let added = hashing(&st, move || {
-        auth::add_user(&store, &req.email, &req.password, role)
+    let added = hashing(&st, move |mem| {
+        auth::add_user(&store, &req.email, &req.password, role, mem)
     })
     .await?;
     let user = match added {
@@ -99,6 +99,7 @@ pub async fn remove(
     if !db(&st, move |s| s.delete_user(&key)).await? {
         return Err(ApiError::not_found(format!("no user {id:?}")));
     }
+    st.users.forget(&id); // its tokens stop working at once (its /ops within USER_RECHECK)
     let before = crate::admin::json::user(&user);
     audit(
         &st,
