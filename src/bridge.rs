@@ -102,10 +102,8 @@ pub enum Event {
         id: uuid::Uuid,
         /// Final counters.
         counts: Counts,
-        /// Close code sent to the client.
-        code: u16,
-        /// Close reason.
-        reason: &'static str,
+        /// How it ended.
+        end: SessionEnd,
         /// Unix ms.
         at_ms: i64,
     },
@@ -115,6 +113,41 @@ pub enum Event {
     Sample(Box<Sample>),
     /// One message's metadata, for `/ops` readers that asked.
     Meta(Box<MessageMeta>),
+}
+
+/// The side whose action ended a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The client sent a close frame, or went away.
+    Client,
+    /// The target sent a close frame, or went away.
+    Target,
+    /// wsrelay decided: a limit, a protocol fault, the idle timeout, an
+    /// operator's kill, a drain.
+    Wsrelay,
+}
+
+impl Side {
+    /// `client` | `target` | `wsrelay` (stored, and shown as `closedBy`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Target => "target",
+            Side::Wsrelay => "wsrelay",
+        }
+    }
+}
+
+/// How a session ended: the code and reason of the close that ended it (a
+/// peer's own, as it sent them, or wsrelay's), and who ended it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionEnd {
+    /// Close code (1005 for a peer close frame without one).
+    pub code: u16,
+    /// Close reason.
+    pub reason: std::borrow::Cow<'static, str>,
+    /// Who ended it.
+    pub by: Side,
 }
 
 /// A sampled message.

@@ -184,6 +184,8 @@ pub struct SessionRow {
     pub close_code: Option<i64>,
     /// Close reason, once closed.
     pub close_reason: Option<String>,
+    /// Who ended it (`client`, `target` or `wsrelay`), once closed.
+    pub closed_by: Option<String>,
     /// Messages client → target.
     pub msgs_in: i64,
     /// Messages target → client.
@@ -216,6 +218,7 @@ impl SessionRow {
             ended_at: None,
             close_code: None,
             close_reason: None,
+            closed_by: None,
             msgs_in: 0,
             msgs_out: 0,
             bytes_in: 0,
@@ -291,12 +294,20 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../migrations/sqlite/0002_session_shard.sql"),
     ),
+    (
+        3,
+        include_str!("../migrations/sqlite/0003_session_closed_by.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
     (
         2,
         include_str!("../migrations/postgres/0002_session_shard.sql"),
+    ),
+    (
+        3,
+        include_str!("../migrations/postgres/0003_session_closed_by.sql"),
     ),
 ];
 
@@ -610,7 +621,7 @@ impl Store {
     pub fn close_stale_sessions(&self, node_id: &str) -> Result<u64> {
         let now = now_ms();
         self.db.execute(
-            "UPDATE live_session SET state = 'CLOSED', ended_at = $1, close_reason = 'node restarted', updated_at = $2 WHERE node_id = $3 AND state = 'ACTIVE'",
+            "UPDATE live_session SET state = 'CLOSED', ended_at = $1, close_reason = 'node restarted', closed_by = 'wsrelay', updated_at = $2 WHERE node_id = $3 AND state = 'ACTIVE'",
             &[Value::I64(now), Value::I64(now), Value::text(node_id)],
         )
     }
@@ -630,14 +641,14 @@ impl Store {
         let mut statements = Vec::new();
         let now = now_ms();
         for chunk in sessions.chunks(ROWS_PER_STATEMENT) {
-            let mut params = Vec::with_capacity(chunk.len() * 15);
+            let mut params = Vec::with_capacity(chunk.len() * 17);
             let mut tuples = Vec::with_capacity(chunk.len());
             for r in chunk {
                 let b = params.len();
                 tuples.push(format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, CAST(CAST(${} AS BIGINT) AS INTEGER), ${}, ${}, ${}, ${}, ${}, ${})",
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, CAST(CAST(${} AS BIGINT) AS INTEGER), ${}, ${}, ${}, ${}, ${}, ${}, ${})",
                     b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9, b + 10,
-                    b + 11, b + 12, b + 13, b + 14, b + 15, b + 16
+                    b + 11, b + 12, b + 13, b + 14, b + 15, b + 16, b + 17
                 ));
                 params.extend([
                     Value::text(&r.id),
@@ -651,6 +662,7 @@ impl Store {
                     r.ended_at.map_or(Value::Null, Value::I64),
                     r.close_code.map_or(Value::Null, Value::I64),
                     Value::opt_text(r.close_reason.as_deref()),
+                    Value::opt_text(r.closed_by.as_deref()),
                     Value::I64(r.msgs_in),
                     Value::I64(r.msgs_out),
                     Value::I64(r.bytes_in),
@@ -660,7 +672,7 @@ impl Store {
             }
             statements.push((
                 format!(
-                    "INSERT INTO live_session ({SESSION_COLUMNS}, updated_at) VALUES {} ON CONFLICT (id) DO UPDATE SET state = excluded.state, last_seen = excluded.last_seen, ended_at = excluded.ended_at, close_code = excluded.close_code, close_reason = excluded.close_reason, msgs_in = excluded.msgs_in, msgs_out = excluded.msgs_out, bytes_in = excluded.bytes_in, bytes_out = excluded.bytes_out, updated_at = excluded.updated_at",
+                    "INSERT INTO live_session ({SESSION_COLUMNS}, updated_at) VALUES {} ON CONFLICT (id) DO UPDATE SET state = excluded.state, last_seen = excluded.last_seen, ended_at = excluded.ended_at, close_code = excluded.close_code, close_reason = excluded.close_reason, closed_by = excluded.closed_by, msgs_in = excluded.msgs_in, msgs_out = excluded.msgs_out, bytes_in = excluded.bytes_in, bytes_out = excluded.bytes_out, updated_at = excluded.updated_at",
                     tuples.join(", ")
                 ),
                 params,
@@ -894,7 +906,7 @@ impl Conditions {
 /// The columns [`endpoint_from_row`] reads, in its order.
 const ENDPOINT_COLUMNS: &str = "spec, created_at, updated_at";
 /// The columns [`session_from_row`] reads, in its order.
-const SESSION_COLUMNS: &str = "id, node_id, endpoint_id, shard, state, client_addr, started_at, last_seen, ended_at, close_code, close_reason, msgs_in, msgs_out, bytes_in, bytes_out";
+const SESSION_COLUMNS: &str = "id, node_id, endpoint_id, shard, state, client_addr, started_at, last_seen, ended_at, close_code, close_reason, closed_by, msgs_in, msgs_out, bytes_in, bytes_out";
 /// The columns [`audit_from_row`] reads, in its order.
 const AUDIT_COLUMNS: &str =
     "id, at, actor, action, entity_type, entity_id, before_json, after_json, client_addr";
@@ -947,6 +959,7 @@ fn session_from_row(r: Vec<Value>) -> SessionRow {
         ended_at: next().as_i64(),
         close_code: next().as_i64(),
         close_reason: next().into_text(),
+        closed_by: next().into_text(),
         msgs_in: int(next()),
         msgs_out: int(next()),
         bytes_in: int(next()),

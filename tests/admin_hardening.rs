@@ -395,3 +395,142 @@ fn nul_text_is_a_400_with_its_field_on_every_route() {
         assert_eq!(a.req("GET", "/api/audit", None).status, 200);
     }
 }
+
+/// The stored row of session `id` (any state), once it is `CLOSED`.
+fn stored_end(a: &Admin, id: &str) -> Value {
+    eventually("the session's end stored", || {
+        let r = a.req("GET", "/api/sessions?state=CLOSED&limit=1000", None);
+        r.body["items"]
+            .as_array()?
+            .iter()
+            .find(|s| s["id"] == id)
+            .cloned()
+    })
+}
+
+fn end_of(v: &Value) -> (Option<u64>, Option<&str>, Option<&str>) {
+    (
+        v["closeCode"].as_u64(),
+        v["closeReason"].as_str(),
+        v["closedBy"].as_str(),
+    )
+}
+
+#[test]
+fn closes_are_stored_and_published_as_they_happened() {
+    for (n, b) in backends().iter().enumerate() {
+        let by_target = target(Behaviour::CloseAfterFirstWith(4321, "bye"));
+        let with_nul = target(Behaviour::CloseAfterFirstWith(4400, "a\u{0}b"));
+        let echo = target(Behaviour::Echo);
+        let endpoints = endpoint("t", &by_target.url(), "")
+            + &endpoint("nul", &with_nul.url(), "")
+            + &endpoint("e", &echo.url(), "");
+        let a = start(b, &format!("closes{n}"), &endpoints);
+        let (mut ops, _) =
+            connect(&format!("ws://{}/ops?token={}", a.relay.admin, a.token)).unwrap();
+        next(&mut ops, "hello");
+        let ended = |ops: &mut Ws| next(ops, "sessionEnded")["session"].clone();
+
+        // The target closes with its own code and reason.
+        let (mut ws, _) = connect(&a.relay.url("t")).unwrap();
+        ws.send(tungstenite::Message::Text("x".into())).unwrap();
+        assert_eq!(read_close(&mut ws), (4321, "bye".to_string()));
+        let _ = ws.flush(); // answers the close
+        drop(ws);
+        let live = ended(&mut ops);
+        assert_eq!(
+            end_of(&live),
+            (Some(4321), Some("bye"), Some("target")),
+            "{live}"
+        );
+        let row = stored_end(&a, live["id"].as_str().unwrap());
+        assert_eq!(
+            end_of(&row),
+            (Some(4321), Some("bye"), Some("target")),
+            "{row}"
+        );
+
+        // The client closes with its own.
+        let (mut ws, _) = connect(&a.relay.url("e")).unwrap();
+        ws.close(Some(tungstenite::protocol::CloseFrame {
+            code: 4001.into(),
+            reason: "client bye".into(),
+        }))
+        .unwrap();
+        while ws.read().is_ok() {}
+        let live = ended(&mut ops);
+        assert_eq!(
+            end_of(&live),
+            (Some(4001), Some("client bye"), Some("client")),
+            "{live}"
+        );
+        let row = stored_end(&a, live["id"].as_str().unwrap());
+        assert_eq!(
+            end_of(&row),
+            (Some(4001), Some("client bye"), Some("client"))
+        );
+
+        // A close without a code is stored as 1005 (no status).
+        let (mut ws, _) = connect(&a.relay.url("e")).unwrap();
+        ws.close(None).unwrap();
+        while ws.read().is_ok() {}
+        let live = ended(&mut ops);
+        assert_eq!(
+            end_of(&live),
+            (Some(1005), Some(""), Some("client")),
+            "{live}"
+        );
+
+        // wsrelay's own close keeps its code and reason.
+        let (mut ws, _) = connect(&a.relay.url("e")).unwrap();
+        ws.send(tungstenite::Message::Text("x".into())).unwrap();
+        ws.read().unwrap();
+        let id = next(&mut ops, "sessionStarted")["session"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            a.req("DELETE", &format!("/api/sessions/{id}"), None).status,
+            204
+        );
+        assert_eq!(read_close(&mut ws).0, 1008);
+        let _ = ws.flush();
+        drop(ws);
+        let live = ended(&mut ops);
+        assert_eq!(
+            end_of(&live),
+            (Some(1008), Some("terminated by operator"), Some("wsrelay")),
+            "{live}"
+        );
+        let row = stored_end(&a, &id);
+        assert_eq!(
+            end_of(&row),
+            (Some(1008), Some("terminated by operator"), Some("wsrelay"))
+        );
+
+        // A client that vanishes: 1001 toward the target, caused by the client.
+        let (ws, _) = connect(&a.relay.url("e")).unwrap();
+        drop(ws);
+        let live = ended(&mut ops);
+        assert_eq!(
+            end_of(&live),
+            (Some(1001), Some("client went away"), Some("client")),
+            "{live}"
+        );
+
+        // A reason no store keeps as is (NUL) is stored with U+FFFD in its
+        // place, and the writer goes on (the batch is not refused).
+        let (mut ws, _) = connect(&a.relay.url("nul")).unwrap();
+        ws.send(tungstenite::Message::Text("x".into())).unwrap();
+        assert_eq!(read_close(&mut ws).0, 4400);
+        let _ = ws.flush();
+        drop(ws);
+        let live = ended(&mut ops);
+        let row = stored_end(&a, live["id"].as_str().unwrap());
+        assert_eq!(
+            end_of(&row),
+            (Some(4400), Some("a\u{fffd}b"), Some("target")),
+            "{row}"
+        );
+    }
+}

@@ -28,7 +28,7 @@ fn sqlite_store(test: &str) -> (Store, std::path::PathBuf) {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("t.db");
     let sqlite = Store::connect(&format!("sqlite://{}", path.display())).unwrap();
-    assert_eq!(sqlite.migrate().unwrap(), 2);
+    assert_eq!(sqlite.migrate().unwrap(), 3);
     (sqlite, path)
 }
 
@@ -46,7 +46,7 @@ fn postgres_store(url: &str, test: &str) -> Store {
     let db = wsrelay::store::postgres::PostgresDb::with_config(config).unwrap();
     let store = Store::from_db(std::sync::Arc::new(db));
     assert_eq!(store.backend(), Backend::Postgres);
-    assert_eq!(store.migrate().unwrap(), 2);
+    assert_eq!(store.migrate().unwrap(), 3);
     store
 }
 
@@ -337,6 +337,7 @@ fn batches_upsert_sessions_and_insert_samples() {
         closed.ended_at = Some(99);
         closed.close_code = Some(1008);
         closed.close_reason = Some("terminated by operator".into());
+        closed.closed_by = Some("wsrelay".into());
         closed.msgs_in = 5;
         closed.bytes_out = 1 << 40;
         s.write_batch(&[closed.clone()], &[], &[]).unwrap();

@@ -189,8 +189,7 @@ impl Live {
             Event::Ended {
                 id,
                 counts,
-                code,
-                reason,
+                end,
                 at_ms,
             } => {
                 let Some(mut row) = self.sessions.lock().expect("sessions").remove(&id) else {
@@ -199,8 +198,11 @@ impl Live {
                 set_counts(&mut row, counts);
                 row.state = "CLOSED".into();
                 row.ended_at = Some(at_ms);
-                row.close_code = Some(i64::from(code));
-                row.close_reason = Some(reason.to_string());
+                row.close_code = Some(i64::from(end.code));
+                // A peer's reason is any UTF-8; NUL is the one character no
+                // store keeps (PostgreSQL refuses it, and the batch with it).
+                row.close_reason = Some(end.reason.replace('\0', "\u{fffd}"));
+                row.closed_by = Some(end.by.as_str().to_string());
                 if counts != Counts::default() {
                     row.last_seen = row.last_seen.max(at_ms);
                 }

@@ -148,6 +148,7 @@ pub fn session(r: &SessionRow) -> Value {
         "state": r.state,
         "closeCode": r.close_code,
         "closeReason": r.close_reason,
+        "closedBy": r.closed_by,
         "endedAt": r.ended_at.map(time),
     })
 }

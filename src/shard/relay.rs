@@ -158,6 +158,9 @@ pub struct Pump {
     close_queued: bool,
     /// A close frame found in the stream, set for the session to act on.
     pub fault: Option<Fault>,
+    /// The close frame the source sent: its code (1005 when it had none)
+    /// and reason (boxed: made once per session, at its end).
+    pub peer_close: Option<Box<(u16, String)>>,
     ctrl: Option<ControlFrame>,
     ctrl_pos: usize,
     // Latency batch: messages whose last byte is in [start..parsed).
@@ -216,6 +219,7 @@ impl Pump {
             close_out: false,
             close_queued: false,
             fault: None,
+            peer_close: None,
             ctrl: None,
             ctrl_pos: 0,
             batch_t: now,
@@ -534,6 +538,13 @@ impl Pump {
                 if let Err(e) = frame::check_close_payload(p) {
                     return Some(self.fail(e.code(), "invalid close frame"));
                 }
+                let code = match p {
+                    [a, b, ..] => u16::from_be_bytes([*a, *b]),
+                    _ => 1005,
+                };
+                let reason =
+                    std::str::from_utf8(p.get(2..).unwrap_or_default()).unwrap_or_default();
+                self.peer_close = Some(Box::new((code, reason.to_string())));
             }
             OP_PING | OP_PONG => {}
             _ => return Some(self.fail(1002, "protocol error")),

@@ -15,7 +15,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use glommio::timer::Timer;
 
-use crate::bridge::{Counts, Endpoint, Event, SessionStart};
+use crate::bridge::{Counts, Endpoint, Event, SessionEnd, SessionStart, Side};
 use crate::shard::frame::ControlFrame;
 use crate::shard::handshake::{self, ClientRequest, Refusal, Route};
 use crate::shard::limits::{self, Full};
@@ -380,12 +380,11 @@ async fn relay(ctx: Rc<ShardCtx>, est: Established, peer: SocketAddr) {
     let end = (&mut relay).await;
     relay.c2u.finish(&ctx.pool);
     relay.u2c.finish(&ctx.pool);
-    tracing::debug!(endpoint = %endpoint.cfg.id, session = %session_id, code = end.0, reason = end.1, msgs_in = relay.c2u.messages, msgs_out = relay.u2c.messages, "session ended");
+    tracing::debug!(endpoint = %endpoint.cfg.id, session = %session_id, code = end.code, reason = %end.reason, by = end.by.as_str(), msgs_in = relay.c2u.messages, msgs_out = relay.u2c.messages, "session ended");
     ctx.events.send(Event::Ended {
         id: session_id,
         counts: relay.counts(),
-        code: end.0,
-        reason: end.1,
+        end,
         at_ms: crate::store::now_ms(),
     });
     drop(slot);
@@ -406,7 +405,7 @@ pub struct Relay {
     timer: Timer,
     timer_at: Instant,
     closing_since: Option<Instant>,
-    end: (u16, &'static str),
+    end: Option<SessionEnd>,
     ping_sent: Option<Instant>,
     missed_pongs: u32,
     ping_seq: u64,
@@ -437,7 +436,7 @@ impl Relay {
             timer: Timer::new(Duration::from_secs(3600)),
             timer_at: now,
             closing_since: None,
-            end: (1000, ""),
+            end: None,
             ping_sent: None,
             missed_pongs: 0,
             ping_seq: s1 ^ s2,
@@ -453,11 +452,17 @@ impl Relay {
     }
 
     /// Sends wsrelay's own close on both legs (where not already closed) and
-    /// drops further data frames.
-    fn begin_close(&mut self, to_client: u16, to_target: u16, reason: &'static str, now: Instant) {
+    /// drops further data frames. The first close decides how the session
+    /// ended (`by`: whose action it answers).
+    fn begin_close(&mut self, code: u16, reason: &'static str, by: Side, now: Instant) {
+        let (to_client, to_target) = (code, code);
         if self.closing_since.is_none() {
             self.closing_since = Some(now);
-            self.end = (to_client, reason);
+            self.end = Some(SessionEnd {
+                code,
+                reason: reason.into(),
+                by,
+            });
         }
         if !self.u2c.close_out && !self.u2c.dst_dead {
             self.u2c
@@ -479,12 +484,12 @@ impl Relay {
         // 7.1.7): it gets wsrelay's close and nothing more is read from it, so
         // its leg ends as soon as that close is written.
         if let Some(Fault { code, reason }) = self.c2u.fault.take() {
-            self.begin_close(code, code, reason, now);
+            self.begin_close(code, reason, Side::Wsrelay, now);
             self.c2u.stop_reading();
             again = true;
         }
         if let Some(Fault { code, reason }) = self.u2c.fault.take() {
-            self.begin_close(code, code, reason, now);
+            self.begin_close(code, reason, Side::Wsrelay, now);
             self.u2c.stop_reading();
             again = true;
         }
@@ -500,16 +505,28 @@ impl Relay {
             again = true;
         }
         if client_gone && self.closing_since.is_none() {
-            self.begin_close(1001, 1001, "client went away", now);
+            self.begin_close(1001, "client went away", Side::Client, now);
             again = true;
         }
         if target_gone && self.closing_since.is_none() {
-            self.begin_close(1014, 1014, "target went away", now);
+            self.begin_close(1014, "target went away", Side::Target, now);
             again = true;
         }
         if self.closing_since.is_none() && (self.c2u.close_in || self.u2c.close_in) {
             // A peer started the close handshake; the other side answers it.
+            // It ended the session with its own code and reason.
             self.closing_since = Some(now);
+            let (pump, by) = if self.c2u.close_in {
+                (&mut self.c2u, Side::Client)
+            } else {
+                (&mut self.u2c, Side::Target)
+            };
+            let (code, reason) = pump.peer_close.take().map_or((1005, String::new()), |c| *c);
+            self.end = Some(SessionEnd {
+                code,
+                reason: reason.into(),
+                by,
+            });
         }
         if self.c2u.pong_seen {
             self.c2u.pong_seen = false;
@@ -517,10 +534,20 @@ impl Relay {
             self.missed_pongs = 0;
         }
         if let Some((code, reason)) = self.ctl.close_req.take() {
-            self.begin_close(code, code, reason, now);
+            self.begin_close(code, reason, Side::Wsrelay, now);
             again = true;
         }
         again
+    }
+
+    /// How the session ended (set by the first close; a session cannot be
+    /// done without one).
+    fn take_end(&mut self) -> SessionEnd {
+        self.end.take().unwrap_or(SessionEnd {
+            code: 1006,
+            reason: "".into(),
+            by: Side::Wsrelay,
+        })
     }
 
     fn done(&mut self) -> bool {
@@ -547,7 +574,7 @@ impl Relay {
         let idle_limit = Duration::from_millis(self.endpoint.cfg.limits.timeout_ms);
         let last_msg = self.c2u.last_msg.max(self.u2c.last_msg);
         if now >= last_msg + idle_limit {
-            self.begin_close(1001, 1001, "idle timeout", now);
+            self.begin_close(1001, "idle timeout", Side::Wsrelay, now);
             return now + CLOSE_TIMEOUT;
         }
         let mut next = last_msg + idle_limit;
@@ -564,7 +591,7 @@ impl Relay {
                 if self.missed_pongs >= hb.max_missed_pongs {
                     // The client is unreachable: tell the target, drop the client.
                     self.u2c.dst_dead = true;
-                    self.begin_close(1001, 1001, "client went away", now);
+                    self.begin_close(1001, "client went away", Side::Client, now);
                     return now + CLOSE_TIMEOUT;
                 }
             }
@@ -595,7 +622,7 @@ impl Relay {
 }
 
 impl Future for &mut Relay {
-    type Output = (u16, &'static str);
+    type Output = SessionEnd;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut **self.get_mut();
@@ -641,11 +668,11 @@ impl Future for &mut Relay {
             let now = Instant::now();
             let mut again = this.react(now);
             if this.done() {
-                return Poll::Ready(this.end);
+                return Poll::Ready(this.take_end());
             }
             let close_deadline = this.closing_since.map(|s| s + CLOSE_TIMEOUT);
             if close_deadline.is_some_and(|d| now >= d) {
-                return Poll::Ready(this.end);
+                return Poll::Ready(this.take_end());
             }
             let mut rearm = None;
             if now >= this.timer_at {

@@ -308,6 +308,8 @@ pub enum Behaviour {
     Silent,
     /// Upgrade, then send close(4001, "target says bye") after the first message.
     CloseAfterFirst,
+    /// Upgrade, then send close(code, reason) after the first message.
+    CloseAfterFirstWith(u16, &'static str),
 }
 
 /// A target on an ephemeral port; `seen` receives each upgrade request, and
@@ -428,10 +430,15 @@ fn serve_target(
                     let _ = ws.get_ref().shutdown(std::net::Shutdown::Both);
                     return;
                 }
-                if b == Behaviour::CloseAfterFirst && first {
+                let close = match b {
+                    Behaviour::CloseAfterFirst => Some((4001, "target says bye")),
+                    Behaviour::CloseAfterFirstWith(c, r) => Some((c, r)),
+                    _ => None,
+                };
+                if let Some((code, reason)) = close.filter(|_| first) {
                     let _ = ws.close(Some(tungstenite::protocol::CloseFrame {
-                        code: 4001.into(),
-                        reason: "target says bye".into(),
+                        code: code.into(),
+                        reason: reason.into(),
                     }));
                 }
                 first = false;

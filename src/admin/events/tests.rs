@@ -45,8 +45,11 @@ fn a_session_is_one_backlog_row_in_its_latest_state() {
         Event::Ended {
             id,
             counts,
-            code: 1008,
-            reason: "terminated by operator",
+            end: crate::bridge::SessionEnd {
+                code: 1008,
+                reason: "terminated by operator".into(),
+                by: crate::bridge::Side::Wsrelay,
+            },
             at_ms: 3000,
         },
         &ops,
@@ -58,6 +61,7 @@ fn a_session_is_one_backlog_row_in_its_latest_state() {
     assert_eq!(row.state, "CLOSED");
     assert_eq!((row.msgs_in, row.bytes_out), (3, 40));
     assert_eq!(row.close_code, Some(1008));
+    assert_eq!(row.closed_by.as_deref(), Some("wsrelay"));
     assert_eq!(row.node_id, "n1");
 }
 

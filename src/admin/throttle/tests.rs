@@ -131,7 +131,12 @@ fn memory_stays_bounded_under_many_addresses() {
     // The newest entries are the ones kept.
     let last = IpAddr::from(9_999u32.to_be_bytes());
     for i in 0..4 {
-        fail(&mut t, last, &format!("x{i}@x.io"), now + Duration::from_secs(10));
+        fail(
+            &mut t,
+            last,
+            &format!("x{i}@x.io"),
+            now + Duration::from_secs(10),
+        );
     }
     assert!(t
         .reserve(last, "y@x.io", now + Duration::from_secs(10))
