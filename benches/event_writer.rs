@@ -93,8 +93,11 @@ fn produce(sink: EventSink, shard: usize, rate: u64, dur: Duration, base: u64) -
                 evs.push(Event::Ended {
                     id,
                     counts,
-                    code: 1000,
-                    reason: "",
+                    end: wsrelay::bridge::SessionEnd {
+                        code: 1000,
+                        reason: "".into(),
+                        by: wsrelay::bridge::Side::Client,
+                    },
                     at_ms: now,
                 });
             }
