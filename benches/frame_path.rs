@@ -89,6 +89,7 @@ fn run(dir: usize, size: usize) -> (f64, f64) {
         metrics: &m,
         max_message_size: 64 << 20,
         max_messages_per_second: None,
+        max_control_per_second: 100,
         tap: None,
     };
     let mut cx = Context::from_waker(Waker::noop());

@@ -114,6 +114,20 @@ pub struct LimitsConfig {
     pub connects_per_ip_per_second: u32,
     /// Bytes buffered per session and direction while relaying. Default 32768.
     pub relay_buffer_bytes: usize,
+    /// Control frames (ping, pong, close) a peer may send per second, per
+    /// session and direction; more close the session with 1008. 0 = off.
+    /// Default 100.
+    pub control_frames_per_second: u32,
+    /// Milliseconds a write toward a peer may make no progress before the
+    /// session is closed (1008 toward the other side), like nginx's
+    /// `send_timeout`. Default 30000.
+    pub send_timeout_ms: u64,
+    /// `SO_SNDBUF` of relayed sockets (client and target), bytes; the kernel
+    /// doubles it. 0 = the kernel's autotuning. Default 262144.
+    pub socket_send_buffer_bytes: usize,
+    /// `SO_RCVBUF` of relayed sockets, bytes; the kernel doubles it. 0 = the
+    /// kernel's autotuning. Default 262144.
+    pub socket_recv_buffer_bytes: usize,
 }
 
 impl Default for LimitsConfig {
@@ -125,6 +139,10 @@ impl Default for LimitsConfig {
             upstream_connect_timeout_ms: 5_000,
             connects_per_ip_per_second: 0,
             relay_buffer_bytes: 32_768,
+            control_frames_per_second: 100,
+            send_timeout_ms: 30_000,
+            socket_send_buffer_bytes: 262_144,
+            socket_recv_buffer_bytes: 262_144,
         }
     }
 }
@@ -339,6 +357,13 @@ impl EndpointConfig {
             "name",
             "must be 1-100 characters",
         );
+        // The one character a PostgreSQL text column refuses (a config file
+        // can spell it "\u0000"; the API refuses it in any field).
+        check(
+            !self.name.contains('\0'),
+            "name",
+            "must not contain a NUL character",
+        );
         if let Err(m) = TargetUrl::parse(&self.target_url) {
             check(false, "target_url", &m);
         }
@@ -510,6 +535,26 @@ impl Config {
         }
         if !(4096..=1 << 20).contains(&l.relay_buffer_bytes) {
             return Err(invalid("limits.relay_buffer_bytes", "must be 4096-1048576"));
+        }
+        if !(100..=86_400_000).contains(&l.send_timeout_ms) {
+            return Err(invalid("limits.send_timeout_ms", "must be 100-86400000"));
+        }
+        for (key, v) in [
+            (
+                "limits.socket_send_buffer_bytes",
+                l.socket_send_buffer_bytes,
+            ),
+            (
+                "limits.socket_recv_buffer_bytes",
+                l.socket_recv_buffer_bytes,
+            ),
+        ] {
+            if v != 0 && !(4096..=64 << 20).contains(&v) {
+                return Err(invalid(
+                    key,
+                    "must be 0 (kernel autotuning) or 4096-67108864",
+                ));
+            }
         }
         let h = &self.heartbeat;
         if h.ping_interval_ms < 100 || h.pong_timeout_ms == 0 || h.max_missed_pongs == 0 {

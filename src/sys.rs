@@ -47,6 +47,28 @@ pub fn shutdown_now(s: &impl std::os::fd::AsRawFd) {
     }
 }
 
+/// Bounds a socket's kernel buffers (`SO_SNDBUF`/`SO_RCVBUF`; 0 leaves one to
+/// the kernel's autotuning). Best effort: a refusal is not worth a session.
+pub fn set_socket_buffers(s: &impl std::os::fd::AsRawFd, send: usize, recv: usize) {
+    let fd = s.as_raw_fd();
+    for (opt, v) in [(libc::SO_SNDBUF, send), (libc::SO_RCVBUF, recv)] {
+        if v == 0 {
+            continue;
+        }
+        let v = libc::c_int::try_from(v).unwrap_or(libc::c_int::MAX);
+        // SAFETY: `fd` is an open socket for the call; the value is a c_int.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                std::ptr::addr_of!(v).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+}
+
 /// Raises the soft open-files limit to the hard one (each session uses two
 /// descriptors); returns the new soft limit.
 pub fn raise_nofile() -> u64 {

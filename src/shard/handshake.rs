@@ -8,6 +8,19 @@ use crate::shard::metrics::Reject;
 
 /// Most headers accepted in one request.
 pub const MAX_HEADERS: usize = 64;
+/// Most reads one upgrade request may take: a real client sends it in one
+/// or two segments; one trickled a byte per segment is refused (400) after
+/// this many, so a malicious handshake costs a bounded amount of CPU.
+pub const MAX_HANDSHAKE_READS: usize = 32;
+
+/// Whether `new` (appended to `before`) completes a header block: the parser
+/// runs only then, not after every read (which made a trickled request cost
+/// quadratic time). A bare-LF block is found too, to be refused.
+pub fn may_be_complete(buf: &[u8], new_from: usize) -> bool {
+    let from = new_from.saturating_sub(3);
+    let tail = &buf[from..];
+    tail.windows(2).any(|w| w == b"\n\n") || tail.windows(3).any(|w| w == b"\n\r\n")
+}
 
 /// Where the request goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,6 +130,16 @@ pub fn parse_request(
     if consumed > max_header_bytes {
         return Err(refuse(431, Reject::HeadersTooLarge));
     }
+    // Lines end with CRLF (RFC 9112 allows a recipient to accept a bare LF;
+    // a proxy that does invites request smuggling past stricter peers).
+    let head = &buf[..consumed];
+    if head
+        .iter()
+        .enumerate()
+        .any(|(i, b)| *b == b'\n' && (i == 0 || head[i - 1] != b'\r'))
+    {
+        return Err(refuse(400, Reject::BadRequest));
+    }
     let method = req.method.unwrap_or("");
     let full_path = req.path.unwrap_or("");
     let (path, query) = match full_path.split_once('?') {
@@ -153,6 +176,24 @@ pub fn parse_request(
             .and_then(|h| std::str::from_utf8(h.value).ok())
             .map(str::trim)
     };
+    // Headers that must appear once: two answers to one question are an
+    // attack on whichever peer picks the other one.
+    for once in [
+        "host",
+        "sec-websocket-key",
+        "sec-websocket-version",
+        "upgrade",
+    ] {
+        if req
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(once))
+            .count()
+            > 1
+        {
+            return Err(refuse(400, Reject::BadRequest));
+        }
+    }
     match get("upgrade") {
         Some(h) if has_token(h.value, "websocket") => {}
         _ => return Err(refuse(426, Reject::UpgradeRequired)),
@@ -180,10 +221,22 @@ pub fn parse_request(
         .map(str::trim)
         .filter(|p| !p.is_empty())
         .collect();
+    // Headers the client named in `Connection:` are hop-by-hop too (RFC 9110
+    // 7.6.1): they are for wsrelay, not for the target.
+    let hop: Vec<&str> = req
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .filter_map(|h| std::str::from_utf8(h.value).ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect();
     let passthrough = req
         .headers
         .iter()
         .filter(|h| !NOT_PASSED.iter().any(|n| h.name.eq_ignore_ascii_case(n)))
+        .filter(|h| !hop.iter().any(|n| h.name.eq_ignore_ascii_case(n)))
         .map(|h| (h.name.to_string(), h.value.to_vec()))
         .collect();
     Ok(Some(ClientRequest {

@@ -31,11 +31,12 @@ pub enum Reject {
     Draining,
     UpstreamFailed,
     UpstreamTimeout,
+    Fragmented,
 }
 
 impl Reject {
     /// Every reason, for reports.
-    pub const ALL: [Reject; 14] = [
+    pub const ALL: [Reject; 15] = [
         Reject::BadRequest,
         Reject::UpgradeRequired,
         Reject::HeadersTooLarge,
@@ -50,6 +51,7 @@ impl Reject {
         Reject::Draining,
         Reject::UpstreamFailed,
         Reject::UpstreamTimeout,
+        Reject::Fragmented,
     ];
 
     /// Metric label.
@@ -69,6 +71,7 @@ impl Reject {
             Reject::Draining => "draining",
             Reject::UpstreamFailed => "upstream_failed",
             Reject::UpstreamTimeout => "upstream_timeout",
+            Reject::Fragmented => "fragmented_request",
         }
     }
 }

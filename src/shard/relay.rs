@@ -54,6 +54,8 @@ pub struct Env<'a> {
     pub max_message_size: u64,
     /// The endpoint's `maxMessagesPerSecond`, if set.
     pub max_messages_per_second: Option<u32>,
+    /// `limits.control_frames_per_second` (0: no limit).
+    pub max_control_per_second: u32,
     /// Sampling or message metadata, when either is on for this session.
     pub tap: Option<&'a Tap<'a>>,
 }
@@ -167,8 +169,12 @@ pub struct Pump {
     batch_t: Instant,
     batch_msgs: u64,
     batch_bytes: u64,
+    // One one-second window for both rate limits.
     rate_window: Instant,
     rate_count: u32,
+    ctrl_count: u32,
+    /// Since when a write toward the destination has made no progress.
+    pub stalled_since: Option<Instant>,
     /// Time of the last read that completed a message.
     pub last_msg: Instant,
     /// Time of the last successful read.
@@ -227,6 +233,8 @@ impl Pump {
             batch_bytes: 0,
             rate_window: now,
             rate_count: 0,
+            ctrl_count: 0,
+            stalled_since: None,
             last_msg: now,
             last_rx: now,
             pong_token: None,
@@ -407,12 +415,29 @@ impl Pump {
         let Some(limit) = env.max_messages_per_second else {
             return false;
         };
+        self.roll_rate_window();
+        self.rate_count += 1;
+        self.rate_count > limit
+    }
+
+    /// Starts a new one-second window for the rate limits when the last ended.
+    fn roll_rate_window(&mut self) {
         if self.batch_t.duration_since(self.rate_window) >= Duration::from_secs(1) {
             self.rate_window = self.batch_t;
             self.rate_count = 0;
+            self.ctrl_count = 0;
         }
-        self.rate_count += 1;
-        self.rate_count > limit
+    }
+
+    /// Counts a control frame against `control_frames_per_second`.
+    fn over_control_rate(&mut self, env: &Env<'_>) -> bool {
+        let limit = env.max_control_per_second;
+        if limit == 0 {
+            return false;
+        }
+        self.roll_rate_window();
+        self.ctrl_count += 1;
+        self.ctrl_count > limit
     }
 
     /// Parses and transforms what is in the buffer.
@@ -465,6 +490,9 @@ impl Pump {
             if h.is_control() {
                 if self.filled - self.parsed < h.header_len + h.len as usize {
                     return Step::NeedMore; // control frames are handled whole (<= 131 bytes)
+                }
+                if self.mode == Mode::Relaying && self.over_control_rate(env) {
+                    return self.fail(1008, "control frame rate exceeded");
                 }
                 if let Some(step) = self.control(h) {
                     return step;
@@ -604,9 +632,10 @@ impl Pump {
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return self.dead_dst(),
                 Poll::Ready(Ok(n)) => {
                     self.start += n;
+                    self.stalled_since = None;
                     wrote = true;
                 }
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => return self.stalled(),
             }
         }
         if wrote || self.batch_bytes > 0 {
@@ -637,9 +666,10 @@ impl Pump {
                         Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return self.dead_dst(),
                         Poll::Ready(Ok(n)) => {
                             self.ctrl_pos += n;
+                            self.stalled_since = None;
                             wrote = true;
                         }
-                        Poll::Pending => return Poll::Pending,
+                        Poll::Pending => return self.stalled(),
                     }
                 }
                 if c.opcode == OP_CLOSE {
@@ -657,6 +687,15 @@ impl Pump {
             }
         }
         Poll::Ready(())
+    }
+
+    /// The destination takes nothing now: remember since when.
+    #[cold]
+    fn stalled(&mut self) -> Poll<()> {
+        if self.stalled_since.is_none() {
+            self.stalled_since = Some(Instant::now());
+        }
+        Poll::Pending
     }
 
     fn dead_dst(&mut self) -> Poll<()> {

@@ -136,7 +136,7 @@ async fn read_request(ctx: &ShardCtx, stream: &mut TcpStream) -> Read {
     let work = async {
         let mut buf = vec![0u8; max.min(1024)];
         let mut filled = 0;
-        loop {
+        for _ in 0..handshake::MAX_HANDSHAKE_READS {
             if filled == buf.len() {
                 buf.resize((buf.len() * 2).min(max), 0);
             }
@@ -144,7 +144,11 @@ async fn read_request(ctx: &ShardCtx, stream: &mut TcpStream) -> Read {
                 Ok(0) | Err(_) => return Read::Closed,
                 Ok(n) => n,
             };
+            let new_from = filled;
             filled += n;
+            if filled < max && !handshake::may_be_complete(&buf[..filled], new_from) {
+                continue; // no end of headers yet: nothing to parse
+            }
             match handshake::parse_request(&buf[..filled], max) {
                 Ok(Some(req)) => {
                     let rest = buf[req.consumed..filled].to_vec();
@@ -154,6 +158,10 @@ async fn read_request(ctx: &ShardCtx, stream: &mut TcpStream) -> Read {
                 Err(r) => return Read::Refused(r),
             }
         }
+        Read::Refused(Refusal {
+            status: 400,
+            reason: Reject::Fragmented,
+        })
     };
     futures_lite::future::or(work, async {
         Timer::new(timeout).await;
@@ -326,6 +334,14 @@ async fn establish(
         return None; // the client left; dropping the upstream closes it
     }
     let _ = client.set_nodelay(true);
+    let l = &ctx.cfg.limits;
+    for fd in [&client as &dyn std::os::fd::AsRawFd, &up_stream] {
+        crate::sys::set_socket_buffers(
+            &fd.as_raw_fd(),
+            l.socket_send_buffer_bytes,
+            l.socket_recv_buffer_bytes,
+        );
+    }
 
     Some(Established {
         client,
@@ -405,7 +421,9 @@ pub struct Relay {
     timer: Timer,
     timer_at: Instant,
     closing_since: Option<Instant>,
-    end: Option<SessionEnd>,
+    /// The close that ended the session: code, wsrelay's reason, side (a
+    /// peer's own reason stays in its pump's `peer_close`).
+    end: Option<(u16, &'static str, Side)>,
     ping_sent: Option<Instant>,
     missed_pongs: u32,
     ping_seq: u64,
@@ -458,11 +476,7 @@ impl Relay {
         let (to_client, to_target) = (code, code);
         if self.closing_since.is_none() {
             self.closing_since = Some(now);
-            self.end = Some(SessionEnd {
-                code,
-                reason: reason.into(),
-                by,
-            });
+            self.end = Some((code, reason, by));
         }
         if !self.u2c.close_out && !self.u2c.dst_dead {
             self.u2c
@@ -517,16 +531,12 @@ impl Relay {
             // It ended the session with its own code and reason.
             self.closing_since = Some(now);
             let (pump, by) = if self.c2u.close_in {
-                (&mut self.c2u, Side::Client)
+                (&self.c2u, Side::Client)
             } else {
-                (&mut self.u2c, Side::Target)
+                (&self.u2c, Side::Target)
             };
-            let (code, reason) = pump.peer_close.take().map_or((1005, String::new()), |c| *c);
-            self.end = Some(SessionEnd {
-                code,
-                reason: reason.into(),
-                by,
-            });
+            let code = pump.peer_close.as_ref().map_or(1005, |c| c.0);
+            self.end = Some((code, "", by));
         }
         if self.c2u.pong_seen {
             self.c2u.pong_seen = false;
@@ -543,11 +553,19 @@ impl Relay {
     /// How the session ended (set by the first close; a session cannot be
     /// done without one).
     fn take_end(&mut self) -> SessionEnd {
-        self.end.take().unwrap_or(SessionEnd {
-            code: 1006,
-            reason: "".into(),
-            by: Side::Wsrelay,
-        })
+        let (code, reason, by) = self.end.take().unwrap_or((1006, "", Side::Wsrelay));
+        let peer = match by {
+            Side::Client => self.c2u.peer_close.take(),
+            Side::Target => self.u2c.peer_close.take(),
+            Side::Wsrelay => None,
+        };
+        // A peer's close frame: its own reason; a peer that vanished (no
+        // frame) or wsrelay: wsrelay's words.
+        let reason = match peer.filter(|p| p.0 == code && reason.is_empty()) {
+            Some(p) => std::borrow::Cow::Owned(p.1),
+            None => std::borrow::Cow::Borrowed(reason),
+        };
+        SessionEnd { code, reason, by }
     }
 
     fn done(&mut self) -> bool {
@@ -565,10 +583,33 @@ impl Relay {
         client_leg && target_leg
     }
 
-    /// Timers: idle timeout, heartbeat, close deadline. Returns the next deadline.
+    /// When the oldest write that makes no progress runs out of
+    /// `send_timeout_ms`.
+    fn stall_deadline(&self) -> Option<Instant> {
+        let t = Duration::from_millis(self.ctx.cfg.limits.send_timeout_ms);
+        match (self.c2u.stalled_since, self.u2c.stalled_since) {
+            (None, None) => None,
+            (a, b) => a.into_iter().chain(b).min().map(|s| s + t),
+        }
+    }
+
+    /// Timers: idle timeout, heartbeat, send timeout, close deadline.
+    /// Returns the next deadline.
     fn on_time(&mut self, now: Instant) -> Instant {
         if let Some(since) = self.closing_since {
             return since + CLOSE_TIMEOUT;
+        }
+        if let Some(d) = self.stall_deadline().filter(|d| now >= *d) {
+            // A peer that takes nothing for `send_timeout_ms` is dropped; the
+            // other side gets 1008.
+            let t = Duration::from_millis(self.ctx.cfg.limits.send_timeout_ms);
+            if self.u2c.stalled_since.is_some_and(|s| s + t <= d) {
+                self.u2c.dst_dead = true; // the client
+            } else {
+                self.c2u.dst_dead = true; // the target
+            }
+            self.begin_close(1008, "send timeout", Side::Wsrelay, now);
+            return now + CLOSE_TIMEOUT;
         }
         let hb = &self.ctx.cfg.heartbeat;
         let idle_limit = Duration::from_millis(self.endpoint.cfg.limits.timeout_ms);
@@ -578,6 +619,9 @@ impl Relay {
             return now + CLOSE_TIMEOUT;
         }
         let mut next = last_msg + idle_limit;
+        if let Some(d) = self.stall_deadline() {
+            next = next.min(d);
+        }
         if let Some(sent) = self.ping_sent {
             if self.c2u.last_rx > sent {
                 // Any bytes from the client prove it is alive.
@@ -651,6 +695,7 @@ impl Future for &mut Relay {
                 metrics: &this.metrics,
                 max_message_size: this.endpoint.cfg.limits.max_message_size,
                 max_messages_per_second: this.endpoint.cfg.limits.max_messages_per_second,
+                max_control_per_second: this.ctx.cfg.limits.control_frames_per_second,
                 tap: tap.as_ref(),
             };
             let _ = this.c2u.poll(
@@ -680,8 +725,16 @@ impl Future for &mut Relay {
                 rearm = Some(this.on_time(now));
                 again |= !pending && (this.u2c.control_pending() || this.c2u.control_pending());
                 again |= this.closing_since.is_some() && close_deadline.is_none();
-            } else if let Some(d) = close_deadline.filter(|d| *d < this.timer_at) {
-                rearm = Some(d);
+            } else {
+                // A close under way, or a write that stopped making progress,
+                // may need the timer sooner than it is set.
+                let soonest = match (close_deadline, this.stall_deadline()) {
+                    (None, None) => None,
+                    (a, b) => a.into_iter().chain(b).min(),
+                };
+                if let Some(d) = soonest.filter(|d| *d < this.timer_at) {
+                    rearm = Some(d);
+                }
             }
             if let Some(next) = rearm {
                 // The timer is polled only when re-armed: polling registers it with

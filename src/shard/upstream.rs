@@ -23,6 +23,15 @@ pub enum UpStream {
     Tls(Box<futures_rustls::client::TlsStream<TcpStream>>),
 }
 
+impl std::os::fd::AsRawFd for UpStream {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        match self {
+            UpStream::Plain(t) => t.as_raw_fd(),
+            UpStream::Tls(t) => t.get_ref().0.as_raw_fd(),
+        }
+    }
+}
+
 impl AsyncRead for UpStream {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -322,7 +331,8 @@ pub fn tls_connector(extra_ca_pem: Option<&[u8]>) -> Result<TlsConnector, String
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(pem) = extra_ca_pem {
         let mut n = 0;
-        for cert in rustls_pemfile::certs(&mut &pem[..]) {
+        use futures_rustls::rustls::pki_types::{pem::PemObject, CertificateDer};
+        for cert in CertificateDer::pem_slice_iter(pem) {
             let cert = cert.map_err(|e| format!("bad PEM: {e}"))?;
             roots
                 .add(cert)
@@ -345,6 +355,20 @@ pub fn tls_connector(extra_ca_pem: Option<&[u8]>) -> Result<TlsConnector, String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extra_ca_files_are_read_as_pem() {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let pem = cert.cert.pem();
+        assert!(tls_connector(Some(pem.as_bytes())).is_ok());
+        let two = format!("{pem}\n{pem}");
+        assert!(tls_connector(Some(two.as_bytes())).is_ok());
+        let e = tls_connector(Some(b"not pem at all")).err().unwrap();
+        assert!(e.contains("no certificate"), "{e}");
+        let bad = "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n";
+        let e = tls_connector(Some(bad.as_bytes())).err().unwrap();
+        assert!(e.contains("bad PEM"), "{e}");
+    }
 
     fn target() -> TargetUrl {
         TargetUrl::parse("ws://127.0.0.1:9001/sock?v=2").unwrap()

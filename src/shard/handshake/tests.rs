@@ -99,3 +99,49 @@ fn responses() {
     assert!(ok.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
     assert!(ok.contains("Sec-WebSocket-Protocol: chat\r\n"));
 }
+
+#[test]
+fn bare_lf_line_endings_are_refused() {
+    let raw = upgrade("").replace("\r\n", "\n");
+    let e = parse_request(raw.as_bytes(), 8192).unwrap_err();
+    assert_eq!((e.status, e.reason), (400, Reject::BadRequest));
+    // One bare LF among CRLFs is enough.
+    let raw = upgrade("X-A: 1\nX-B: 2\r\n");
+    let e = parse_request(raw.as_bytes(), 8192).unwrap_err();
+    assert_eq!(e.status, 400);
+}
+
+#[test]
+fn headers_that_must_be_unique_are_refused_twice() {
+    for dup in [
+        "Host: y\r\n",
+        &format!("Sec-WebSocket-Key: {KEY}\r\n"),
+        "Sec-WebSocket-Version: 13\r\n",
+        "upgrade: websocket\r\n",
+    ] {
+        let e = parse_request(upgrade(dup).as_bytes(), 8192).unwrap_err();
+        assert_eq!((e.status, e.reason), (400, Reject::BadRequest), "{dup}");
+    }
+}
+
+#[test]
+fn headers_named_in_connection_are_not_passed_on() {
+    let raw = format!(
+        "GET /ws/echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade, X-Secret-Hop, keep-alive\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {KEY}\r\nX-Secret-Hop: 1\r\nX-Kept: 2\r\n\r\n"
+    );
+    let r = parse_request(raw.as_bytes(), 8192).unwrap().unwrap();
+    let names: Vec<_> = r.passthrough.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["X-Kept"]);
+}
+
+#[test]
+fn the_end_of_headers_is_found_in_new_bytes_only() {
+    let raw = upgrade("");
+    let b = raw.as_bytes();
+    // Byte by byte, only the last byte completes the block.
+    let complete: Vec<usize> = (1..=b.len())
+        .filter(|&n| may_be_complete(&b[..n], n - 1))
+        .collect();
+    assert_eq!(complete, [b.len()]);
+    assert!(may_be_complete(b"GET / HTTP/1.1\n\n", 15));
+}

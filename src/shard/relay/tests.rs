@@ -91,6 +91,8 @@ fn decode(mut b: &[u8]) -> Vec<Decoded> {
 struct Rig {
     pool: std::rc::Rc<BufPool>,
     metrics: std::rc::Rc<ShardMetrics>,
+    /// `control_frames_per_second` (0: off).
+    control_rate: u32,
 }
 
 impl Rig {
@@ -98,6 +100,7 @@ impl Rig {
         Rig {
             pool: BufPool::new(buf, 8),
             metrics: ShardMetrics::new(),
+            control_rate: 0,
         }
     }
     fn run(
@@ -125,6 +128,7 @@ impl Rig {
             metrics: &m,
             max_message_size: max,
             max_messages_per_second: rate,
+            max_control_per_second: self.control_rate,
             tap,
         };
         let waker = futures_lite::future::block_on(futures_lite::future::poll_fn(|cx| {
@@ -289,6 +293,43 @@ fn a_close_is_relayed_then_nothing_more_is_read() {
     );
     assert!(p.close_in && p.close_out && p.mode == Mode::Done);
     assert!(p.fault.is_none());
+    // The peer's own code and reason are kept for the session's record.
+    assert_eq!(p.peer_close.as_deref(), Some(&(1000, "bye".to_string())));
+}
+
+#[test]
+fn a_close_without_a_code_is_recorded_as_1005() {
+    let rig = Rig::new(4096);
+    let input = frame(true, OP_CLOSE, b"", None);
+    let mut p = Pump::new(OUT, false, Instant::now(), 1);
+    let (mut s, mut d) = (src(input, 4096, false), dst());
+    assert!(rig.run(&mut p, &mut s, &mut d, 1 << 20, None).is_ready());
+    assert_eq!(p.peer_close.as_deref(), Some(&(1005, String::new())));
+}
+
+#[test]
+fn a_control_frame_flood_closes_with_1008() {
+    let mut rig = Rig::new(4096);
+    rig.control_rate = 3;
+    let input: Vec<u8> = (0..50)
+        .flat_map(|_| frame(true, OP_PING, b"p", Some([1, 2, 3, 4])))
+        .collect();
+    let mut p = Pump::new(IN, true, Instant::now(), 1);
+    let (mut s, mut d) = (src(input, 4096, false), dst());
+    assert!(rig.run(&mut p, &mut s, &mut d, 1 << 20, None).is_ready());
+    let f = p.fault.expect("a fault");
+    assert_eq!((f.code, f.reason), (1008, "control frame rate exceeded"));
+    assert_eq!(decode(&d.out).len(), 3, "the budget's worth is relayed");
+    // Off (0): all pass.
+    rig.control_rate = 0;
+    let input: Vec<u8> = (0..50)
+        .flat_map(|_| frame(true, OP_PONG, b"p", None))
+        .collect();
+    let mut p = Pump::new(OUT, false, Instant::now(), 1);
+    let (mut s, mut d) = (src(input, 4096, false), dst());
+    let _ = rig.run(&mut p, &mut s, &mut d, 1 << 20, None);
+    assert!(p.fault.is_none());
+    assert_eq!(decode(&d.out).len(), 50);
 }
 
 #[test]
@@ -333,10 +374,18 @@ fn a_stalled_destination_stalls_the_source() {
         out: Vec::new(),
         room: 10_000,
     };
+    assert!(p.stalled_since.is_none());
     for _ in 0..10 {
         assert!(rig.run(&mut p, &mut s, &mut d, 1 << 20, None).is_pending());
     }
     assert_eq!(d.out.len(), 10_000);
+    let since = p.stalled_since.expect("a blocked write is a stall");
+    assert!(rig.run(&mut p, &mut s, &mut d, 1 << 20, None).is_pending());
+    assert_eq!(
+        p.stalled_since,
+        Some(since),
+        "it dates from the first blocked write"
+    );
     assert!(
         s.at <= 10_000 + 4096,
         "read {} bytes with 10000 written: at most one buffer ahead",
@@ -346,6 +395,7 @@ fn a_stalled_destination_stalls_the_source() {
     d.room = usize::MAX;
     assert!(rig.run(&mut p, &mut s, &mut d, 1 << 20, None).is_pending());
     assert_eq!(d.out, input);
+    assert!(p.stalled_since.is_none(), "progress ends the stall");
 }
 
 #[test]
