@@ -20,3 +20,10 @@ wait_port() {
   echo "$(basename "$0"): nothing listens on port $1" >&2
   exit 1
 }
+
+# Starts the loadtest echo target on 127.0.0.1:$1 (log in $2) and waits for it.
+start_echo() {
+  "$LT" echo --listen 127.0.0.1:"$1" >"$2" 2>&1 &
+  pids+=($!)
+  wait_port "$1"
+}

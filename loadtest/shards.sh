@@ -17,9 +17,7 @@ mkdir -p "$OUT"
 rm -f "$OUT/results.ndjson"
 # shellcheck source=loadtest/lib.sh
 . "$ROOT/loadtest/lib.sh"
-"$LT" echo --listen 127.0.0.1:$ECHO_PORT >"$OUT/echo.log" 2>&1 &
-pids+=($!)
-wait_port $ECHO_PORT
+start_echo $ECHO_PORT "$OUT/echo.log"
 declare -A PID
 for n in 1 2; do
   port=$((n == 1 ? PORT1 : PORT2))

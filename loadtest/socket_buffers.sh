@@ -19,9 +19,7 @@ mkdir -p "$OUT"
 rm -f "$OUT/results.ndjson"
 # shellcheck source=loadtest/lib.sh
 . "$ROOT/loadtest/lib.sh"
-"$LT" echo --listen 127.0.0.1:$ECHO_PORT >"$OUT/echo.log" 2>&1 &
-pids+=($!)
-wait_port $ECHO_PORT
+start_echo $ECHO_PORT "$OUT/echo.log"
 declare -A PID PORT
 port=19421
 for variant in "${SIZES[@]}"; do

@@ -496,18 +496,19 @@ impl Store {
 
     /// A user by email.
     pub fn user_by_email(&self, email: &str) -> Result<Option<User>> {
-        let rows = self.db.query(
-            &format!("SELECT {USER_COLUMNS} FROM app_user WHERE email = $1"),
-            &[Value::text(email)],
-        )?;
-        rows.into_iter().next().map(user_from_row).transpose()
+        self.user_where("email", email)
     }
 
     /// A user by id.
     pub fn user_by_id(&self, id: &str) -> Result<Option<User>> {
+        self.user_where("id", id)
+    }
+
+    /// The user whose `column` (a fixed column name) is `value`.
+    fn user_where(&self, column: &'static str, value: &str) -> Result<Option<User>> {
         let rows = self.db.query(
-            &format!("SELECT {USER_COLUMNS} FROM app_user WHERE id = $1"),
-            &[Value::text(id)],
+            &format!("SELECT {USER_COLUMNS} FROM app_user WHERE {column} = $1"),
+            &[Value::text(value)],
         )?;
         rows.into_iter().next().map(user_from_row).transpose()
     }

@@ -141,22 +141,6 @@ fn disabled_endpoint_and_foreign_origin_are_403() {
     );
 }
 
-fn hs256(secret: &str, claims: serde_json::Value) -> String {
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).unwrap(),
-    )
-    .unwrap()
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 #[test]
 fn jwt_is_required_checked_and_stripped() {
     let t = target(Behaviour::Echo);
@@ -169,44 +153,44 @@ fn jwt_is_required_checked_and_stripped() {
     let r = Relay::start(&cfg);
     let good = hs256(
         "s3cret",
-        serde_json::json!({"exp": now() + 60, "aud": "relay", "iss": "me"}),
+        serde_json::json!({"exp": unix_now() + 60, "aud": "relay", "iss": "me"}),
     );
     let refused = [
         String::new(),
         hs256(
             "wrong",
-            serde_json::json!({"exp": now() + 60, "aud": "relay", "iss": "me"}),
+            serde_json::json!({"exp": unix_now() + 60, "aud": "relay", "iss": "me"}),
         ),
         hs256(
             "s3cret",
-            serde_json::json!({"exp": now() - 120, "aud": "relay", "iss": "me"}),
+            serde_json::json!({"exp": unix_now() - 120, "aud": "relay", "iss": "me"}),
         ), // expired past leeway
         hs256("s3cret", serde_json::json!({"aud": "relay", "iss": "me"})), // no exp
         hs256(
             "s3cret",
-            serde_json::json!({"exp": now() + 60, "aud": "other", "iss": "me"}),
+            serde_json::json!({"exp": unix_now() + 60, "aud": "other", "iss": "me"}),
         ),
         hs256(
             "s3cret",
-            serde_json::json!({"exp": now() + 60, "aud": "relay", "iss": "you"}),
+            serde_json::json!({"exp": unix_now() + 60, "aud": "relay", "iss": "you"}),
         ),
         hs256(
             "s3cret",
-            serde_json::json!({"exp": now() + 600, "nbf": now() + 300, "aud": "relay", "iss": "me"}),
+            serde_json::json!({"exp": unix_now() + 600, "nbf": unix_now() + 300, "aud": "relay", "iss": "me"}),
         ),
         // A configured audience or issuer must be there, not only right.
         hs256(
             "s3cret",
-            serde_json::json!({"exp": now() + 60, "iss": "me"}),
+            serde_json::json!({"exp": unix_now() + 60, "iss": "me"}),
         ),
         hs256(
             "s3cret",
-            serde_json::json!({"exp": now() + 60, "aud": "relay"}),
+            serde_json::json!({"exp": unix_now() + 60, "aud": "relay"}),
         ),
         // Claims of the wrong type are refused, never skipped (CVE-2026-25537).
         hs256(
             "s3cret",
-            serde_json::json!({"exp": now() + 600, "nbf": (now() + 300).to_string(), "aud": "relay", "iss": "me"}),
+            serde_json::json!({"exp": unix_now() + 600, "nbf": (unix_now() + 300).to_string(), "aud": "relay", "iss": "me"}),
         ),
         hs256(
             "s3cret",
@@ -214,15 +198,15 @@ fn jwt_is_required_checked_and_stripped() {
         ),
         hs256(
             "s3cret",
-            serde_json::json!({"exp": now() + 60, "aud": 7, "iss": "me"}),
+            serde_json::json!({"exp": unix_now() + 60, "aud": 7, "iss": "me"}),
         ),
         hs256(
             "s3cret",
-            serde_json::json!({"exp": now() + 60, "aud": "relay", "iss": 7}),
+            serde_json::json!({"exp": unix_now() + 60, "aud": "relay", "iss": 7}),
         ),
         jsonwebtoken::encode(
             &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS512),
-            &serde_json::json!({"exp": now() + 60, "aud": "relay", "iss": "me"}),
+            &serde_json::json!({"exp": unix_now() + 60, "aud": "relay", "iss": "me"}),
             &jsonwebtoken::EncodingKey::from_secret(b"s3cret").unwrap(),
         )
         .unwrap(), // algorithm pinned to HS256
@@ -388,7 +372,7 @@ fn rs256_public_key_auth_and_no_algorithm_confusion() {
             &format!("auth = {{ jwt_public_key_pem = \"\"\"\n{public}\"\"\" }}"),
         );
     let r = Relay::start(&cfg);
-    let claims = serde_json::json!({"exp": now() + 60, "sub": "u1"});
+    let claims = serde_json::json!({"exp": unix_now() + 60, "sub": "u1"});
     let good = jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
         &claims,

@@ -98,6 +98,18 @@ fn has_token(v: &[u8], token: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// The comma-separated tokens of every `name` header, in order.
+fn list_tokens<'a>(headers: &[httparse::Header<'a>], name: &str) -> Vec<&'a str> {
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case(name))
+        .filter_map(|h| std::str::from_utf8(h.value).ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
 fn valid_key(k: &str) -> bool {
     // 16 bytes, base64: 22 characters + "==".
     k.len() == 24
@@ -212,26 +224,10 @@ pub fn parse_request(
     if !valid_endpoint_id(id) {
         return Err(refuse(404, Reject::NotFound));
     }
-    let protocols: Vec<&str> = req
-        .headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("sec-websocket-protocol"))
-        .filter_map(|h| std::str::from_utf8(h.value).ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .collect();
+    let protocols = list_tokens(req.headers, "sec-websocket-protocol");
     // Headers the client named in `Connection:` are hop-by-hop too (RFC 9110
     // 7.6.1): they are for wsrelay, not for the target.
-    let hop: Vec<&str> = req
-        .headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-        .filter_map(|h| std::str::from_utf8(h.value).ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .collect();
+    let hop = list_tokens(req.headers, "connection");
     let passthrough = req
         .headers
         .iter()
