@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side comparison on one machine: a direct connection to the echo
-# target, nginx (1 worker), HAProxy (1 thread) and wsrelay (1 shard), plus
+# target, the floor (`wsrelay-loadtest floor`: a minimal TCP byte relay, one
+# thread, epoll — the cost of relaying here), nginx (1 worker), HAProxy
+# (1 thread) and wsrelay (1 shard), plus
 # "wsrelay-spin" (the same with spin_before_park_us = WSRELAY_SPIN_US, latency
 # scenarios only). Every proxy is pinned to CPU 0; the load generator and the
 # echo target share CPU 1. Targets alternate within each repetition; each
@@ -13,7 +15,7 @@
 # Environment: DURATION (s, default 10), WARMUP (s, 2), REPS (3), IDLE_N (5000),
 # WSRELAY_SPIN_US (200; 0 leaves wsrelay-spin out),
 # OUT (target/compare), SCENARIOS (default: all; e.g. "lat10k tp64"), TARGETS
-# (default: direct nginx haproxy wsrelay wsrelay-spin).
+# (default: direct floor nginx haproxy wsrelay wsrelay-spin).
 # Output: $OUT/results.ndjson (one JSON line per run), $OUT/summary.md (medians,
 # wsrelay's ratios, and each issue target met or not), $OUT/latency-10k.svg
 # and latency-40k.svg.
@@ -33,7 +35,7 @@ WSRELAY_SPIN_US=${WSRELAY_SPIN_US:-200}
 SCENARIOS=${SCENARIOS:-"lat10k lat40k tp64 tp16k connect idle"}
 PROXY_CPU=0
 LOAD_CPU=1
-ECHO_PORT=19401 NGINX_PORT=19402 HAPROXY_PORT=19403 WSRELAY_PORT=19404 SPIN_PORT=19405
+ECHO_PORT=19401 NGINX_PORT=19402 HAPROXY_PORT=19403 WSRELAY_PORT=19404 SPIN_PORT=19405 FLOOR_PORT=19406
 
 mkdir -p "$OUT/hgrm"
 rm -f "$OUT/results.ndjson" "$OUT"/hgrm/*.hgrm "$OUT/wsrelay.log"
@@ -52,6 +54,15 @@ fi
 taskset -c $LOAD_CPU "$LT" echo --listen 127.0.0.1:$ECHO_PORT >"$OUT/echo.log" 2>&1 &
 pids+=($!)
 wait_port $ECHO_PORT
+
+# The floor: a minimal byte relay pinned to CPU 0 like the proxies.
+start_floor() {
+  "$LT" --cpu $PROXY_CPU floor --listen 127.0.0.1:$FLOOR_PORT --target 127.0.0.1:$ECHO_PORT >"$OUT/floor.log" 2>&1 &
+  FLOOR_PID=$!
+  pids+=($FLOOR_PID)
+  wait_port $FLOOR_PORT
+}
+start_floor
 
 # nginx: one worker pinned to CPU 0.
 cat >"$OUT/nginx.conf" <<EOF
@@ -160,6 +171,7 @@ restart() {
     nginx) pid=$NGINX_MASTER ;;
     haproxy) pid=$HAPROXY_PID ;;
     wsrelay) pid=$WSRELAY_PID ;;
+    floor) pid=$FLOOR_PID ;;
     *) return 0 ;;
   esac
   kill "$pid" 2>/dev/null || true
@@ -171,12 +183,13 @@ restart() {
   "start_$1"
 }
 port_of() {
-  case $1 in nginx) echo $NGINX_PORT ;; haproxy) echo $HAPROXY_PORT ;; wsrelay) echo $WSRELAY_PORT ;; esac
+  case $1 in nginx) echo $NGINX_PORT ;; haproxy) echo $HAPROXY_PORT ;; wsrelay) echo $WSRELAY_PORT ;; floor) echo $FLOOR_PORT ;; esac
 }
 
 url_of() {
   case $1 in
     direct) echo "ws://127.0.0.1:$ECHO_PORT/" ;;
+    floor) echo "ws://127.0.0.1:$FLOOR_PORT/" ;;
     nginx) echo "ws://127.0.0.1:$NGINX_PORT/" ;;
     haproxy) echo "ws://127.0.0.1:$HAPROXY_PORT/" ;;
     wsrelay) echo "ws://127.0.0.1:$WSRELAY_PORT/ws/echo" ;;
@@ -186,6 +199,7 @@ url_of() {
 pid_of() {
   case $1 in
     direct) echo "" ;;
+    floor) echo "$FLOOR_PID" ;;
     nginx) echo "$NGINX_PID" ;;
     haproxy) echo "$HAPROXY_PID" ;;
     wsrelay) echo "$WSRELAY_PID" ;;
@@ -225,7 +239,7 @@ PY
   printf 'compare: %-8s %-8s rep %d: %s\n' "$s" "$t" "$rep" "$(tail -1 "$OUT/results.ndjson" | python3 -c 'import json,sys; d=json.load(sys.stdin); print("p50=%sus p99=%sus rate=%s/s cpu=%s per_cpu_s=%s bytes/session=%s errors=%s" % (d.get("p50_us"), d.get("p99_us"), d.get("rate_per_s"), d.get("proxy_cpu_s"), d.get("per_proxy_cpu_s"), d.get("bytes_per_session"), d.get("errors")))')" >&2
 }
 
-read -r -a targets <<<"${TARGETS:-direct nginx haproxy wsrelay wsrelay-spin}"
+read -r -a targets <<<"${TARGETS:-direct floor nginx haproxy wsrelay wsrelay-spin}"
 for rep in $(seq 1 "$REPS"); do
   for s in $SCENARIOS; do
     # Rotate the order each repetition so no target always runs first.

@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Summarise loadtest/compare.sh results: medians over repetitions per scenario
-and target, wsrelay's ratio to nginx and HAProxy, and added latency over direct.
+and target, wsrelay's ratio to nginx and HAProxy and to the floor (a minimal
+byte relay), each proxy's CPU split (user / kernel), and added latency over
+direct.
 
     summarize.py OUT                       -> Markdown table on stdout
     summarize.py OUT --median-hgrm S T     -> path of the .hgrm of the median run
@@ -10,7 +12,7 @@ import statistics
 import sys
 from pathlib import Path
 
-TARGETS = ["direct", "nginx", "haproxy", "wsrelay", "wsrelay-spin"]
+TARGETS = ["direct", "floor", "nginx", "haproxy", "wsrelay", "wsrelay-spin"]
 PEERS = ["nginx", "haproxy"]
 # wsrelay as configured by default, and with spin_before_park_us (latency runs).
 OURS = ["wsrelay", "wsrelay-spin"]
@@ -109,15 +111,18 @@ def main(out):
                 verdicts.append(("idle: ≤ 4 KiB per session", b is not None and b <= 4096, f"{fmt(b, 0)} B"))
         else:
             unit = "sessions" if s == "connect" else "msgs"
-            lines.append(f"| target | {unit}/s | proxy CPU s | {unit} per proxy CPU-second | p50 µs | p99 µs | errors |")
+            lines.append(f"| target | {unit}/s | proxy CPU s (user / kernel) | {unit} per proxy CPU-second | p50 µs | p99 µs | errors |")
             lines.append("|---|---|---|---|---|---|---|")
             d = {t: by.get((s, t), []) for t in TARGETS}
             for t in TARGETS:
                 if d[t]:
-                    lines.append(f"| {t} | {fmt(med(d[t], 'rate_per_s'), 0)} | {fmt(med(d[t], 'proxy_cpu_s'), 2)} | "
+                    split = ""
+                    if med(d[t], "proxy_user_s") is not None:
+                        split = f" ({fmt(med(d[t], 'proxy_user_s'), 2)} / {fmt(med(d[t], 'proxy_sys_s'), 2)})"
+                    lines.append(f"| {t} | {fmt(med(d[t], 'rate_per_s'), 0)} | {fmt(med(d[t], 'proxy_cpu_s'), 2)}{split} | "
                                  f"{fmt(med(d[t], 'per_proxy_cpu_s'), 0)} | {fmt(med(d[t], 'p50_us'))} | {fmt(med(d[t], 'p99_us'))} | "
                                  f"{sum(r.get('errors', 0) for r in d[t])} |")
-            for p in PEERS:
+            for p in PEERS + ["floor"]:
                 if d.get(p) and d.get("wsrelay"):
                     lines.append(f"\nwsrelay / {p}: rate {ratio(med(d['wsrelay'], 'rate_per_s'), med(d[p], 'rate_per_s'))}, "
                                  f"per proxy CPU-second {ratio(med(d['wsrelay'], 'per_proxy_cpu_s'), med(d[p], 'per_proxy_cpu_s'))}")
@@ -129,6 +134,10 @@ def main(out):
                 r = w / max(peers)
                 what = "sessions/s" if s == "connect" else "msgs per proxy CPU-second"
                 verdicts.append((f"{s}: {what} ≥ {want}× better peer's", r >= want, f"{r:.2f}×"))
+            if s == "tp64" and d.get("wsrelay") and d.get("floor"):
+                w, f = med(d["wsrelay"], key), med(d["floor"], key)
+                if w and f:
+                    verdicts.append((f"{s}: msgs per proxy CPU-second ≥ 0.9× the floor's", w / f >= 0.9, f"{w / f:.2f}×"))
         lines.append("")
     if verdicts:
         lines.append("### Targets\n")

@@ -46,8 +46,9 @@ pub enum ShardCommand {
     Drain,
     /// Close every session now with this code and reason.
     CloseAll(u16, &'static str),
-    /// Close this session with 1008 `terminated by operator`, if it is here.
-    Kill(uuid::Uuid),
+    /// Close this session with 1008 `terminated by operator`, if it is here;
+    /// the reply says whether it was.
+    Kill(uuid::Uuid, async_channel::Sender<bool>),
     /// Turn per-message metadata for an endpoint's sessions on or off.
     MessageMeta {
         /// Endpoint id.

@@ -45,6 +45,17 @@ pub struct Shared {
     pub draining_shards: AtomicUsize,
 }
 
+/// What a command asked of the loop that received it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    /// Carried out; go on.
+    Done,
+    /// Every session was told to close.
+    ClosedAll,
+    /// Start draining.
+    Drain,
+}
+
 /// Everything one shard owns.
 pub struct ShardCtx {
     /// Shard index.
@@ -116,7 +127,27 @@ impl ShardCtx {
         }
     }
 
-    /// Closes the session `id` with 1008 if it runs on this shard.
+    /// Carries out one command from the admin side (the run loop and the
+    /// drain loop both dispatch here).
+    pub fn handle(&self, cmd: ShardCommand) -> Handled {
+        match cmd {
+            ShardCommand::Snapshot(s) => self.apply_snapshot(s),
+            ShardCommand::CloseAll(code, reason) => {
+                self.close_all(code, reason);
+                return Handled::ClosedAll;
+            }
+            ShardCommand::Kill(id, reply) => {
+                // The admin side answers the operator from this reply.
+                let _ = reply.try_send(self.kill(id));
+            }
+            ShardCommand::MessageMeta { endpoint, on } => self.set_meta(&endpoint, on),
+            ShardCommand::Drain => return Handled::Drain,
+        }
+        Handled::Done
+    }
+
+    /// Closes the session `id` with 1008 if it runs on this shard; whether
+    /// it did.
     pub fn kill(&self, id: uuid::Uuid) -> bool {
         let found = self
             .sessions
@@ -243,14 +274,8 @@ pub async fn run(spec: ShardSpec) {
 
     // Control loop: snapshots and commands until told to drain.
     while let Ok(cmd) = spec.commands.recv().await {
-        match cmd {
-            ShardCommand::Snapshot(s) => ctx.apply_snapshot(s),
-            ShardCommand::CloseAll(code, reason) => ctx.close_all(code, reason),
-            ShardCommand::Kill(id) => {
-                ctx.kill(id);
-            }
-            ShardCommand::MessageMeta { endpoint, on } => ctx.set_meta(&endpoint, on),
-            ShardCommand::Drain => break,
+        if ctx.handle(cmd) == Handled::Drain {
+            break;
         }
     }
     drain(&ctx, &spec.commands).await;
@@ -299,16 +324,12 @@ async fn drain(ctx: &Rc<ShardCtx>, commands: &async_channel::Receiver<ShardComma
                 None
             })
             .await;
-        match cmd {
-            Some(ShardCommand::CloseAll(code, reason)) => {
-                ctx.close_all(code, reason);
+        // The same dispatch as the run loop: a snapshot sent while draining
+        // (an endpoint deleted, say) is applied, not dropped.
+        if let Some(cmd) = cmd {
+            if ctx.handle(cmd) == Handled::ClosedAll {
                 closed_at.get_or_insert(std::time::Instant::now());
             }
-            Some(ShardCommand::Kill(id)) => {
-                ctx.kill(id);
-            }
-            Some(ShardCommand::MessageMeta { endpoint, on }) => ctx.set_meta(&endpoint, on),
-            _ => {}
         }
     }
 }
@@ -381,6 +402,62 @@ async fn summary_loop(ctx: Rc<ShardCtx>) {
 mod tests {
     use super::*;
 
+    /// A shard context with the default configuration and no sessions.
+    fn test_ctx() -> Rc<ShardCtx> {
+        Rc::new(ShardCtx {
+            id: 0,
+            pool: BufPool::new(4096, 1),
+            cfg: Arc::new(crate::config::Config::default()),
+            shared: Arc::new(Shared {
+                global_active: Default::default(),
+                ip_buckets: limits::IpBuckets::new(0),
+                tls: upstream::tls_connector(None).unwrap(),
+                draining_shards: Default::default(),
+            }),
+            snapshot: Default::default(),
+            metrics: ShardMetrics::new(),
+            sessions: Default::default(),
+            draining: Default::default(),
+            events: crate::bridge::EventSink::bounded(1).0,
+            tap_budget: Default::default(),
+            meta_endpoints: Default::default(),
+            next_key: Default::default(),
+            rng: RefCell::new(rand::SeedableRng::from_entropy()),
+        })
+    }
+
+    #[test]
+    fn a_kill_is_answered_with_whether_the_session_was_here() {
+        let ex = executor();
+        let answers = ex.run(async {
+            let ctx = test_ctx();
+            let (reply, answer) = async_channel::bounded(1);
+            let handled = ctx.handle(ShardCommand::Kill(uuid::Uuid::new_v4(), reply));
+            (handled, answer.recv().await)
+        });
+        assert_eq!(answers, (Handled::Done, Ok(false)));
+    }
+
+    #[test]
+    fn every_command_has_one_dispatch_for_both_loops() {
+        let ex = executor();
+        let (snapshot, close_all, drain) = ex.run(async {
+            let ctx = test_ctx();
+            let mut reg = crate::registry::Registry::default();
+            let snap = reg.snapshot(&[]).unwrap();
+            let version = snap.version;
+            ctx.handle(ShardCommand::Snapshot(snap));
+            let applied = ctx.snapshot.borrow().version == version;
+            (
+                applied,
+                ctx.handle(ShardCommand::CloseAll(1001, "x")),
+                ctx.handle(ShardCommand::Drain),
+            )
+        });
+        assert!(snapshot, "a snapshot is applied");
+        assert_eq!((close_all, drain), (Handled::ClosedAll, Handled::Drain));
+    }
+
     fn executor() -> glommio::LocalExecutor {
         glommio::LocalExecutorBuilder::default()
             .io_memory(crate::admin::serve::IO_MEMORY)
@@ -418,26 +495,7 @@ mod tests {
             let l = glommio::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let a = l.local_addr().unwrap();
             let c = glommio::net::TcpStream::connect(a).await.unwrap();
-            let ctx = std::rc::Rc::new(super::ShardCtx {
-                id: 0,
-                pool: super::BufPool::new(4096, 1),
-                cfg: std::sync::Arc::new(crate::config::Config::default()),
-                shared: std::sync::Arc::new(super::Shared {
-                    global_active: Default::default(),
-                    ip_buckets: super::limits::IpBuckets::new(0),
-                    tls: super::upstream::tls_connector(None).unwrap(),
-                    draining_shards: Default::default(),
-                }),
-                snapshot: Default::default(),
-                metrics: super::ShardMetrics::new(),
-                sessions: Default::default(),
-                draining: Default::default(),
-                events: crate::bridge::EventSink::bounded(1).0,
-                tap_budget: Default::default(),
-                meta_endpoints: Default::default(),
-                next_key: Default::default(),
-                rng: std::cell::RefCell::new(rand::SeedableRng::from_entropy()),
-            });
+            let ctx = test_ctx();
             std::mem::size_of_val(&super::session::serve(ctx, c, a))
         });
         assert!(serve_size <= 512, "serve future is {serve_size} bytes");

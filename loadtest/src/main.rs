@@ -3,11 +3,13 @@
 //! Modes: `latency` (open loop, fixed aggregate rate, coordinated-omission
 //! corrected), `throughput` (closed loop, window per connection), `idle` (hold
 //! N sessions), `connect` (session open/close rate); plus `echo` (a lean echo
-//! target) and `plot` (SVG of several `.hgrm` runs). Each run prints a
+//! target), `floor` (a minimal TCP byte relay: the cost of relaying on this
+//! machine, to compare proxies with) and `plot` (SVG of several `.hgrm` runs). Each run prints a
 //! progress line per second, p50/p90/p99/p99.9/max in µs, the rate, errors and
 //! a one-line JSON summary.
 
 mod echo;
+mod floor;
 mod plot;
 mod report;
 mod run;
@@ -108,6 +110,16 @@ enum Mode {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:9001")]
         listen: String,
+    },
+    /// A minimal TCP byte relay (one thread, edge-triggered epoll, no parsing):
+    /// the floor a WebSocket relay is measured against.
+    Floor {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9002")]
+        listen: String,
+        /// Where every connection is relayed to.
+        #[arg(long)]
+        target: String,
     },
     /// Latency-by-percentile SVG of several .hgrm files (NAME=FILE or FILE).
     Plot {
@@ -246,10 +258,19 @@ async fn run_connect(l: Load) -> Result<(), String> {
     finish("connect", &l, &stats, c.duration, extra)
 }
 
-/// Adds the proxy's CPU seconds over the window and work per CPU-second.
-fn add_cpu(extra: &mut Vec<(&'static str, serde_json::Value)>, cpu_s: Option<f64>, measured: u64) {
-    if let Some(cpu) = cpu_s {
-        extra.push(("proxy_cpu_s", ((cpu * 1000.0).round() / 1000.0).into()));
+/// Adds the proxy's CPU seconds over the window (and their user / kernel
+/// split) and work per CPU-second.
+fn add_cpu(
+    extra: &mut Vec<(&'static str, serde_json::Value)>,
+    cpu_s: Option<(f64, f64)>,
+    measured: u64,
+) {
+    if let Some((user, sys)) = cpu_s {
+        let ms = |v: f64| serde_json::Value::from((v * 1000.0).round() / 1000.0);
+        let cpu = user + sys;
+        extra.push(("proxy_cpu_s", ms(cpu)));
+        extra.push(("proxy_user_s", ms(user)));
+        extra.push(("proxy_sys_s", ms(sys)));
         if cpu > 0.0 {
             extra.push(("per_proxy_cpu_s", (measured as f64 / cpu).round().into()));
         }
@@ -346,6 +367,22 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Mode::Floor { listen, target } = &cli.mode {
+        let r = run::listen_addr(listen).and_then(|l| {
+            let t = target
+                .parse()
+                .map_err(|e| format!("--target {target:?}: {e}"))?;
+            if let Some(c) = cli.cpu {
+                pin_thread(c)?;
+            }
+            floor::serve(l, t)
+        });
+        if let Err(e) = r {
+            eprintln!("wsrelay-loadtest: {e}");
+            return ExitCode::from(2);
+        }
+        return ExitCode::SUCCESS;
+    }
     let placement = match cli.cpu {
         Some(c) => Placement::Fixed(c),
         None => Placement::Unbound,
@@ -384,7 +421,7 @@ fn main() -> ExitCode {
                 Mode::Idle { load, hold, pid } => run_idle(load, hold, pid).await,
                 Mode::Connect { load } => run_connect(load).await,
                 Mode::Echo { listen } => echo::serve(run::listen_addr(&listen)?).await,
-                Mode::Plot { .. } => unreachable!("handled above"),
+                Mode::Plot { .. } | Mode::Floor { .. } => unreachable!("handled above"),
             }
         })
         .map_err(|e| format!("cannot start the executor: {e}"))
@@ -397,4 +434,21 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Pins the calling thread to CPU `cpu`.
+fn pin_thread(cpu: usize) -> Result<(), String> {
+    // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET stays in bounds for
+    // cpu < CPU_SETSIZE, checked first.
+    unsafe {
+        if cpu >= libc::CPU_SETSIZE as usize {
+            return Err(format!("--cpu {cpu}: out of range"));
+        }
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(format!("--cpu {cpu}: {}", std::io::Error::last_os_error()));
+        }
+    }
+    Ok(())
 }

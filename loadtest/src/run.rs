@@ -418,19 +418,20 @@ pub fn listen_addr(s: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("{s:?} is not an address like 127.0.0.1:9001"))
 }
 
-/// CPU seconds (user + system) `pid` used so far.
-pub fn cpu_seconds(pid: u32) -> Option<f64> {
+/// CPU seconds `pid` used so far: (user, system).
+pub fn cpu_seconds(pid: u32) -> Option<(f64, f64)> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command (which may contain spaces) start after ") ".
     let rest = &s[s.rfind(") ")? + 2..];
     let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
     // USER_HZ is 100 on every Linux architecture wsrelay targets.
-    Some(ticks / 100.0)
+    let secs = |i: usize| Some(f.get(i)?.parse::<f64>().ok()? / 100.0);
+    Some((secs(11)?, secs(12)?))
 }
 
-/// CPU seconds `pid` used between the start and the end of the measurement window.
-pub async fn cpu_over_window(pid: Option<u32>, clock: Clock) -> Option<f64> {
+/// CPU seconds (user, system) `pid` used between the start and the end of
+/// the measurement window.
+pub async fn cpu_over_window(pid: Option<u32>, clock: Clock) -> Option<(f64, f64)> {
     let pid = pid?;
     let now = Instant::now();
     if clock.measure_from > now {
@@ -441,5 +442,6 @@ pub async fn cpu_over_window(pid: Option<u32>, clock: Clock) -> Option<f64> {
     if clock.stop > now {
         Timer::new(clock.stop - now).await;
     }
-    Some(cpu_seconds(pid)? - a)
+    let b = cpu_seconds(pid)?;
+    Some((b.0 - a.0, b.1 - a.1))
 }

@@ -792,4 +792,6 @@ fn xor4(a: [u8; 4], b: [u8; 4]) -> [u8; 4] {
 }
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;

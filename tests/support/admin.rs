@@ -41,13 +41,17 @@ pub struct Admin {
 }
 
 pub fn start(backend: &Option<String>, test: &str, endpoints: &str) -> Admin {
-    let cfg = base_config(2) + endpoints;
+    start_config(backend, test, &(base_config(2) + endpoints))
+}
+
+/// [`start`] with a whole configuration file.
+pub fn start_config(backend: &Option<String>, test: &str, cfg: &str) -> Admin {
     let db = backend.as_ref().map(|u| pg_schema_url(u, test));
     let mut env = vec![];
     if let Some(url) = &db {
         env.push(("DATABASE_URL", url.as_str()));
     }
-    let relay = Relay::start_with(&cfg, &env);
+    let relay = Relay::start_with(cfg, &env);
     let token = login(&relay, ADMIN_EMAIL, ADMIN_PASSWORD).expect("admin logs in");
     let store_url = match db {
         Some(url) => url,

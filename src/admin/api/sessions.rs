@@ -61,6 +61,10 @@ pub async fn by_endpoint(
     list_with(&st, &q, Some(id)).await
 }
 
+/// How long a kill waits for its shard's answer (a shard answers between
+/// two polls; this only bounds a wedged one).
+pub const KILL_REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Kills session `id` (1008 `terminated by operator`) and audits it.
 pub async fn kill(st: &AppState, actor: &Claims, id: &str, addr: IpAddr) -> Result<(), ApiError> {
     let gone = || ApiError::not_found(format!("no active session {id:?}"));
@@ -85,8 +89,19 @@ pub async fn kill(st: &AppState, actor: &Claims, id: &str, addr: IpAddr) -> Resu
     };
     let shard = live.shard as usize;
     let cmd = st.commands.get(shard).ok_or_else(ApiError::internal)?;
-    if cmd.send(ShardCommand::Kill(uuid)).await.is_err() {
+    // Answered from the shard's reply: the session may have ended since the
+    // live view last heard of it.
+    let (reply, answer) = async_channel::bounded(1);
+    if cmd.send(ShardCommand::Kill(uuid, reply)).await.is_err() {
         return Err(gone());
+    }
+    match tokio::time::timeout(KILL_REPLY_TIMEOUT, answer.recv()).await {
+        Ok(Ok(true)) => {}
+        Ok(Ok(false)) | Ok(Err(_)) => return Err(gone()),
+        Err(_) => {
+            tracing::warn!(session = %uuid, shard, "no reply from the shard to a kill");
+            return Err(ApiError::internal());
+        }
     }
     let before = json::session(&live);
     audit(
