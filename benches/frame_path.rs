@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncRead, AsyncWrite};
 use wsrelay::shard::frame::encode;
-use wsrelay::shard::metrics::{ShardMetrics, IN, OUT};
+use wsrelay::shard::metrics::{Direction, ShardMetrics};
 use wsrelay::shard::pool::BufPool;
 use wsrelay::shard::relay::{Env, Pump};
 
@@ -77,8 +77,8 @@ fn frames(size: usize, count: usize, masked: bool) -> Vec<u8> {
     out
 }
 
-fn run(dir: usize, size: usize) -> (f64, f64) {
-    let from_client = dir == IN;
+fn run(dir: Direction, size: usize) -> (f64, f64) {
+    let from_client = dir.from_client();
     let count = ((64 << 20) / (size + 14)).clamp(16, 1_000_000);
     let input = frames(size, count, from_client);
     let pool = BufPool::new(BUF, 4);
@@ -95,7 +95,7 @@ fn run(dir: usize, size: usize) -> (f64, f64) {
     let mut cx = Context::from_waker(Waker::noop());
     let mut best = Duration::MAX;
     for _ in 0..5 {
-        let mut pump = Pump::new(dir, from_client, Instant::now(), 7);
+        let mut pump = Pump::new(dir, Instant::now(), 7);
         let mut src = Src {
             data: &input,
             at: 0,
@@ -143,8 +143,8 @@ fn main() {
         ("16 KiB", 16 * 1024),
         ("1 MiB", 1 << 20),
     ] {
-        let (ni, gi) = run(IN, size);
-        let (no, go) = run(OUT, size);
+        let (ni, gi) = run(Direction::In, size);
+        let (no, go) = run(Direction::Out, size);
         let (nb, gb) = baseline(size);
         println!("{label:<10} {ni:>14.1} {gi:>10.2} {no:>14.1} {go:>10.2} {nb:>14.1} {gb:>10.2}");
         println!(

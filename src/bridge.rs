@@ -116,6 +116,60 @@ pub enum Event {
     Meta(Box<MessageMeta>),
 }
 
+/// Which way bytes go through a session. "In" is client → target (SPEC
+/// 4.4); the one type for it everywhere: metrics arrays, samples, `/ops`,
+/// the store and the stats JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Client → target.
+    In,
+    /// Target → client.
+    Out,
+}
+
+impl Direction {
+    /// Both, in index order.
+    pub const BOTH: [Direction; 2] = [Direction::In, Direction::Out];
+
+    /// Index into `[in, out]` arrays.
+    #[inline]
+    pub fn index(self) -> usize {
+        match self {
+            Direction::In => 0,
+            Direction::Out => 1,
+        }
+    }
+
+    /// `in` | `out`: metric labels and stats keys.
+    pub fn label(self) -> &'static str {
+        match self {
+            Direction::In => "in",
+            Direction::Out => "out",
+        }
+    }
+
+    /// `client_to_target` | `target_to_client`: samples in the store and on
+    /// `/ops`.
+    pub fn stored(self) -> &'static str {
+        match self {
+            Direction::In => "client_to_target",
+            Direction::Out => "target_to_client",
+        }
+    }
+
+    /// The direction [`Direction::stored`] names.
+    pub fn from_stored(s: &str) -> Option<Direction> {
+        Direction::BOTH.into_iter().find(|d| d.stored() == s)
+    }
+
+    /// Whether the source of this direction is the client (its frames are
+    /// masked, and remasked on the way).
+    #[inline]
+    pub fn from_client(self) -> bool {
+        self == Direction::In
+    }
+}
+
 /// The side whose action ended a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -157,8 +211,8 @@ pub struct Sample {
     pub session: uuid::Uuid,
     /// Endpoint id.
     pub endpoint: String,
-    /// 0: client → target, 1: target → client.
-    pub dir: usize,
+    /// Which way the message went.
+    pub dir: Direction,
     /// 1 text, 2 binary.
     pub opcode: u8,
     /// The whole message's size.
@@ -177,8 +231,8 @@ pub struct MessageMeta {
     pub session: uuid::Uuid,
     /// Endpoint id.
     pub endpoint: String,
-    /// 0: client → target, 1: target → client.
-    pub dir: usize,
+    /// Which way the message went.
+    pub dir: Direction,
     /// 1 text, 2 binary.
     pub opcode: u8,
     /// Size in bytes.

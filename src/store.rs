@@ -234,8 +234,8 @@ pub struct SampleRow {
     pub session_id: String,
     /// Endpoint id.
     pub endpoint_id: String,
-    /// `client_to_target` or `target_to_client`.
-    pub direction: &'static str,
+    /// Which way it went (stored as `client_to_target` / `target_to_client`).
+    pub direction: crate::bridge::Direction,
     /// WebSocket opcode (1 text, 2 binary).
     pub opcode: i64,
     /// The whole message's size in bytes.
@@ -697,7 +697,7 @@ impl Store {
                 params.extend([
                     Value::text(&r.session_id),
                     Value::text(&r.endpoint_id),
-                    Value::text(r.direction),
+                    Value::text(r.direction.stored()),
                     Value::I64(r.opcode),
                     Value::I64(r.size),
                     Value::Bytes(r.payload.clone()),
@@ -773,11 +773,8 @@ impl Store {
                 SampleRow {
                     session_id,
                     endpoint_id,
-                    direction: if direction == "client_to_target" {
-                        "client_to_target"
-                    } else {
-                        "target_to_client"
-                    },
+                    direction: crate::bridge::Direction::from_stored(&direction)
+                        .unwrap_or(crate::bridge::Direction::Out),
                     opcode,
                     size,
                     payload,

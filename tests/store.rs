@@ -315,7 +315,7 @@ fn batches_upsert_sessions_and_insert_samples() {
         let sample = SampleRow {
             session_id: "s0000".into(),
             endpoint_id: "even".into(),
-            direction: "client_to_target",
+            direction: wsrelay::bridge::Direction::In,
             opcode: 2,
             size: 70000,
             payload: vec![0, 159, 146, 150],

@@ -213,7 +213,7 @@ impl Live {
                 let row = SampleRow {
                     session_id: s.session.hyphenated().to_string(),
                     endpoint_id: s.endpoint,
-                    direction: DIRECTIONS[s.dir.min(1)],
+                    direction: s.dir,
                     opcode: i64::from(s.opcode),
                     size: s.size as i64,
                     payload: s.payload,
@@ -254,9 +254,6 @@ impl Live {
         }
     }
 }
-
-/// `traffic_sample.direction` by direction index.
-pub const DIRECTIONS: [&str; 2] = ["client_to_target", "target_to_client"];
 
 fn set_counts(row: &mut SessionRow, c: Counts) {
     row.msgs_in = c.msgs[0] as i64;

@@ -191,7 +191,7 @@ pub fn sample(s: &SampleRow) -> Value {
     json!({
         "sessionId": s.session_id,
         "endpointId": s.endpoint_id,
-        "direction": s.direction,
+        "direction": s.direction.stored(),
         "opcode": s.opcode,
         "size": s.size,
         "capturedAt": time(s.captured_at),
@@ -214,7 +214,8 @@ fn latency(h: &hdrhistogram::Histogram<u64>) -> Value {
 
 /// `{"in": {...}, "out": {...}}` percentiles by direction.
 pub fn latency_pair(h: &[hdrhistogram::Histogram<u64>; 2]) -> Value {
-    json!({ "in": latency(&h[0]), "out": latency(&h[1]) })
+    let [i, o] = crate::bridge::Direction::BOTH;
+    json!({ i.label(): latency(&h[i.index()]), o.label(): latency(&h[o.index()]) })
 }
 
 /// An endpoint's merged statistics (SPEC 5, `/api/endpoints/:id/stats`).

@@ -84,7 +84,11 @@ fn by_direction<'a>(
 ) {
     head(out, name, "counter", help);
     for (id, v) in endpoints {
-        for (dir, n) in ["in", "out"].iter().zip(v) {
+        for (dir, n) in crate::bridge::Direction::BOTH
+            .map(|d| d.label())
+            .iter()
+            .zip(v)
+        {
             let _ = writeln!(out, "{name}{{endpoint=\"{id}\",direction=\"{dir}\"}} {n}");
         }
     }
@@ -141,7 +145,11 @@ pub fn text(st: &AppState) -> String {
         "Relay latency: last byte of a message read to its last byte written.",
     );
     for (id, t) in &merged {
-        for (dir, h) in ["in", "out"].iter().zip(&t.latency_us) {
+        for (dir, h) in crate::bridge::Direction::BOTH
+            .map(|d| d.label())
+            .iter()
+            .zip(&t.latency_us)
+        {
             let labels = format!("endpoint=\"{id}\",direction=\"{dir}\"");
             summary(&mut out, RELAY_LATENCY, &labels, h);
         }

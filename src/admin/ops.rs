@@ -76,7 +76,7 @@ impl OpsEvent {
                 "type": "messageMeta",
                 "sessionId": m.session.hyphenated().to_string(),
                 "endpointId": m.endpoint,
-                "direction": crate::admin::events::DIRECTIONS[m.dir.min(1)],
+                "direction": m.dir.stored(),
                 "opcode": m.opcode,
                 "size": m.size,
                 "at": crate::admin::json::time(m.at_ms),

@@ -59,16 +59,16 @@ pub fn rejections(shards: &[Option<ShardStats>]) -> BTreeMap<&'static str, u64> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shard::metrics::{ShardMetrics, IN, OUT};
+    use crate::shard::metrics::{Direction, ShardMetrics};
 
     #[test]
     fn shards_are_summed_and_histograms_added() {
         let a = ShardMetrics::new();
-        a.endpoint("e").record_batch(IN, 2, 200, 100);
+        a.endpoint("e").record_batch(Direction::In, 2, 200, 100);
         let b = ShardMetrics::new();
-        b.endpoint("e").record_batch(IN, 1, 50, 1000);
-        b.endpoint("e").record_batch(OUT, 1, 10, 7);
-        b.endpoint("f").record_batch(OUT, 4, 40, 9);
+        b.endpoint("e").record_batch(Direction::In, 1, 50, 1000);
+        b.endpoint("e").record_batch(Direction::Out, 1, 10, 7);
+        b.endpoint("f").record_batch(Direction::Out, 4, 40, 9);
         let merged = merge(&[Some(a.snapshot(0)), None, Some(b.snapshot(2))]);
         let e = &merged["e"];
         assert_eq!(e.messages, [3, 1]);
@@ -81,9 +81,9 @@ mod tests {
     #[test]
     fn a_window_holds_only_the_newer_messages() {
         let m = ShardMetrics::new();
-        m.endpoint("e").record_batch(IN, 100, 100, 5_000);
+        m.endpoint("e").record_batch(Direction::In, 100, 100, 5_000);
         let before = merge(&[Some(m.snapshot(0))]);
-        m.endpoint("e").record_batch(IN, 10, 10, 40);
+        m.endpoint("e").record_batch(Direction::In, 10, 10, 40);
         let after = merge(&[Some(m.snapshot(0))]);
         let w = since(&after["e"], before.get("e"));
         assert_eq!(w[0].len(), 10);

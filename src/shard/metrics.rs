@@ -8,10 +8,7 @@ use std::rc::Rc;
 
 use hdrhistogram::Histogram;
 
-/// Direction index: client → target.
-pub const IN: usize = 0;
-/// Direction index: target → client.
-pub const OUT: usize = 1;
+pub use crate::bridge::Direction;
 
 /// Why an upgrade was refused (the metric label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -117,7 +114,8 @@ impl EndpointMetrics {
 
     /// Records `n` messages that completed in one write, `us` after being read.
     #[inline]
-    pub fn record_batch(&self, dir: usize, msgs: u64, bytes: u64, us: u64) {
+    pub fn record_batch(&self, dir: Direction, msgs: u64, bytes: u64, us: u64) {
+        let dir = dir.index();
         self.bytes[dir].set(self.bytes[dir].get() + bytes);
         if msgs > 0 {
             self.messages[dir].set(self.messages[dir].get() + msgs);
@@ -181,8 +179,8 @@ impl ShardMetrics {
                 let now = (
                     m.sessions_total.get(),
                     m.sessions_active.get(),
-                    [m.messages[IN].get(), m.messages[OUT].get()],
-                    [m.bytes[IN].get(), m.bytes[OUT].get()],
+                    [m.messages[0].get(), m.messages[1].get()],
+                    [m.bytes[0].get(), m.bytes[1].get()],
                 );
                 if !changed_only {
                     return true;
@@ -195,11 +193,11 @@ impl ShardMetrics {
                 id: id.clone(),
                 sessions_total: m.sessions_total.get(),
                 sessions_active: m.sessions_active.get(),
-                messages: [m.messages[IN].get(), m.messages[OUT].get()],
-                bytes: [m.bytes[IN].get(), m.bytes[OUT].get()],
+                messages: [m.messages[0].get(), m.messages[1].get()],
+                bytes: [m.bytes[0].get(), m.bytes[1].get()],
                 latency_us: [
-                    m.latency_us[IN].borrow().clone(),
-                    m.latency_us[OUT].borrow().clone(),
+                    m.latency_us[0].borrow().clone(),
+                    m.latency_us[1].borrow().clone(),
                 ],
                 connect_us: m.connect_us.borrow().clone(),
             })
@@ -282,14 +280,14 @@ impl ShardStats {
                 e.id,
                 e.sessions_active,
                 e.sessions_total,
-                e.messages[IN],
-                e.messages[OUT],
-                e.bytes[IN],
-                e.bytes[OUT],
-                l[IN].value_at_quantile(0.5),
-                l[IN].value_at_quantile(0.99),
-                l[OUT].value_at_quantile(0.5),
-                l[OUT].value_at_quantile(0.99),
+                e.messages[0],
+                e.messages[1],
+                e.bytes[0],
+                e.bytes[1],
+                l[0].value_at_quantile(0.5),
+                l[0].value_at_quantile(0.99),
+                l[1].value_at_quantile(0.5),
+                l[1].value_at_quantile(0.99),
                 e.connect_us.value_at_quantile(0.99),
             );
         }
@@ -317,16 +315,16 @@ mod tests {
     fn counts_and_snapshots() {
         let m = ShardMetrics::new();
         let e = m.endpoint("echo");
-        e.record_batch(IN, 3, 300, 50);
-        e.record_batch(OUT, 0, 10, 5);
+        e.record_batch(Direction::In, 3, 300, 50);
+        e.record_batch(Direction::Out, 0, 10, 5);
         assert!(Rc::ptr_eq(&e, &m.endpoint("echo")));
         m.reject(Reject::NotFound);
         m.reject(Reject::NotFound);
         let s = m.snapshot(1);
         assert_eq!(s.endpoints[0].messages, [3, 0]);
         assert_eq!(s.endpoints[0].bytes, [300, 10]);
-        assert_eq!(s.endpoints[0].latency_us[IN].len(), 3);
-        assert_eq!(s.endpoints[0].latency_us[OUT].len(), 0);
+        assert_eq!(s.endpoints[0].latency_us[0].len(), 3);
+        assert_eq!(s.endpoints[0].latency_us[1].len(), 0);
         let line = s.summary_line();
         assert!(
             line.contains("not_found=2") && line.contains("msgs_in=3"),
@@ -337,11 +335,11 @@ mod tests {
     #[test]
     fn changes_lists_only_endpoints_that_moved() {
         let m = ShardMetrics::new();
-        m.endpoint("a").record_batch(IN, 1, 10, 5);
-        m.endpoint("b").record_batch(IN, 1, 10, 5);
+        m.endpoint("a").record_batch(Direction::In, 1, 10, 5);
+        m.endpoint("b").record_batch(Direction::In, 1, 10, 5);
         assert_eq!(m.changes(0).endpoints.len(), 2);
         assert_eq!(m.changes(0).endpoints.len(), 0, "nothing moved");
-        m.endpoint("b").record_batch(OUT, 2, 20, 5);
+        m.endpoint("b").record_batch(Direction::Out, 2, 20, 5);
         let c = m.changes(0);
         assert_eq!(c.endpoints.len(), 1);
         assert_eq!(

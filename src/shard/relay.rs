@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncRead, AsyncWrite};
 
-use crate::bridge::{Event, EventSink, MessageMeta, Sample};
+use crate::bridge::{Direction, Event, EventSink, MessageMeta, Sample};
 use crate::shard::frame::{self, ControlFrame, Header, OP_CLOSE, OP_CONT, OP_PING, OP_PONG};
 use crate::shard::metrics::EndpointMetrics;
 use crate::shard::pool::BufPool;
@@ -126,7 +126,7 @@ struct Capture {
 
 /// One direction of a session.
 pub struct Pump {
-    dir: usize,
+    dir: Direction,
     /// Client → target: frames arrive masked and leave with a fresh key.
     from_client: bool,
     buf: Option<Box<[u8]>>,
@@ -198,11 +198,11 @@ enum Step {
 }
 
 impl Pump {
-    /// A pump for one direction; `dir` is `metrics::IN` or `metrics::OUT`.
-    pub fn new(dir: usize, from_client: bool, now: Instant, mask_seed: u64) -> Pump {
+    /// A pump for one direction (`In`: its source is the client).
+    pub fn new(dir: Direction, now: Instant, mask_seed: u64) -> Pump {
         Pump {
             dir,
-            from_client,
+            from_client: dir.from_client(),
             buf: None,
             start: 0,
             parsed: 0,

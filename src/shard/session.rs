@@ -19,7 +19,7 @@ use crate::bridge::{Counts, Endpoint, Event, SessionEnd, SessionStart, Side};
 use crate::shard::frame::ControlFrame;
 use crate::shard::handshake::{self, ClientRequest, Refusal, Route};
 use crate::shard::limits::{self, Full};
-use crate::shard::metrics::{EndpointMetrics, Reject, IN, OUT};
+use crate::shard::metrics::{EndpointMetrics, Reject};
 use crate::shard::relay::{Env, Fault, Mode, Pump, Tap};
 use crate::shard::upstream::{self, UpStream, UpstreamRequest};
 use crate::shard::ShardCtx;
@@ -446,8 +446,8 @@ impl Relay {
             metrics,
             client,
             upstream,
-            c2u: Pump::new(IN, true, now, s1),
-            u2c: Pump::new(OUT, false, now, s2),
+            c2u: Pump::new(crate::bridge::Direction::In, now, s1),
+            u2c: Pump::new(crate::bridge::Direction::Out, now, s2),
             ctl,
             // `timer_at` in the past: the first poll computes the deadlines
             // and registers the timer.

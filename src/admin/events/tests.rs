@@ -110,15 +110,15 @@ fn backoff_grows_to_a_cap_with_jitter() {
 
 #[test]
 fn partial_stats_keep_the_endpoints_that_did_not_move() {
-    use crate::shard::metrics::{ShardMetrics, IN};
+    use crate::shard::metrics::{Direction, ShardMetrics};
     let (_, rx, d) = EventSink::bounded(1);
     let live = Live::new("n1", vec![(rx, d)]);
     let ops = OpsFeed::default();
     let m = ShardMetrics::new();
-    m.endpoint("a").record_batch(IN, 1, 10, 5);
-    m.endpoint("b").record_batch(IN, 1, 10, 5);
+    m.endpoint("a").record_batch(Direction::In, 1, 10, 5);
+    m.endpoint("b").record_batch(Direction::In, 1, 10, 5);
     live.apply(Event::Stats(Box::new(m.changes(0))), &ops);
-    m.endpoint("b").record_batch(IN, 4, 40, 5);
+    m.endpoint("b").record_batch(Direction::In, 4, 40, 5);
     live.apply(Event::Stats(Box::new(m.changes(0))), &ops);
     let merged = crate::admin::stats::merge(&live.stats.lock().unwrap());
     assert_eq!(merged["a"].messages[0], 1);

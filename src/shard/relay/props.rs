@@ -16,7 +16,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::shard::frame::{check_close_payload, parse_header, OP_BINARY, OP_TEXT};
-use crate::shard::metrics::{ShardMetrics, IN, OUT};
+use crate::shard::metrics::{Direction, ShardMetrics};
 
 /// The pool's buffer size in these tests: small, so that messages span
 /// many buffers and every boundary case is hit.
@@ -237,8 +237,8 @@ proptest! {
             max_control_per_second: 0,
             tap: None,
         };
-        let dir = if from_client { IN } else { OUT };
-        let mut pump = Pump::new(dir, from_client, Instant::now(), 42);
+        let dir = if from_client { Direction::In } else { Direction::Out };
+        let mut pump = Pump::new(dir, Instant::now(), 42);
         let mut src = ChunkedSrc { data: input.clone(), at: 0, chunks: reads, turn: 0 };
         let mut dst = ShortDst { out: Vec::new(), sizes: writes, turn: 0 };
         let waker = std::task::Waker::noop();

@@ -7,7 +7,7 @@ use futures_lite::{AsyncRead, AsyncWrite};
 
 use super::*;
 use crate::shard::frame::{parse_header, OP_BINARY, OP_TEXT};
-use crate::shard::metrics::{ShardMetrics, IN, OUT};
+use crate::shard::metrics::{Direction, ShardMetrics};
 
 /// A source that hands out its bytes in `chunk`-sized reads, then either
 /// ends (EOF) or blocks forever.
@@ -167,7 +167,7 @@ fn client_frames_are_remasked_with_boundaries_and_fragments_kept() {
     input.extend(frame(true, OP_BINARY, &big, key));
     input.extend(frame(true, OP_TEXT, b"", key));
     for chunk in [1, 7, 100, 4096] {
-        let mut p = Pump::new(IN, true, Instant::now(), 42);
+        let mut p = Pump::new(Direction::In, Instant::now(), 42);
         let (mut s, mut d) = (src(input.clone(), chunk, false), dst());
         assert!(rig.run(&mut p, &mut s, &mut d, 1 << 20, None).is_pending());
         let got = decode(&d.out);
@@ -192,7 +192,7 @@ fn client_frames_are_remasked_with_boundaries_and_fragments_kept() {
         assert_eq!(d.out.len(), input.len(), "same wire size");
     }
     let s = rig.metrics.snapshot(0);
-    assert_eq!(s.endpoints[0].messages[IN], 16);
+    assert_eq!(s.endpoints[0].messages[Direction::In.index()], 16);
 }
 
 #[test]
@@ -200,7 +200,7 @@ fn target_frames_pass_unchanged() {
     let rig = Rig::new(4096);
     let mut input = frame(true, OP_BINARY, &[1, 2, 3], None);
     input.extend(frame(true, OP_TEXT, &vec![b'x'; 70_000], None));
-    let mut p = Pump::new(OUT, false, Instant::now(), 1);
+    let mut p = Pump::new(Direction::Out, Instant::now(), 1);
     let (mut s, mut d) = (src(input.clone(), 1000, false), dst());
     assert!(rig.run(&mut p, &mut s, &mut d, 1 << 20, None).is_pending());
     assert_eq!(d.out, input);
@@ -213,7 +213,7 @@ fn a_message_over_the_limit_faults_with_1009_and_is_not_forwarded() {
     let mut input = frame(true, OP_TEXT, b"ok", Some([1, 1, 1, 1]));
     input.extend(frame(false, OP_BINARY, &[0; 600], Some([1, 1, 1, 1])));
     input.extend(frame(true, OP_CONT, &[0; 600], Some([1, 1, 1, 1])));
-    let mut p = Pump::new(IN, true, Instant::now(), 1);
+    let mut p = Pump::new(Direction::In, Instant::now(), 1);
     let (mut s, mut d) = (src(input, 4096, false), dst());
     assert!(rig.run(&mut p, &mut s, &mut d, 1024, None).is_ready());
     assert_eq!(
@@ -259,12 +259,12 @@ fn protocol_errors_fault_with_1002_or_1007() {
         (vec![0xC1, 0x00], false, 1002),                             // RSV1 without an extension
     ];
     for (input, from_client, code) in cases {
-        let mut p = Pump::new(
-            if from_client { IN } else { OUT },
-            from_client,
-            Instant::now(),
-            1,
-        );
+        let dir = if from_client {
+            Direction::In
+        } else {
+            Direction::Out
+        };
+        let mut p = Pump::new(dir, Instant::now(), 1);
         let (mut s, mut d) = (src(input.clone(), 4096, false), dst());
         assert!(
             rig.run(&mut p, &mut s, &mut d, 1 << 20, None).is_ready(),
@@ -282,7 +282,7 @@ fn a_close_is_relayed_then_nothing_more_is_read() {
     close.extend_from_slice(b"bye");
     input.extend(frame(true, OP_CLOSE, &close, Some([5, 5, 5, 5])));
     input.extend(frame(true, OP_TEXT, b"after close", Some([5, 5, 5, 5])));
-    let mut p = Pump::new(IN, true, Instant::now(), 1);
+    let mut p = Pump::new(Direction::In, Instant::now(), 1);
     let (mut s, mut d) = (src(input, 4096, false), dst());
     assert!(rig.run(&mut p, &mut s, &mut d, 1 << 20, None).is_ready());
     let got = decode(&d.out);
@@ -301,7 +301,7 @@ fn a_close_is_relayed_then_nothing_more_is_read() {
 fn a_close_without_a_code_is_recorded_as_1005() {
     let rig = Rig::new(4096);
     let input = frame(true, OP_CLOSE, b"", None);
-    let mut p = Pump::new(OUT, false, Instant::now(), 1);
+    let mut p = Pump::new(Direction::Out, Instant::now(), 1);
     let (mut s, mut d) = (src(input, 4096, false), dst());
     assert!(rig.run(&mut p, &mut s, &mut d, 1 << 20, None).is_ready());
     assert_eq!(p.peer_close.as_deref(), Some(&(1005, String::new())));
@@ -314,7 +314,7 @@ fn a_control_frame_flood_closes_with_1008() {
     let input: Vec<u8> = (0..50)
         .flat_map(|_| frame(true, OP_PING, b"p", Some([1, 2, 3, 4])))
         .collect();
-    let mut p = Pump::new(IN, true, Instant::now(), 1);
+    let mut p = Pump::new(Direction::In, Instant::now(), 1);
     let (mut s, mut d) = (src(input, 4096, false), dst());
     assert!(rig.run(&mut p, &mut s, &mut d, 1 << 20, None).is_ready());
     let f = p.fault.expect("a fault");
@@ -325,7 +325,7 @@ fn a_control_frame_flood_closes_with_1008() {
     let input: Vec<u8> = (0..50)
         .flat_map(|_| frame(true, OP_PONG, b"p", None))
         .collect();
-    let mut p = Pump::new(OUT, false, Instant::now(), 1);
+    let mut p = Pump::new(Direction::Out, Instant::now(), 1);
     let (mut s, mut d) = (src(input, 4096, false), dst());
     let _ = rig.run(&mut p, &mut s, &mut d, 1 << 20, None);
     assert!(p.fault.is_none());
@@ -339,7 +339,7 @@ fn wsrelays_own_pong_is_swallowed_and_others_pass() {
     let mut input = frame(true, OP_PONG, &token, Some([1, 2, 3, 4]));
     input.extend(frame(true, OP_PONG, b"peer", Some([1, 2, 3, 4])));
     input.extend(frame(true, OP_TEXT, b"m", Some([1, 2, 3, 4])));
-    let mut p = Pump::new(IN, true, Instant::now(), 1);
+    let mut p = Pump::new(Direction::In, Instant::now(), 1);
     p.pong_token = Some(token);
     let (mut s, mut d) = (src(input, 4096, false), dst());
     let _ = rig.run(&mut p, &mut s, &mut d, 1 << 20, None);
@@ -355,7 +355,7 @@ fn the_message_rate_limit_closes_with_1008() {
     let input: Vec<u8> = (0..5)
         .flat_map(|_| frame(true, OP_TEXT, b"m", None))
         .collect();
-    let mut p = Pump::new(OUT, false, Instant::now(), 1);
+    let mut p = Pump::new(Direction::Out, Instant::now(), 1);
     let (mut s, mut d) = (src(input, 4096, false), dst());
     assert!(rig.run(&mut p, &mut s, &mut d, 1 << 20, Some(3)).is_ready());
     assert_eq!(p.fault.map(|f| f.code), Some(1008));
@@ -368,7 +368,7 @@ fn a_stalled_destination_stalls_the_source() {
     let input: Vec<u8> = (0..1000)
         .flat_map(|_| frame(true, OP_BINARY, &[7; 200], None))
         .collect();
-    let mut p = Pump::new(OUT, false, Instant::now(), 1);
+    let mut p = Pump::new(Direction::Out, Instant::now(), 1);
     let mut s = src(input.clone(), 65536, false);
     let mut d = Dst {
         out: Vec::new(),
@@ -401,7 +401,7 @@ fn a_stalled_destination_stalls_the_source() {
 #[test]
 fn eof_without_close_marks_the_source_dead() {
     let rig = Rig::new(4096);
-    let mut p = Pump::new(OUT, false, Instant::now(), 1);
+    let mut p = Pump::new(Direction::Out, Instant::now(), 1);
     let (mut s, mut d) = (src(frame(true, OP_TEXT, b"x", None), 4096, true), dst());
     assert!(rig.run(&mut p, &mut s, &mut d, 1 << 20, None).is_ready());
     assert!(p.src_dead && !p.close_in);
@@ -413,7 +413,7 @@ fn an_injected_close_waits_for_the_frame_in_flight() {
     let rig = Rig::new(4096);
     // A 10 kB frame of which only 3 kB has arrived.
     let whole = frame(true, OP_BINARY, &[1; 10_000], None);
-    let mut p = Pump::new(OUT, false, Instant::now(), 1);
+    let mut p = Pump::new(Direction::Out, Instant::now(), 1);
     let mut s = src(whole[..3000].to_vec(), 4096, false);
     let mut d = dst();
     assert!(rig.run(&mut p, &mut s, &mut d, 1 << 20, None).is_pending());
@@ -464,7 +464,7 @@ fn sampled_messages_are_copied_unmasked_capped_with_metadata() {
         let (sink, rx, dropped) = crate::bridge::EventSink::bounded(64);
         let budget = TapBudget::default();
         let tap = tap(&sink, &budget, 100, true);
-        let mut p = Pump::new(IN, true, Instant::now(), 42);
+        let mut p = Pump::new(Direction::In, Instant::now(), 42);
         let (mut s, mut d) = (src(input.clone(), chunk, false), dst());
         assert!(rig
             .run_tap(&mut p, &mut s, &mut d, 1 << 20, None, Some(&tap))
@@ -506,7 +506,7 @@ fn no_tap_no_percent_no_copies_and_the_budget_caps_events() {
     let (sink, rx, _) = crate::bridge::EventSink::bounded(4096);
     let budget = TapBudget::default();
     let tap = tap(&sink, &budget, 0, false);
-    let mut p = Pump::new(OUT, false, Instant::now(), 1);
+    let mut p = Pump::new(Direction::Out, Instant::now(), 1);
     let (mut s, mut d) = (src(input.clone(), 4096, false), dst());
     let _ = rig.run_tap(&mut p, &mut s, &mut d, 1 << 20, None, Some(&tap));
     assert_eq!(rx.len(), 0);
