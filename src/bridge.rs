@@ -183,6 +183,18 @@ pub enum Side {
 }
 
 impl Side {
+    /// Every side, in index order.
+    pub const ALL: [Side; 3] = [Side::Client, Side::Target, Side::Wsrelay];
+
+    /// Index into per-side arrays.
+    pub fn index(self) -> usize {
+        match self {
+            Side::Client => 0,
+            Side::Target => 1,
+            Side::Wsrelay => 2,
+        }
+    }
+
     /// `client` | `target` | `wsrelay` (stored, and shown as `closedBy`).
     pub fn as_str(self) -> &'static str {
         match self {

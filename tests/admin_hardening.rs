@@ -523,5 +523,21 @@ fn closes_are_stored_and_published_as_they_happened() {
             (Some(4400), Some("a\u{fffd}b"), Some("target")),
             "{row}"
         );
+
+        // /metrics counts them by code class and side (reported once a second).
+        let want = [
+            "wsrelay_closes_total{endpoint=\"t\",code_class=\"4xxx\",side=\"target\"} 1",
+            "wsrelay_closes_total{endpoint=\"nul\",code_class=\"4xxx\",side=\"target\"} 1",
+            "wsrelay_closes_total{endpoint=\"e\",code_class=\"4xxx\",side=\"client\"} 1",
+            "wsrelay_closes_total{endpoint=\"e\",code_class=\"1005\",side=\"client\"} 1",
+            "wsrelay_closes_total{endpoint=\"e\",code_class=\"1008\",side=\"wsrelay\"} 1",
+            "wsrelay_closes_total{endpoint=\"e\",code_class=\"1001\",side=\"client\"} 1",
+        ];
+        eventually("the closes in /metrics", || {
+            let m = call(a.relay.admin, "GET", "/metrics", None, None).text;
+            want.iter()
+                .all(|w| m.lines().any(|l| l == *w))
+                .then_some(())
+        });
     }
 }

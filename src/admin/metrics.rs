@@ -25,6 +25,8 @@ pub mod names {
     pub const RELAY_LATENCY: &str = "wsrelay_relay_latency_seconds";
     /// Summary (seconds), by endpoint.
     pub const UPSTREAM_CONNECT: &str = "wsrelay_upstream_connect_seconds";
+    /// Counter, by endpoint, close code class and the side that ended it.
+    pub const CLOSES: &str = "wsrelay_closes_total";
     /// Counter, by reason.
     pub const HANDSHAKE_REJECTIONS: &str = "wsrelay_handshake_rejections_total";
     /// Counter.
@@ -138,6 +140,28 @@ pub fn text(st: &AppState) -> String {
         "Bytes relayed, frame headers included.",
         merged.iter().map(|(id, t)| (id, t.bytes)),
     );
+    head(
+        &mut out,
+        CLOSES,
+        "counter",
+        "Sessions ended, by close code (registered codes by themselves, 3xxx/4xxx for application codes) and the side that ended them (client, target, wsrelay).",
+    );
+    for (id, t) in &merged {
+        for side in crate::bridge::Side::ALL {
+            for (class, n) in crate::shard::metrics::CLOSE_CLASSES
+                .iter()
+                .zip(t.closes[side.index()])
+            {
+                if n > 0 {
+                    let _ = writeln!(
+                        out,
+                        "{CLOSES}{{endpoint=\"{id}\",code_class=\"{class}\",side=\"{}\"}} {n}",
+                        side.as_str()
+                    );
+                }
+            }
+        }
+    }
     head(
         &mut out,
         RELAY_LATENCY,

@@ -24,6 +24,11 @@ pub fn merge(shards: &[Option<ShardStats>]) -> BTreeMap<String, EndpointStats> {
                 let _ = t.latency_us[d].add(&e.latency_us[d]);
             }
             let _ = t.connect_us.add(&e.connect_us);
+            for (side, classes) in t.closes.iter_mut().zip(&e.closes) {
+                for (n, m) in side.iter_mut().zip(classes) {
+                    *n += m;
+                }
+            }
         }
     }
     out

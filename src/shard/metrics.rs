@@ -73,6 +73,26 @@ impl Reject {
     }
 }
 
+/// Close code classes of `wsrelay_closes_total`: each registered code
+/// 1000–1015 by itself, then the application ranges (bounded cardinality).
+pub const CLOSE_CLASSES: [&str; 19] = [
+    "1000", "1001", "1002", "1003", "1004", "1005", "1006", "1007", "1008", "1009", "1010", "1011",
+    "1012", "1013", "1014", "1015", "3xxx", "4xxx", "other",
+];
+
+/// The index in [`CLOSE_CLASSES`] of `code`.
+pub fn close_class(code: u16) -> usize {
+    match code {
+        1000..=1015 => usize::from(code - 1000),
+        3000..=3999 => 16,
+        4000..=4999 => 17,
+        _ => 18,
+    }
+}
+
+/// Sessions ended, by side that ended them and close code class.
+pub type Closes = [[u64; CLOSE_CLASSES.len()]; 3];
+
 fn histogram() -> Histogram<u64> {
     // 1 µs .. 1 h, 3 significant digits.
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static bounds")
@@ -92,6 +112,8 @@ pub struct EndpointMetrics {
     pub latency_us: [RefCell<Histogram<u64>>; 2],
     /// Upstream TCP connect + upgrade time in µs.
     pub connect_us: RefCell<Histogram<u64>>,
+    /// Sessions ended, by side and close code class.
+    closes: [[Cell<u64>; CLOSE_CLASSES.len()]; 3],
     /// Counters as of the last report to the admin runtime.
     reported: Cell<Option<Totals>>,
 }
@@ -108,8 +130,15 @@ impl EndpointMetrics {
             bytes: [Cell::new(0), Cell::new(0)],
             latency_us: [RefCell::new(histogram()), RefCell::new(histogram())],
             connect_us: RefCell::new(histogram()),
+            closes: std::array::from_fn(|_| std::array::from_fn(|_| Cell::new(0))),
             reported: Cell::new(None),
         }
+    }
+
+    /// Counts a session that ended with `code`, ended by `by`.
+    pub fn record_close(&self, code: u16, by: crate::bridge::Side) {
+        let c = &self.closes[by.index()][close_class(code)];
+        c.set(c.get() + 1);
     }
 
     /// Records `n` messages that completed in one write, `us` after being read.
@@ -200,6 +229,7 @@ impl ShardMetrics {
                     m.latency_us[1].borrow().clone(),
                 ],
                 connect_us: m.connect_us.borrow().clone(),
+                closes: m.closes.each_ref().map(|by| by.each_ref().map(Cell::get)),
             })
             .collect();
         endpoints.sort_by(|a, b| a.id.cmp(&b.id));
@@ -237,6 +267,8 @@ pub struct EndpointStats {
     pub latency_us: [Histogram<u64>; 2],
     /// Upstream connect time, µs.
     pub connect_us: Histogram<u64>,
+    /// Sessions ended, by side and close code class.
+    pub closes: Closes,
 }
 
 impl EndpointStats {
@@ -250,6 +282,7 @@ impl EndpointStats {
             bytes: [0; 2],
             latency_us: [histogram(), histogram()],
             connect_us: histogram(),
+            closes: [[0; CLOSE_CLASSES.len()]; 3],
         }
     }
 }

@@ -396,6 +396,7 @@ async fn relay(ctx: Rc<ShardCtx>, est: Established, peer: SocketAddr) {
     let end = (&mut relay).await;
     relay.c2u.finish(&ctx.pool);
     relay.u2c.finish(&ctx.pool);
+    relay.metrics.record_close(end.code, end.by);
     tracing::debug!(endpoint = %endpoint.cfg.id, session = %session_id, code = end.code, reason = %end.reason, by = end.by.as_str(), msgs_in = relay.c2u.messages, msgs_out = relay.u2c.messages, "session ended");
     ctx.events.send(Event::Ended {
         id: session_id,
