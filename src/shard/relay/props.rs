@@ -6,14 +6,13 @@
 //! in order, remasks the client → target leg, and sends only valid close
 //! codes.
 
-use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::Context;
 use std::time::Instant;
 
-use futures_lite::{AsyncRead, AsyncWrite};
 use proptest::prelude::*;
 
+use super::tests::{dst, Dst, Src};
 use super::*;
 use crate::shard::frame::{check_close_payload, parse_header, OP_BINARY, OP_TEXT};
 use crate::shard::metrics::{Direction, ShardMetrics};
@@ -21,64 +20,6 @@ use crate::shard::metrics::{Direction, ShardMetrics};
 /// The pool's buffer size in these tests: small, so that messages span
 /// many buffers and every boundary case is hit.
 const BUF: usize = 1024;
-
-/// Reads in the given chunk sizes (cycled); blocks at the end.
-struct ChunkedSrc {
-    data: Vec<u8>,
-    at: usize,
-    chunks: Vec<usize>,
-    turn: usize,
-}
-
-impl AsyncRead for ChunkedSrc {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        if self.at == self.data.len() {
-            return Poll::Pending;
-        }
-        let chunk = self.chunks[self.turn % self.chunks.len()];
-        self.turn += 1;
-        let n = buf.len().min(chunk).min(self.data.len() - self.at);
-        let at = self.at;
-        buf[..n].copy_from_slice(&self.data[at..at + n]);
-        self.at += n;
-        Poll::Ready(Ok(n))
-    }
-}
-
-/// Takes writes of at most the given sizes (cycled); a 0 in the list is a
-/// write that would block this time.
-struct ShortDst {
-    out: Vec<u8>,
-    sizes: Vec<usize>,
-    turn: usize,
-}
-
-impl AsyncWrite for ShortDst {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let size = self.sizes[self.turn % self.sizes.len()];
-        self.turn += 1;
-        if size == 0 {
-            return Poll::Pending;
-        }
-        let n = buf.len().min(size);
-        self.out.extend_from_slice(&buf[..n]);
-        Poll::Ready(Ok(n))
-    }
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-}
 
 /// One message: its opcode, payload, how it is cut into fragments, and the
 /// control frames slipped in between its fragments.
@@ -239,8 +180,8 @@ proptest! {
         };
         let dir = if from_client { Direction::In } else { Direction::Out };
         let mut pump = Pump::new(dir, Instant::now(), 42);
-        let mut src = ChunkedSrc { data: input.clone(), at: 0, chunks: reads, turn: 0 };
-        let mut dst = ShortDst { out: Vec::new(), sizes: writes, turn: 0 };
+        let mut src = Src { data: input.clone(), at: 0, chunks: reads, turn: 0, eof: false };
+        let mut dst = Dst { sizes: writes, ..dst() };
         let waker = std::task::Waker::noop();
         let mut cx = Context::from_waker(waker);
         let mut idle = 0;

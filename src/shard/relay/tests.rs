@@ -9,13 +9,14 @@ use super::*;
 use crate::shard::frame::{parse_header, OP_BINARY, OP_TEXT};
 use crate::shard::metrics::{Direction, ShardMetrics};
 
-/// A source that hands out its bytes in `chunk`-sized reads, then either
-/// ends (EOF) or blocks forever.
-struct Src {
-    data: Vec<u8>,
-    at: usize,
-    chunk: usize,
-    eof: bool,
+/// A source that hands out its bytes in reads of the sizes in `chunks`
+/// (cycled), then either ends (EOF) or blocks forever.
+pub(super) struct Src {
+    pub data: Vec<u8>,
+    pub at: usize,
+    pub chunks: Vec<usize>,
+    pub turn: usize,
+    pub eof: bool,
 }
 
 impl AsyncRead for Src {
@@ -31,17 +32,23 @@ impl AsyncRead for Src {
                 Poll::Pending
             };
         }
-        let n = buf.len().min(self.chunk).min(self.data.len() - self.at);
-        buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+        let chunk = self.chunks[self.turn % self.chunks.len()];
+        self.turn += 1;
+        let n = buf.len().min(chunk).min(self.data.len() - self.at);
+        let at = self.at;
+        buf[..n].copy_from_slice(&self.data[at..at + n]);
         self.at += n;
         Poll::Ready(Ok(n))
     }
 }
 
-/// A destination that accepts at most `room` bytes, then blocks.
-struct Dst {
-    out: Vec<u8>,
-    room: usize,
+/// A destination that accepts at most `room` bytes in all, each write at
+/// most the next of `sizes` (cycled; a 0 blocks that write), then blocks.
+pub(super) struct Dst {
+    pub out: Vec<u8>,
+    pub room: usize,
+    pub sizes: Vec<usize>,
+    pub turn: usize,
 }
 
 impl AsyncWrite for Dst {
@@ -50,7 +57,9 @@ impl AsyncWrite for Dst {
         _: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let n = buf.len().min(self.room - self.out.len());
+        let size = self.sizes[self.turn % self.sizes.len()];
+        self.turn += 1;
+        let n = buf.len().min(self.room - self.out.len()).min(size);
         if n == 0 {
             return Poll::Pending;
         }
@@ -143,15 +152,18 @@ fn src(data: Vec<u8>, chunk: usize, eof: bool) -> Src {
     Src {
         data,
         at: 0,
-        chunk,
+        chunks: vec![chunk],
+        turn: 0,
         eof,
     }
 }
 
-fn dst() -> Dst {
+pub(super) fn dst() -> Dst {
     Dst {
         out: Vec::new(),
         room: usize::MAX,
+        sizes: vec![usize::MAX],
+        turn: 0,
     }
 }
 
@@ -371,8 +383,8 @@ fn a_stalled_destination_stalls_the_source() {
     let mut p = Pump::new(Direction::Out, Instant::now(), 1);
     let mut s = src(input.clone(), 65536, false);
     let mut d = Dst {
-        out: Vec::new(),
         room: 10_000,
+        ..dst()
     };
     assert!(p.stalled_since.is_none());
     for _ in 0..10 {
