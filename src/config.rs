@@ -319,13 +319,7 @@ impl TargetUrl {
     }
 }
 
-/// Is `id` a valid endpoint slug?
-pub fn valid_endpoint_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-}
+pub use wsrelay_proto::valid_endpoint_id;
 
 impl EndpointConfig {
     /// Checks every rule of SPEC section 3; `key` prefixes error keys. Reports

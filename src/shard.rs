@@ -3,8 +3,7 @@
 //! no locks. The only ways in are [`ShardCommand`]s on an async channel; the
 //! only shared state is in [`Shared`] (atomics touched at admission).
 
-pub mod frame;
-pub mod handshake;
+pub use wsrelay_proto::{frame, handshake};
 pub mod limits;
 pub mod metrics;
 pub mod pool;

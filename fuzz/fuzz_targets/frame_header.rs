@@ -2,7 +2,7 @@
 //! never a panic; a parsed header never claims more bytes than it read.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use wsrelay::shard::frame::{check_close_payload, parse_header};
+use wsrelay_proto::frame::{check_close_payload, parse_header};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(Some(h)) = parse_header(data) {

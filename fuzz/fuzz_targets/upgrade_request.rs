@@ -3,7 +3,7 @@
 //! bytes `may_be_complete` recognises), and it consumed no more than it had.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use wsrelay::shard::handshake::{may_be_complete, parse_request};
+use wsrelay_proto::handshake::{may_be_complete, parse_request};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(Some(req)) = parse_request(data, 8192) {

@@ -10,68 +10,7 @@ use hdrhistogram::Histogram;
 
 pub use crate::bridge::Direction;
 
-/// Why an upgrade was refused (the metric label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[allow(missing_docs)]
-pub enum Reject {
-    BadRequest,
-    UpgradeRequired,
-    HeadersTooLarge,
-    HandshakeTimeout,
-    NotFound,
-    Disabled,
-    OriginNotAllowed,
-    Unauthorized,
-    RateLimited,
-    EndpointFull,
-    GlobalFull,
-    Draining,
-    UpstreamFailed,
-    UpstreamTimeout,
-    Fragmented,
-}
-
-impl Reject {
-    /// Every reason, for reports.
-    pub const ALL: [Reject; 15] = [
-        Reject::BadRequest,
-        Reject::UpgradeRequired,
-        Reject::HeadersTooLarge,
-        Reject::HandshakeTimeout,
-        Reject::NotFound,
-        Reject::Disabled,
-        Reject::OriginNotAllowed,
-        Reject::Unauthorized,
-        Reject::RateLimited,
-        Reject::EndpointFull,
-        Reject::GlobalFull,
-        Reject::Draining,
-        Reject::UpstreamFailed,
-        Reject::UpstreamTimeout,
-        Reject::Fragmented,
-    ];
-
-    /// Metric label.
-    pub fn label(self) -> &'static str {
-        match self {
-            Reject::BadRequest => "bad_request",
-            Reject::UpgradeRequired => "upgrade_required",
-            Reject::HeadersTooLarge => "headers_too_large",
-            Reject::HandshakeTimeout => "handshake_timeout",
-            Reject::NotFound => "not_found",
-            Reject::Disabled => "disabled",
-            Reject::OriginNotAllowed => "origin_not_allowed",
-            Reject::Unauthorized => "unauthorized",
-            Reject::RateLimited => "rate_limited",
-            Reject::EndpointFull => "endpoint_full",
-            Reject::GlobalFull => "global_full",
-            Reject::Draining => "draining",
-            Reject::UpstreamFailed => "upstream_failed",
-            Reject::UpstreamTimeout => "upstream_timeout",
-            Reject::Fragmented => "fragmented_request",
-        }
-    }
-}
+pub use wsrelay_proto::Reject;
 
 /// Close code classes of `wsrelay_closes_total`: each registered code
 /// 1000–1015 by itself, then the application ranges (bounded cardinality).

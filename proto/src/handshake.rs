@@ -3,8 +3,7 @@
 //! responses wsrelay writes on the data port. Pure functions, tested with
 //! literal bytes.
 
-use crate::config::valid_endpoint_id;
-use crate::shard::metrics::Reject;
+use crate::{valid_endpoint_id, Reject};
 
 /// Most headers accepted in one request.
 pub const MAX_HEADERS: usize = 64;
