@@ -125,8 +125,13 @@ fn main() {
                 .stdout(Stdio::piped())
                 .spawn()
                 .unwrap();
+            // Lines before the ready line (a generated admin password) are skipped.
+            let mut out = BufReader::new(child.stdout.take().unwrap());
             let mut line = String::new();
-            BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+            while !line.starts_with("wsrelay ready") {
+                line.clear();
+                assert!(out.read_line(&mut line).unwrap() > 0, "wsrelay exited before its ready line");
+            }
             let relay: SocketAddr = line.split_whitespace().find_map(|w| w.strip_prefix("data=")).unwrap().parse().unwrap();
             let pid = child.id();
 
