@@ -539,14 +539,13 @@ fn nul_field(uri: &axum::http::Uri, pattern: Option<&str>) -> Option<String> {
         }
     }
     let query = uri.query()?;
+    use crate::admin::json::nul_in;
     url::form_urlencoded::parse(query.as_bytes()).find_map(|(k, v)| {
-        (crate::admin::json::nul_in(&k) || crate::admin::json::nul_in(&v)).then(|| {
-            if crate::admin::json::nul_in(&k) {
-                "query".to_string()
-            } else {
-                k.into_owned()
-            }
-        })
+        if nul_in(&k) {
+            Some("query".to_string())
+        } else {
+            nul_in(&v).then(|| k.into_owned())
+        }
     })
 }
 

@@ -49,22 +49,15 @@ pub fn nul_path(v: &Value) -> Option<String> {
                 .iter()
                 .enumerate()
                 .find_map(|(i, x)| walk(x, &format!("{at}[{i}]"))),
-            Value::Object(m) => m.iter().find_map(|(k, x)| {
-                let here = if at.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{at}.{k}")
-                };
-                if nul_in(k) {
-                    Some(if at.is_empty() {
-                        ".".into()
-                    } else {
-                        at.to_string()
-                    })
-                } else {
-                    walk(x, &here)
-                }
-            }),
+            Value::Object(m) => m
+                .iter()
+                .find_map(|(k, x)| match (nul_in(k), at.is_empty()) {
+                    // A key with a NUL: its object is the field at fault.
+                    (true, true) => Some(".".into()),
+                    (true, false) => Some(at.to_string()),
+                    (false, true) => walk(x, k),
+                    (false, false) => walk(x, &format!("{at}.{k}")),
+                }),
             _ => None,
         }
     }
@@ -214,8 +207,11 @@ fn latency(h: &hdrhistogram::Histogram<u64>) -> Value {
 
 /// `{"in": {...}, "out": {...}}` percentiles by direction.
 pub fn latency_pair(h: &[hdrhistogram::Histogram<u64>; 2]) -> Value {
-    let [i, o] = crate::bridge::Direction::BOTH;
-    json!({ i.label(): latency(&h[i.index()]), o.label(): latency(&h[o.index()]) })
+    crate::bridge::Direction::BOTH
+        .iter()
+        .map(|d| (d.label().to_string(), latency(&h[d.index()])))
+        .collect::<Map<_, _>>()
+        .into()
 }
 
 /// An endpoint's merged statistics (SPEC 5, `/api/endpoints/:id/stats`).

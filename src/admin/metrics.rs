@@ -86,11 +86,8 @@ fn by_direction<'a>(
 ) {
     head(out, name, "counter", help);
     for (id, v) in endpoints {
-        for (dir, n) in crate::bridge::Direction::BOTH
-            .map(|d| d.label())
-            .iter()
-            .zip(v)
-        {
+        for (dir, n) in crate::bridge::Direction::BOTH.iter().zip(v) {
+            let dir = dir.label();
             let _ = writeln!(out, "{name}{{endpoint=\"{id}\",direction=\"{dir}\"}} {n}");
         }
     }
@@ -169,12 +166,8 @@ pub fn text(st: &AppState) -> String {
         "Relay latency: last byte of a message read to its last byte written.",
     );
     for (id, t) in &merged {
-        for (dir, h) in crate::bridge::Direction::BOTH
-            .map(|d| d.label())
-            .iter()
-            .zip(&t.latency_us)
-        {
-            let labels = format!("endpoint=\"{id}\",direction=\"{dir}\"");
+        for (dir, h) in crate::bridge::Direction::BOTH.iter().zip(&t.latency_us) {
+            let labels = format!("endpoint=\"{id}\",direction=\"{}\"", dir.label());
             summary(&mut out, RELAY_LATENCY, &labels, h);
         }
     }

@@ -334,14 +334,12 @@ async fn establish(
         return None; // the client left; dropping the upstream closes it
     }
     let _ = client.set_nodelay(true);
-    let l = &ctx.cfg.limits;
-    for fd in [&client as &dyn std::os::fd::AsRawFd, &up_stream] {
-        crate::sys::set_socket_buffers(
-            &fd.as_raw_fd(),
-            l.socket_send_buffer_bytes,
-            l.socket_recv_buffer_bytes,
-        );
-    }
+    let (send, recv) = (
+        ctx.cfg.limits.socket_send_buffer_bytes,
+        ctx.cfg.limits.socket_recv_buffer_bytes,
+    );
+    crate::sys::set_socket_buffers(&client, send, recv);
+    crate::sys::set_socket_buffers(&up_stream, send, recv);
 
     Some(Established {
         client,
@@ -474,20 +472,19 @@ impl Relay {
     /// drops further data frames. The first close decides how the session
     /// ended (`by`: whose action it answers).
     fn begin_close(&mut self, code: u16, reason: &'static str, by: Side, now: Instant) {
-        let (to_client, to_target) = (code, code);
         if self.closing_since.is_none() {
             self.closing_since = Some(now);
             self.end = Some((code, reason, by));
         }
         if !self.u2c.close_out && !self.u2c.dst_dead {
             self.u2c
-                .queue_control(ControlFrame::close(to_client, reason, None));
+                .queue_control(ControlFrame::close(code, reason, None));
             self.u2c.drain();
         }
         if !self.c2u.close_out && !self.c2u.dst_dead {
             let mask = self.c2u.next_mask();
             self.c2u
-                .queue_control(ControlFrame::close(to_target, reason, Some(mask)));
+                .queue_control(ControlFrame::close(code, reason, Some(mask)));
             self.c2u.drain();
         }
     }
@@ -584,14 +581,20 @@ impl Relay {
         client_leg && target_leg
     }
 
+    /// Since when the older of the two stalled writes has made no progress.
+    fn oldest_stall(&self) -> Option<Instant> {
+        self.c2u
+            .stalled_since
+            .into_iter()
+            .chain(self.u2c.stalled_since)
+            .min()
+    }
+
     /// When the oldest write that makes no progress runs out of
     /// `send_timeout_ms`.
     fn stall_deadline(&self) -> Option<Instant> {
         let t = Duration::from_millis(self.ctx.cfg.limits.send_timeout_ms);
-        match (self.c2u.stalled_since, self.u2c.stalled_since) {
-            (None, None) => None,
-            (a, b) => a.into_iter().chain(b).min().map(|s| s + t),
-        }
+        self.oldest_stall().map(|s| s + t)
     }
 
     /// Timers: idle timeout, heartbeat, send timeout, close deadline.
@@ -600,11 +603,10 @@ impl Relay {
         if let Some(since) = self.closing_since {
             return since + CLOSE_TIMEOUT;
         }
-        if let Some(d) = self.stall_deadline().filter(|d| now >= *d) {
+        if self.stall_deadline().is_some_and(|d| now >= d) {
             // A peer that takes nothing for `send_timeout_ms` is dropped; the
             // other side gets 1008.
-            let t = Duration::from_millis(self.ctx.cfg.limits.send_timeout_ms);
-            if self.u2c.stalled_since.is_some_and(|s| s + t <= d) {
+            if self.u2c.stalled_since == self.oldest_stall() {
                 self.u2c.dst_dead = true; // the client
             } else {
                 self.c2u.dst_dead = true; // the target
@@ -729,10 +731,10 @@ impl Future for &mut Relay {
             } else {
                 // A close under way, or a write that stopped making progress,
                 // may need the timer sooner than it is set.
-                let soonest = match (close_deadline, this.stall_deadline()) {
-                    (None, None) => None,
-                    (a, b) => a.into_iter().chain(b).min(),
-                };
+                let soonest = close_deadline
+                    .into_iter()
+                    .chain(this.stall_deadline())
+                    .min();
                 if let Some(d) = soonest.filter(|d| *d < this.timer_at) {
                     rearm = Some(d);
                 }

@@ -6,16 +6,14 @@
 //! in order, remasks the client → target leg, and sends only valid close
 //! codes.
 
-use std::pin::Pin;
-use std::task::Context;
 use std::time::Instant;
 
 use proptest::prelude::*;
 
-use super::tests::{dst, Dst, Src};
+use super::tests::{dst, Dst, Rig, Src};
 use super::*;
 use crate::shard::frame::{check_close_payload, parse_header, OP_BINARY, OP_TEXT};
-use crate::shard::metrics::{Direction, ShardMetrics};
+use crate::shard::metrics::Direction;
 
 /// The pool's buffer size in these tests: small, so that messages span
 /// many buffers and every boundary case is hit.
@@ -167,27 +165,15 @@ proptest! {
         // A destination that never takes anything would stall forever.
         prop_assume!(writes.iter().any(|w| *w > 0));
         let input = wire(&msgs, close.as_ref().map(|(c, r)| (*c, r.as_str())), from_client);
-        let pool = BufPool::new(BUF, 4);
-        let metrics = ShardMetrics::new();
-        let m = metrics.endpoint("p");
-        let env = Env {
-            pool: &pool,
-            metrics: &m,
-            max_message_size: 1 << 20,
-            max_messages_per_second: None,
-            max_control_per_second: 0,
-            tap: None,
-        };
+        let rig = Rig::new(BUF); // no rate limits
         let dir = if from_client { Direction::In } else { Direction::Out };
         let mut pump = Pump::new(dir, Instant::now(), 42);
         let mut src = Src { data: input.clone(), at: 0, chunks: reads, turn: 0, eof: false };
         let mut dst = Dst { sizes: writes, ..dst() };
-        let waker = std::task::Waker::noop();
-        let mut cx = Context::from_waker(waker);
         let mut idle = 0;
         for _ in 0..100_000 {
             let before = (src.at, dst.out.len());
-            let r = pump.poll(&mut cx, Pin::new(&mut src), Pin::new(&mut dst), &env);
+            let r = rig.run(&mut pump, &mut src, &mut dst, 1 << 20, None);
             // Bytes read but not yet written: at most one buffer.
             prop_assert!(src.at - dst.out.len() <= BUF, "{} read, {} written", src.at, dst.out.len());
             if r.is_ready() {

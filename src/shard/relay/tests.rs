@@ -97,7 +97,7 @@ fn decode(mut b: &[u8]) -> Vec<Decoded> {
     out
 }
 
-struct Rig {
+pub(super) struct Rig {
     pool: std::rc::Rc<BufPool>,
     metrics: std::rc::Rc<ShardMetrics>,
     /// `control_frames_per_second` (0: off).
@@ -105,14 +105,14 @@ struct Rig {
 }
 
 impl Rig {
-    fn new(buf: usize) -> Rig {
+    pub(super) fn new(buf: usize) -> Rig {
         Rig {
             pool: BufPool::new(buf, 8),
             metrics: ShardMetrics::new(),
             control_rate: 0,
         }
     }
-    fn run(
+    pub(super) fn run(
         &self,
         pump: &mut Pump,
         src: &mut Src,
