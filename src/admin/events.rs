@@ -169,9 +169,14 @@ impl Live {
                     s.client.to_string(),
                     s.at_ms,
                 );
+                // Into the live view before /ops hears of it: a reader that
+                // kills a session as soon as it sees it start must find it.
+                self.sessions
+                    .lock()
+                    .expect("sessions")
+                    .insert(s.id, row.clone());
                 ops.publish(OpsEvent::session("sessionStarted", &row));
-                self.queue_row(row.clone());
-                self.sessions.lock().expect("sessions").insert(s.id, row);
+                self.queue_row(row);
             }
             Event::Updated { id, counts, at_ms } => {
                 let row = {
