@@ -112,7 +112,7 @@ try {
     await row.first().waitFor();
     assert.equal(await row.count(), 1);
     await page.locator('#session-filter').selectOption('e2e');
-    await row.getByText('e2e').waitFor();
+    await row.getByText('e2e', { exact: true }).waitFor();
     await shot('04-sessions');
     await row.getByRole('button', { name: 'Kill' }).click();
     await page.waitForFunction(() => window.__close !== null);
