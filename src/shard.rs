@@ -503,4 +503,117 @@ mod tests {
         let ctrl = std::mem::size_of::<super::frame::ControlFrame>();
         assert!(ctrl <= 48, "ControlFrame is {ctrl} bytes");
     }
+
+    /// The vendored glommio's multishot read readiness (WSRELAY-PATCH.md):
+    /// a socket read 200 times, each time after the peer sent more, is armed
+    /// once (unpatched glommio submitted a `POLL_ADD` before every read), and
+    /// a dropped socket still reaches its peer as EOF (the multishot poll,
+    /// which holds the file open, is cancelled).
+    #[test]
+    fn a_socket_is_armed_for_reading_once_for_its_life() {
+        use std::io::{Read, Write};
+        let ex = executor();
+        let (arms, client) = ex.run(async {
+            let l = glommio::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = l.local_addr().expect("addr");
+            let client = std::thread::spawn(move || {
+                let mut s = std::net::TcpStream::connect(addr).expect("connect");
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let mut echoed = 0;
+                for i in 0u64..200 {
+                    s.write_all(&i.to_be_bytes()).unwrap();
+                    let mut b = [0u8; 8];
+                    s.read_exact(&mut b).unwrap();
+                    echoed += u64::from(u64::from_be_bytes(b) == i);
+                }
+                s.shutdown(std::net::Shutdown::Write).unwrap();
+                let mut rest = Vec::new();
+                let eof = matches!(s.read_to_end(&mut rest), Ok(0));
+                // Lets the shard stop waiting (and its executor end).
+                let _ = std::net::TcpStream::connect(addr);
+                (echoed, eof)
+            });
+            let before = glommio::net::read_arms();
+            let mut s = l.accept().await.expect("accept");
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = futures_lite::AsyncReadExt::read(&mut s, &mut buf)
+                    .await
+                    .expect("read");
+                if n == 0 {
+                    break;
+                }
+                futures_lite::AsyncWriteExt::write_all(&mut s, &buf[..n])
+                    .await
+                    .expect("write");
+            }
+            let arms = glommio::net::read_arms() - before;
+            drop(s);
+            let _ = l.accept().await; // the client saw EOF (or gave up)
+            (arms, client)
+        });
+        let (echoed, eof) = client.join().expect("client");
+        assert_eq!(echoed, 200, "every message echoed");
+        assert!(arms <= 2, "{arms} read arms for 200 reads");
+        assert!(eof, "the dropped socket's peer saw EOF");
+    }
+
+    /// Bytes and the peer's FIN that arrive together are seen as one
+    /// readiness event: the short read of the bytes must not be taken for a
+    /// drained socket, or the end is never read (found by
+    /// `relay::target_dying_without_close_gives_1014` failing intermittently
+    /// with the multishot patch).
+    #[test]
+    fn bytes_and_the_peers_fin_together_are_both_read() {
+        use std::io::Write;
+        let ex = executor();
+        let reads = ex.run(async {
+            let l = glommio::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = l.local_addr().expect("addr");
+            let (go_tx, go) = std::sync::mpsc::channel::<()>();
+            let (sent_tx, sent) = std::sync::mpsc::channel();
+            let client = std::thread::spawn(move || {
+                let mut s = std::net::TcpStream::connect(addr).expect("connect");
+                go.recv().expect("go");
+                s.write_all(b"last words").unwrap();
+                s.shutdown(std::net::Shutdown::Write).unwrap();
+                sent_tx.send(()).unwrap();
+                s
+            });
+            let mut s = l.accept().await.expect("accept");
+            let mut buf = [0u8; 4096];
+            let mut reads = Vec::new();
+            let mut first = Box::pin(futures_lite::AsyncReadExt::read(&mut s, &mut buf));
+            // The first read finds nothing (and the shard has not yet handed
+            // its read arm to the kernel); the bytes and the FIN are then
+            // queued together before it does, so one completion reports both.
+            assert!(futures_lite::future::poll_once(first.as_mut())
+                .await
+                .is_none());
+            go_tx.send(()).unwrap();
+            sent.recv().expect("client");
+            let n = first.await.expect("read");
+            reads.push(n);
+            let ends = async {
+                loop {
+                    let n = futures_lite::AsyncReadExt::read(&mut s, &mut buf)
+                        .await
+                        .expect("read");
+                    reads.push(n);
+                    if n == 0 {
+                        return true;
+                    }
+                }
+            };
+            let timeout = async {
+                glommio::timer::Timer::new(Duration::from_secs(10)).await;
+                false
+            };
+            let ended = futures_lite::future::or(ends, timeout).await;
+            drop(client.join());
+            assert!(ended, "the end was read (reads: {reads:?})");
+            reads
+        });
+        assert_eq!(reads, vec![10, 0]);
+    }
 }

@@ -701,6 +701,7 @@ impl Future for &mut Relay {
                 max_control_per_second: this.ctx.cfg.limits.control_frames_per_second,
                 tap: tap.as_ref(),
             };
+            let read_before = this.c2u.last_rx.max(this.u2c.last_rx);
             let _ = this.c2u.poll(
                 cx,
                 Pin::new(&mut this.client),
@@ -713,7 +714,14 @@ impl Future for &mut Relay {
                 Pin::new(&mut this.client),
                 &env,
             );
-            let now = Instant::now();
+            // A pump that read has just read the clock; a few microseconds
+            // of relaying since are below every timer's resolution.
+            let read_at = this.c2u.last_rx.max(this.u2c.last_rx);
+            let now = if read_at > read_before {
+                read_at
+            } else {
+                Instant::now()
+            };
             let mut again = this.react(now);
             if this.done() {
                 return Poll::Ready(this.take_end());

@@ -105,3 +105,30 @@ fn control_frames_on_the_wire() {
     assert!(c.to_vec().len() <= 127);
     assert!(check_close_payload(&c.to_vec()[2..]).is_ok());
 }
+
+#[test]
+fn the_direct_parser_answers_as_tungstenites_on_every_header() {
+    // Every first and second byte, followed by 0–12 more bytes of three
+    // patterns (lengths with the top bit set or not, 16- and 64-bit lengths
+    // complete or cut short, masks complete or cut short).
+    let mut checked = 0u32;
+    for first in 0..=255u8 {
+        for second in 0..=255u8 {
+            for fill in [0x00u8, 0x80, 0xFF] {
+                for extra in 0..=12 {
+                    let mut b = vec![first, second];
+                    b.extend(std::iter::repeat_n(fill, extra));
+                    assert_eq!(
+                        parse_header(&b),
+                        parse_header_reference(&b),
+                        "bytes {b:02x?}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 256 * 256 * 3 * 13);
+    assert_eq!(parse_header(&[]), parse_header_reference(&[]));
+    assert_eq!(parse_header(&[0x81]), parse_header_reference(&[0x81]));
+}

@@ -433,6 +433,19 @@ impl Reactor {
         source
     }
 
+    /// Read readiness, armed once for many events (wsrelay patch: a
+    /// multishot `POLL_ADD`; see `NonBufferedStream::poll_read`).
+    pub(crate) fn poll_read_ready_multi(&self, fd: RawFd) -> Source {
+        let source = self.new_source(fd, SourceType::PollAdd, None);
+        // POLLRDHUP: a completion that saw the peer's FIN says so (see
+        // `NonBufferedStream::poll_read`).
+        self.sys.poll_ready_multi(
+            &source,
+            common_flags() | read_flags() | PollFlags::from_bits_retain(libc::POLLRDHUP),
+        );
+        source
+    }
+
     pub(crate) fn poll_write_ready(&self, fd: RawFd) -> Source {
         let source = self.new_source(fd, SourceType::PollAdd, None);
         self.sys

@@ -27,6 +27,21 @@ fn yolo_accept(fd: RawFd) -> Option<io::Result<RawFd>> {
     }
 }
 
+thread_local! {
+    static READ_ARMS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Read-readiness requests (`POLL_ADD`s) this thread's streams have submitted
+/// (wsrelay patch, for tests: one multishot arm per socket for its life).
+#[doc(hidden)]
+pub fn read_arms() -> u64 {
+    READ_ARMS.with(|c| c.get())
+}
+
+pub(crate) fn count_read_arm() {
+    READ_ARMS.with(|c| c.set(c.get() + 1));
+}
+
 fn yolo_send(fd: RawFd, buf: &[u8]) -> Option<io::Result<usize>> {
     match sys::send_syscall(fd, buf.as_ptr(), buf.len(), MsgFlags::MSG_DONTWAIT.bits()) {
         Ok(x) => Some(Ok(x)),

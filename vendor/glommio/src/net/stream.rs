@@ -221,6 +221,13 @@ pub(crate) struct NonBufferedStream<S> {
     stream: S,
     source_tx: Option<Source>,
     source_rx: Option<Source>,
+    /// A `recv` may find bytes (wsrelay patch, see `poll_read`).
+    rx_ready: bool,
+    /// Read readiness by one-shot polls (a kernel without multishot poll).
+    rx_oneshot: bool,
+    /// The peer has closed its side (or the socket failed): every read is
+    /// made, until it returns the end.
+    rx_end: bool,
     write_timeout: Timeout,
     read_timeout: Timeout,
 }
@@ -228,8 +235,7 @@ pub(crate) struct NonBufferedStream<S> {
 impl<S: AsRawFd> NonBufferedStream<S> {
     fn init(&mut self) {
         let reactor = self.reactor.upgrade().unwrap();
-        let stream_fd = self.stream.as_raw_fd();
-        self.source_rx = Some(reactor.poll_read_ready(stream_fd));
+        self.arm_rx(&reactor);
     }
 
     pub(crate) fn try_peek(&self, buf: &mut [u8]) -> Option<io::Result<usize>> {
@@ -253,6 +259,13 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         Ok(sz)
     }
 
+    /// wsrelay patch: read readiness comes from one multishot poll armed for
+    /// the socket's life (re-armed only if the kernel ends it), not from a
+    /// one-shot `POLL_ADD` submitted before every read. `rx_ready` says
+    /// whether a `recv` may find bytes: set by a completion (or a read that
+    /// filled the whole buffer), cleared by a short read or `EAGAIN`. A
+    /// short read drained the socket, and any byte that arrives after it
+    /// wakes the poll again, so no `recv` is made just to see `EAGAIN`.
     pub(crate) fn poll_read(
         &mut self,
         cx: &Context<'_>,
@@ -261,41 +274,61 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         let reactor = self.reactor.upgrade().unwrap();
         let reactor = reactor.as_ref();
 
-        let no_pending_poll = self
-            .source_rx
-            .as_ref()
-            .map(|src| src.result().is_some())
-            .unwrap_or(true);
-
-        if no_pending_poll {
-            if let Some(result) = super::yolo_recv(self.stream.as_raw_fd(), buf) {
-                self.source_rx.take();
-                self.read_timeout.cancel_timer(reactor);
-                let result = poll_err!(result);
-                // Start an early poll if the buffer is not fully filled. So when
-                // the next time `poll_read` is called, it will be known immediately
-                // whether the underlying stream is ready for reading.
-                if result > 0 && result < buf.len() {
-                    self.source_rx = Some(reactor.poll_read_ready(self.stream.as_raw_fd()));
-                    // The `rush_dispatch`s here and after could be removed to
-                    // improve performance if #458 is handled appropriately.
-                    // reactor.rush_dispatch(self.source_rx.as_ref().unwrap());
+        if let Some(src) = self.source_rx.as_ref() {
+            match src.take_result() {
+                Some(Err(e)) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    // A kernel without multishot poll: one-shot from here on.
+                    self.rx_oneshot = true;
+                    self.rx_ready = true;
                 }
-                return Poll::Ready(Ok(result));
+                Some(Ok(mask)) => {
+                    self.rx_ready = true;
+                    // The peer's FIN (or an error) came with bytes: a short
+                    // read of those bytes does not drain the socket — the
+                    // next read returns the end, and no event will say so.
+                    let end = libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR;
+                    if mask as libc::c_short & end != 0 {
+                        self.rx_end = true;
+                    }
+                }
+                Some(Err(_)) => self.rx_ready = true,
+                None => {}
             }
         }
 
-        poll_err!(self.read_timeout.check(reactor));
-
-        if no_pending_poll {
-            self.source_rx = Some(reactor.poll_read_ready(self.stream.as_raw_fd()));
-            // reactor.rush_dispatch(self.source_rx.as_ref().unwrap());
+        if self.rx_ready {
+            if let Some(result) = super::yolo_recv(self.stream.as_raw_fd(), buf) {
+                self.read_timeout.cancel_timer(reactor);
+                let result = poll_err!(result);
+                if result < buf.len() && !self.rx_end {
+                    self.rx_ready = false;
+                    self.arm_rx(reactor);
+                }
+                return Poll::Ready(Ok(result));
+            }
+            self.rx_ready = false;
         }
 
+        poll_err!(self.read_timeout.check(reactor));
+        self.arm_rx(reactor);
         let source = self.source_rx.as_ref().unwrap();
         source.add_waiter_single(cx.waker());
         self.read_timeout.maybe_set_timer(reactor, cx.waker());
         Poll::Pending
+    }
+
+    /// Arms read readiness unless it is armed already.
+    fn arm_rx(&mut self, reactor: &Reactor) {
+        if self.source_rx.as_ref().is_some_and(|s| s.is_armed()) {
+            return;
+        }
+        let fd = self.stream.as_raw_fd();
+        super::count_read_arm();
+        self.source_rx = Some(if self.rx_oneshot {
+            reactor.poll_read_ready(fd)
+        } else {
+            reactor.poll_read_ready_multi(fd)
+        });
     }
 
     pub(crate) fn poll_write(&mut self, cx: &Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
@@ -366,6 +399,9 @@ where
             stream: socket.into(),
             source_tx: None,
             source_rx: None,
+            rx_ready: true,
+            rx_oneshot: false,
+            rx_end: false,
             write_timeout: Timeout::new(reactor.register_timer()),
             read_timeout: Timeout::new(reactor.register_timer()),
         };

@@ -85,12 +85,28 @@ pub(crate) fn write_eventfd(eventfd: RawFd) {
     assert_eq!(ret, 8);
 }
 
+// wsrelay patch: `sendto`/`recvfrom` through `libc::syscall`, not glibc's
+// `send`/`recv`: those are thread-cancellation points that bracket every call
+// with `pthread_enable/disable_asynccancel` (1 % of a shard's CPU at 64-byte
+// messages), and glommio never cancels threads.
 pub(crate) fn send_syscall(fd: RawFd, buf: *const u8, len: usize, flags: i32) -> io::Result<usize> {
-    syscall!(send(fd, buf as _, len, flags)).map(|x| x as usize)
+    let null = std::ptr::null::<libc::sockaddr>();
+    let r = unsafe { libc::syscall(libc::SYS_sendto, fd, buf, len, flags, null, 0) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r as usize)
+    }
 }
 
 pub(crate) fn recv_syscall(fd: RawFd, buf: *mut u8, len: usize, flags: i32) -> io::Result<usize> {
-    syscall!(recv(fd, buf as _, len, flags)).map(|x| x as usize)
+    let null = std::ptr::null_mut::<libc::sockaddr>();
+    let r = unsafe { libc::syscall(libc::SYS_recvfrom, fd, buf, len, flags, null, null) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r as usize)
+    }
 }
 
 pub(crate) fn accept_syscall(fd: RawFd) -> io::Result<RawFd> {

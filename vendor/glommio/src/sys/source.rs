@@ -224,6 +224,23 @@ impl Source {
         })
     }
 
+    /// Is the request still with the kernel (or queued for it)? A multishot
+    /// poll stays so until its last completion (wsrelay patch).
+    pub(crate) fn is_armed(&self) -> bool {
+        self.inner.borrow().enqueued.is_some()
+    }
+
+    /// Takes the result of the completions seen since the last call (a
+    /// multishot request sets it on each one; wsrelay patch).
+    pub(crate) fn take_result(&self) -> Option<io::Result<usize>> {
+        self.inner
+            .borrow_mut()
+            .wakers
+            .result
+            .take()
+            .map(|x| OsResult::from(&x).into())
+    }
+
     pub(crate) fn result(&self) -> Option<io::Result<usize>> {
         let mut inner = self.inner.borrow_mut();
         let ret = inner
