@@ -4,6 +4,7 @@
 //! only shared state is in [`Shared`] (atomics touched at admission).
 
 pub use wsrelay_proto::{frame, handshake};
+pub mod close;
 pub mod limits;
 pub mod metrics;
 pub mod pool;

@@ -23,16 +23,34 @@ use crate::shard::frame::{self, ControlFrame, Header, OP_CLOSE, OP_CONT, OP_PING
 use crate::shard::metrics::EndpointMetrics;
 use crate::shard::pool::BufPool;
 
-/// What a pump does with the frames it reads.
+/// The reading side of a direction: what is done with its source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Forward everything.
+pub enum Source {
+    /// Frames are read and forwarded.
     Relaying,
-    /// wsrelay has sent (or will send) its own close to the destination:
-    /// finish the frame in flight, then drop frames until the source's close.
+    /// wsrelay has queued its own close to the destination: the frame in
+    /// flight is finished, later frames are read and dropped until the
+    /// source's close.
     Draining,
-    /// The source's close frame was read; read no more.
-    Done,
+    /// The source's close frame was read, or the source was failed (its
+    /// close is not awaited): nothing more is read.
+    Closed,
+    /// The source ended (EOF or a read error) before its close frame.
+    Gone,
+}
+
+/// The writing side of a direction: what may still go to its destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sink {
+    /// Frames are written.
+    Open,
+    /// A close frame (relayed, or wsrelay's own) is queued: it is the last
+    /// frame written.
+    Closing,
+    /// The close frame has been written.
+    Closed,
+    /// Writing failed, or the session gave up on this destination.
+    Gone,
 }
 
 /// A reason to close the session, found in the byte stream.
@@ -147,22 +165,13 @@ pub struct Pump {
     // The source's masking key of the frame in progress (for captures).
     frame_mask: [u8; 4],
     capture: Option<Box<Capture>>,
-    /// Current mode.
-    pub mode: Mode,
-    /// The source ended (EOF or error) before its close frame.
-    pub src_dead: bool,
-    /// Writing to the destination failed.
-    pub dst_dead: bool,
-    /// The source's close frame was read.
-    pub close_in: bool,
-    /// A close frame (relayed or wsrelay's own) was fully written.
-    pub close_out: bool,
-    close_queued: bool,
-    /// A close frame found in the stream, set for the session to act on.
-    pub fault: Option<Fault>,
+    source: Source,
+    sink: Sink,
+    /// A reason to close found in the stream, for the session to act on.
+    fault: Option<Fault>,
     /// The close frame the source sent: its code (1005 when it had none)
     /// and reason (boxed: made once per session, at its end).
-    pub peer_close: Option<Box<(u16, String)>>,
+    peer_close: Option<Box<(u16, String)>>,
     ctrl: Option<ControlFrame>,
     ctrl_pos: usize,
     // Latency batch: messages whose last byte is in [start..parsed).
@@ -174,19 +183,19 @@ pub struct Pump {
     rate_count: u32,
     ctrl_count: u32,
     /// Since when a write toward the destination has made no progress.
-    pub stalled_since: Option<Instant>,
+    stalled_since: Option<Instant>,
     /// Time of the last read that completed a message.
-    pub last_msg: Instant,
+    last_msg: Instant,
     /// Time of the last successful read.
-    pub last_rx: Instant,
+    last_rx: Instant,
     /// wsrelay's heartbeat pong payload to swallow (client → target only).
-    pub pong_token: Option<[u8; 8]>,
+    pong_token: Option<[u8; 8]>,
     /// Set when the client answered wsrelay's ping.
-    pub pong_seen: bool,
+    pong_seen: bool,
     /// Messages relayed.
-    pub messages: u64,
+    messages: u64,
     /// Bytes relayed.
-    pub bytes: u64,
+    bytes: u64,
     mask_seed: u64,
 }
 
@@ -218,12 +227,8 @@ impl Pump {
             msg_opcode: 0,
             frame_mask: [0; 4],
             capture: None,
-            mode: Mode::Relaying,
-            src_dead: false,
-            dst_dead: false,
-            close_in: false,
-            close_out: false,
-            close_queued: false,
+            source: Source::Relaying,
+            sink: Sink::Open,
             fault: None,
             peer_close: None,
             ctrl: None,
@@ -264,13 +269,87 @@ impl Pump {
 
     /// Can nothing more be read from the source?
     pub fn finished_reading(&self) -> bool {
-        self.src_dead || self.mode == Mode::Done
+        matches!(self.source, Source::Closed | Source::Gone)
+    }
+
+    /// The reading side's state.
+    pub fn source(&self) -> Source {
+        self.source
+    }
+
+    /// The writing side's state.
+    pub fn sink(&self) -> Sink {
+        self.sink
+    }
+
+    /// Writes nothing more to the destination: the session gave up on it
+    /// (its peer is gone or stalled past `send_timeout_ms`).
+    pub fn abandon_sink(&mut self) {
+        self.sink = Sink::Gone;
+    }
+
+    /// Is a close still to be written to the destination (none is queued
+    /// or written, and the destination is there)?
+    pub fn may_close(&self) -> bool {
+        self.sink == Sink::Open
+    }
+
+    /// The fault found in the stream, once.
+    pub fn take_fault(&mut self) -> Option<Fault> {
+        self.fault.take()
+    }
+
+    /// The code of the source's close frame (1005 when it had none), if one
+    /// was read.
+    pub fn peer_close_code(&self) -> Option<u16> {
+        self.peer_close.as_ref().map(|c| c.0)
+    }
+
+    /// The source's close frame, code and reason, once.
+    pub fn take_peer_close(&mut self) -> Option<(u16, String)> {
+        self.peer_close.take().map(|c| *c)
+    }
+
+    /// Swallows the client's pong carrying `token` (wsrelay's own ping), or
+    /// none.
+    pub fn expect_pong(&mut self, token: Option<[u8; 8]>) {
+        self.pong_token = token;
+    }
+
+    /// Whether the client answered wsrelay's ping since the last call.
+    pub fn take_pong(&mut self) -> bool {
+        std::mem::take(&mut self.pong_seen)
+    }
+
+    /// Since when a write toward the destination has made no progress.
+    pub fn stalled_since(&self) -> Option<Instant> {
+        self.stalled_since
+    }
+
+    /// Time of the last read that completed a message.
+    pub fn last_msg(&self) -> Instant {
+        self.last_msg
+    }
+
+    /// Time of the last successful read.
+    pub fn last_rx(&self) -> Instant {
+        self.last_rx
+    }
+
+    /// Messages relayed.
+    pub fn messages(&self) -> u64 {
+        self.messages
+    }
+
+    /// Bytes relayed.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     /// Queues a control frame of wsrelay's own for the destination. A close
     /// replaces a pending ping; nothing is queued after a close.
     pub fn queue_control(&mut self, f: ControlFrame) -> bool {
-        if self.close_queued || self.dst_dead || (self.ctrl.is_some() && f.opcode != OP_CLOSE) {
+        if self.sink != Sink::Open || (self.ctrl.is_some() && f.opcode != OP_CLOSE) {
             return false;
         }
         if self.ctrl.is_some() && self.ctrl_pos > 0 {
@@ -278,7 +357,7 @@ impl Pump {
             return false;
         }
         if f.opcode == OP_CLOSE {
-            self.close_queued = true;
+            self.sink = Sink::Closing;
         }
         self.ctrl = Some(f);
         self.ctrl_pos = 0;
@@ -293,15 +372,14 @@ impl Pump {
     /// Reads nothing more from the source: it was failed, and its close is
     /// not awaited.
     pub fn stop_reading(&mut self) {
-        self.close_in = true;
-        self.mode = Mode::Done;
+        self.source = Source::Closed;
         self.filled = self.parsed;
     }
 
     /// Switches to draining (after wsrelay queued its own close).
     pub fn drain(&mut self) {
-        if self.mode == Mode::Relaying {
-            self.mode = Mode::Draining;
+        if self.source == Source::Relaying {
+            self.source = Source::Draining;
         }
     }
 
@@ -473,7 +551,7 @@ impl Pump {
                 }
                 continue;
             }
-            if self.mode == Mode::Done {
+            if self.source == Source::Closed {
                 self.filled = self.parsed;
                 return Step::NeedMore;
             }
@@ -491,7 +569,7 @@ impl Pump {
                 if self.filled - self.parsed < h.header_len + h.len as usize {
                     return Step::NeedMore; // control frames are handled whole (<= 131 bytes)
                 }
-                if self.mode == Mode::Relaying && self.over_control_rate(env) {
+                if self.source == Source::Relaying && self.over_control_rate(env) {
                     return self.fail(1008, "control frame rate exceeded");
                 }
                 if let Some(step) = self.control(h) {
@@ -512,7 +590,7 @@ impl Pump {
             if size > env.max_message_size {
                 return self.fail(1009, "message too big");
             }
-            let forward = self.mode == Mode::Relaying;
+            let forward = self.source == Source::Relaying;
             if forward && !continuation && self.over_rate(env) {
                 return self.fail(1008, "message rate exceeded");
             }
@@ -578,7 +656,7 @@ impl Pump {
             _ => return Some(self.fail(1002, "protocol error")),
         }
         // wsrelay's own heartbeat pong is not the target's business.
-        let forward = self.mode == Mode::Relaying && !ours;
+        let forward = self.source == Source::Relaying && !ours;
         if forward {
             if let Some(old) = h.mask {
                 let new = self.next_mask();
@@ -596,11 +674,10 @@ impl Pump {
             self.pong_seen = true;
         }
         if h.opcode == OP_CLOSE {
-            self.close_in = true;
-            self.mode = Mode::Done;
+            self.source = Source::Closed;
             self.msg_open = false;
-            if forward {
-                self.close_queued = true; // the relayed close is the last frame out
+            if forward && self.sink == Sink::Open {
+                self.sink = Sink::Closing; // the relayed close is the last frame out
             }
             self.filled = self.parsed;
             return Some(Step::Flush);
@@ -615,7 +692,7 @@ impl Pump {
         mut dst: Pin<&mut W>,
         env: &Env<'_>,
     ) -> Poll<()> {
-        if self.dst_dead {
+        if self.sink == Sink::Gone {
             self.start = self.parsed;
             self.ctrl = None;
             self.batch_msgs = 0;
@@ -648,13 +725,12 @@ impl Pump {
         }
         let at_boundary = self.frame_left == 0 || !self.frame_forward;
         if at_boundary
-            && self.mode == Mode::Done
-            && self.close_queued
+            && self.source == Source::Closed
+            && self.sink == Sink::Closing
             && self.ctrl.is_none()
-            && self.close_in
         {
             // The relayed close frame has been written.
-            self.close_out = true;
+            self.sink = Sink::Closed;
         }
         if at_boundary {
             if let Some(c) = self.ctrl {
@@ -673,7 +749,7 @@ impl Pump {
                     }
                 }
                 if c.opcode == OP_CLOSE {
-                    self.close_out = true;
+                    self.sink = Sink::Closed;
                 }
                 self.ctrl = None;
                 self.ctrl_pos = 0;
@@ -699,7 +775,7 @@ impl Pump {
     }
 
     fn dead_dst(&mut self) -> Poll<()> {
-        self.dst_dead = true;
+        self.sink = Sink::Gone;
         self.start = self.parsed;
         self.ctrl = None;
         Poll::Ready(())
@@ -752,7 +828,7 @@ impl Pump {
                     return Poll::Pending;
                 }
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
-                    self.src_dead = true;
+                    self.source = Source::Gone;
                     self.filled = self.parsed;
                     self.release(env.pool);
                     return Poll::Ready(());

@@ -16,11 +16,12 @@ use glommio::net::TcpStream;
 use glommio::timer::Timer;
 
 use crate::bridge::{Counts, Endpoint, Event, SessionEnd, SessionStart, Side};
+use crate::shard::close::CloseReason;
 use crate::shard::frame::ControlFrame;
 use crate::shard::handshake::{self, ClientRequest, Refusal, Route};
 use crate::shard::limits::{self, Full};
 use crate::shard::metrics::{EndpointMetrics, Reject};
-use crate::shard::relay::{Env, Fault, Mode, Pump, Tap};
+use crate::shard::relay::{Env, Pump, Sink, Source, Tap};
 use crate::shard::upstream::{self, UpStream, UpstreamRequest};
 use crate::shard::ShardCtx;
 
@@ -391,18 +392,51 @@ async fn relay(ctx: Rc<ShardCtx>, est: Established, peer: SocketAddr) {
     relay.c2u.preload(&ctx.pool, &early);
     relay.u2c.preload(&ctx.pool, &leftover);
     drop((early, leftover));
-    let end = (&mut relay).await;
+    let (end, level) = (&mut relay).await;
     relay.c2u.finish(&ctx.pool);
     relay.u2c.finish(&ctx.pool);
     relay.metrics.record_close(end.code, end.by);
-    tracing::debug!(endpoint = %endpoint.cfg.id, session = %session_id, code = end.code, reason = %end.reason, by = end.by.as_str(), msgs_in = relay.c2u.messages, msgs_out = relay.u2c.messages, "session ended");
+    let counts = relay.counts();
+    let [msgs_in, msgs_out] = counts.msgs;
+    macro_rules! ended {
+        ($level:expr) => {
+            tracing::event!($level, endpoint = %endpoint.cfg.id, session = %session_id, code = end.code, reason = %end.reason, by = end.by.as_str(), msgs_in, msgs_out, "session ended")
+        };
+    }
+    match level {
+        tracing::Level::INFO => ended!(tracing::Level::INFO),
+        _ => ended!(tracing::Level::DEBUG),
+    }
     ctx.events.send(Event::Ended {
         id: session_id,
-        counts: relay.counts(),
+        counts,
         end,
         at_ms: crate::store::now_ms(),
     });
     drop(slot);
+}
+
+/// The two phases of an established session.
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    /// Both legs relay.
+    Relaying,
+    /// The first close happened and decided how the session ends; both
+    /// legs' close handshakes finish within `CLOSE_TIMEOUT` of `since`.
+    Closing { since: Instant, why: CloseReason },
+}
+
+impl Phase {
+    fn is_relaying(&self) -> bool {
+        matches!(self, Phase::Relaying)
+    }
+
+    fn closing_since(&self) -> Option<Instant> {
+        match self {
+            Phase::Relaying => None,
+            Phase::Closing { since, .. } => Some(*since),
+        }
+    }
 }
 
 /// The Relaying and Closing steps of a session, as one future.
@@ -419,10 +453,7 @@ pub struct Relay {
     ctl: Rc<SessionCtl>,
     timer: Timer,
     timer_at: Instant,
-    closing_since: Option<Instant>,
-    /// The close that ended the session: code, wsrelay's reason, side (a
-    /// peer's own reason stays in its pump's `peer_close`).
-    end: Option<(u16, &'static str, Side)>,
+    phase: Phase,
     ping_sent: Option<Instant>,
     missed_pongs: u32,
     ping_seq: u64,
@@ -452,8 +483,7 @@ impl Relay {
             // and registers the timer.
             timer: Timer::new(Duration::from_secs(3600)),
             timer_at: now,
-            closing_since: None,
-            end: None,
+            phase: Phase::Relaying,
             ping_sent: None,
             missed_pongs: 0,
             ping_seq: s1 ^ s2,
@@ -463,25 +493,25 @@ impl Relay {
     /// Messages and bytes relayed so far.
     pub fn counts(&self) -> Counts {
         Counts {
-            msgs: [self.c2u.messages, self.u2c.messages],
-            bytes: [self.c2u.bytes, self.u2c.bytes],
+            msgs: [self.c2u.messages(), self.u2c.messages()],
+            bytes: [self.c2u.bytes(), self.u2c.bytes()],
         }
     }
 
-    /// Sends wsrelay's own close on both legs (where not already closed) and
-    /// drops further data frames. The first close decides how the session
-    /// ended (`by`: whose action it answers).
-    fn begin_close(&mut self, code: u16, reason: &'static str, by: Side, now: Instant) {
-        if self.closing_since.is_none() {
-            self.closing_since = Some(now);
-            self.end = Some((code, reason, by));
+    /// Sends wsrelay's own close on both legs (where none is queued or
+    /// written yet) and drops further data frames. The first close decides
+    /// how the session ended.
+    fn begin_close(&mut self, why: CloseReason, now: Instant) {
+        if self.phase.is_relaying() {
+            self.phase = Phase::Closing { since: now, why };
         }
-        if !self.u2c.close_out && !self.u2c.dst_dead {
+        let (code, reason) = (why.code(), why.reason());
+        if self.u2c.may_close() {
             self.u2c
                 .queue_control(ControlFrame::close(code, reason, None));
             self.u2c.drain();
         }
-        if !self.c2u.close_out && !self.c2u.dst_dead {
+        if self.c2u.may_close() {
             let mask = self.c2u.next_mask();
             self.c2u
                 .queue_control(ControlFrame::close(code, reason, Some(mask)));
@@ -495,88 +525,108 @@ impl Relay {
         // A peer that broke the protocol (or a limit) is failed (RFC 6455
         // 7.1.7): it gets wsrelay's close and nothing more is read from it, so
         // its leg ends as soon as that close is written.
-        if let Some(Fault { code, reason }) = self.c2u.fault.take() {
-            self.begin_close(code, reason, Side::Wsrelay, now);
+        if let Some(f) = self.c2u.take_fault() {
+            self.begin_close(CloseReason::Fault(f), now);
             self.c2u.stop_reading();
             again = true;
         }
-        if let Some(Fault { code, reason }) = self.u2c.fault.take() {
-            self.begin_close(code, reason, Side::Wsrelay, now);
+        if let Some(f) = self.u2c.take_fault() {
+            self.begin_close(CloseReason::Fault(f), now);
             self.u2c.stop_reading();
             again = true;
         }
         // A leg that ended without a close frame.
-        let client_gone = (self.c2u.src_dead && !self.c2u.close_in) || self.u2c.dst_dead;
-        let target_gone = (self.u2c.src_dead && !self.u2c.close_in) || self.c2u.dst_dead;
-        if client_gone && !self.u2c.dst_dead {
-            self.u2c.dst_dead = true;
+        let client_gone = self.c2u.source() == Source::Gone || self.u2c.sink() == Sink::Gone;
+        let target_gone = self.u2c.source() == Source::Gone || self.c2u.sink() == Sink::Gone;
+        if client_gone && self.u2c.sink() != Sink::Gone {
+            self.u2c.abandon_sink();
             again = true;
         }
-        if target_gone && !self.c2u.dst_dead {
-            self.c2u.dst_dead = true;
+        if target_gone && self.c2u.sink() != Sink::Gone {
+            self.c2u.abandon_sink();
             again = true;
         }
-        if client_gone && self.closing_since.is_none() {
-            self.begin_close(1001, "client went away", Side::Client, now);
+        if client_gone && self.phase.is_relaying() {
+            self.begin_close(CloseReason::ClientGone, now);
             again = true;
         }
-        if target_gone && self.closing_since.is_none() {
-            self.begin_close(1014, "target went away", Side::Target, now);
+        if target_gone && self.phase.is_relaying() {
+            self.begin_close(CloseReason::TargetGone, now);
             again = true;
         }
-        if self.closing_since.is_none() && (self.c2u.close_in || self.u2c.close_in) {
+        if self.phase.is_relaying() {
             // A peer started the close handshake; the other side answers it.
             // It ended the session with its own code and reason.
-            self.closing_since = Some(now);
-            let (pump, by) = if self.c2u.close_in {
-                (&self.c2u, Side::Client)
+            let by = if self.c2u.source() == Source::Closed {
+                Some((Side::Client, self.c2u.peer_close_code()))
+            } else if self.u2c.source() == Source::Closed {
+                Some((Side::Target, self.u2c.peer_close_code()))
             } else {
-                (&self.u2c, Side::Target)
+                None
             };
-            let code = pump.peer_close.as_ref().map_or(1005, |c| c.0);
-            self.end = Some((code, "", by));
+            if let Some((by, code)) = by {
+                let code = code.unwrap_or(1005);
+                self.phase = Phase::Closing {
+                    since: now,
+                    why: CloseReason::PeerClose { by, code },
+                };
+            }
         }
-        if self.c2u.pong_seen {
-            self.c2u.pong_seen = false;
+        if self.c2u.take_pong() {
             self.ping_sent = None;
             self.missed_pongs = 0;
         }
         if let Some((code, reason)) = self.ctl.close_req.take() {
-            self.begin_close(code, reason, Side::Wsrelay, now);
+            self.begin_close(CloseReason::Requested { code, reason }, now);
             again = true;
         }
         again
     }
 
     /// How the session ended (set by the first close; a session cannot be
-    /// done without one).
-    fn take_end(&mut self) -> SessionEnd {
-        let (code, reason, by) = self.end.take().unwrap_or((1006, "", Side::Wsrelay));
-        let peer = match by {
-            Side::Client => self.c2u.peer_close.take(),
-            Side::Target => self.u2c.peer_close.take(),
-            Side::Wsrelay => None,
+    /// done without one), and the level to log it at.
+    fn take_end(&mut self) -> (SessionEnd, tracing::Level) {
+        let why = match self.phase {
+            Phase::Closing { why, .. } => why,
+            Phase::Relaying => CloseReason::Requested {
+                code: 1006,
+                reason: "",
+            },
+        };
+        let peer = match why {
+            CloseReason::PeerClose {
+                by: Side::Client, ..
+            } => self.c2u.take_peer_close(),
+            CloseReason::PeerClose {
+                by: Side::Target, ..
+            } => self.u2c.take_peer_close(),
+            _ => None,
         };
         // A peer's close frame: its own reason; a peer that vanished (no
         // frame) or wsrelay: wsrelay's words.
-        let reason = match peer.filter(|p| p.0 == code && reason.is_empty()) {
-            Some(p) => std::borrow::Cow::Owned(p.1),
-            None => std::borrow::Cow::Borrowed(reason),
+        let reason = match peer {
+            Some((_, text)) => std::borrow::Cow::Owned(text),
+            None => std::borrow::Cow::Borrowed(why.reason()),
         };
-        SessionEnd { code, reason, by }
+        let end = SessionEnd {
+            code: why.code(),
+            reason,
+            by: why.side(),
+        };
+        (end, why.level())
     }
 
     fn done(&mut self) -> bool {
-        let client_leg =
-            self.u2c.dst_dead || (self.u2c.close_out && (self.c2u.close_in || self.c2u.src_dead));
-        let target_leg =
-            self.c2u.dst_dead || (self.c2u.close_out && (self.u2c.close_in || self.u2c.src_dead));
-        if client_leg && !self.u2c.dst_dead {
+        let client_leg = self.u2c.sink() == Sink::Gone
+            || (self.u2c.sink() == Sink::Closed && self.c2u.finished_reading());
+        let target_leg = self.c2u.sink() == Sink::Gone
+            || (self.c2u.sink() == Sink::Closed && self.u2c.finished_reading());
+        if client_leg && self.u2c.sink() != Sink::Gone {
             // The client's close handshake is complete: as the server, wsrelay
             // closes the TCP connection first (RFC 6455 7.1.1), without waiting
             // for the target's leg.
             crate::sys::shutdown_now(&self.client);
-            self.u2c.dst_dead = true;
+            self.u2c.abandon_sink();
         }
         client_leg && target_leg
     }
@@ -584,9 +634,9 @@ impl Relay {
     /// Since when the older of the two stalled writes has made no progress.
     fn oldest_stall(&self) -> Option<Instant> {
         self.c2u
-            .stalled_since
+            .stalled_since()
             .into_iter()
-            .chain(self.u2c.stalled_since)
+            .chain(self.u2c.stalled_since())
             .min()
     }
 
@@ -600,25 +650,25 @@ impl Relay {
     /// Timers: idle timeout, heartbeat, send timeout, close deadline.
     /// Returns the next deadline.
     fn on_time(&mut self, now: Instant) -> Instant {
-        if let Some(since) = self.closing_since {
+        if let Some(since) = self.phase.closing_since() {
             return since + CLOSE_TIMEOUT;
         }
         if self.stall_deadline().is_some_and(|d| now >= d) {
             // A peer that takes nothing for `send_timeout_ms` is dropped; the
             // other side gets 1008.
-            if self.u2c.stalled_since == self.oldest_stall() {
-                self.u2c.dst_dead = true; // the client
+            if self.u2c.stalled_since() == self.oldest_stall() {
+                self.u2c.abandon_sink(); // the client
             } else {
-                self.c2u.dst_dead = true; // the target
+                self.c2u.abandon_sink(); // the target
             }
-            self.begin_close(1008, "send timeout", Side::Wsrelay, now);
+            self.begin_close(CloseReason::SendTimeout, now);
             return now + CLOSE_TIMEOUT;
         }
         let hb = &self.ctx.cfg.heartbeat;
         let idle_limit = Duration::from_millis(self.endpoint.cfg.limits.timeout_ms);
-        let last_msg = self.c2u.last_msg.max(self.u2c.last_msg);
+        let last_msg = self.c2u.last_msg().max(self.u2c.last_msg());
         if now >= last_msg + idle_limit {
-            self.begin_close(1001, "idle timeout", Side::Wsrelay, now);
+            self.begin_close(CloseReason::IdleTimeout, now);
             return now + CLOSE_TIMEOUT;
         }
         let mut next = last_msg + idle_limit;
@@ -626,19 +676,19 @@ impl Relay {
             next = next.min(d);
         }
         if let Some(sent) = self.ping_sent {
-            if self.c2u.last_rx > sent {
+            if self.c2u.last_rx() > sent {
                 // Any bytes from the client prove it is alive.
                 self.ping_sent = None;
                 self.missed_pongs = 0;
-                self.c2u.pong_token = None;
+                self.c2u.expect_pong(None);
             } else if now >= sent + Duration::from_millis(hb.pong_timeout_ms) {
                 self.missed_pongs += 1;
                 self.ping_sent = None;
-                self.c2u.pong_token = None;
+                self.c2u.expect_pong(None);
                 if self.missed_pongs >= hb.max_missed_pongs {
                     // The client is unreachable: tell the target, drop the client.
-                    self.u2c.dst_dead = true;
-                    self.begin_close(1001, "client went away", Side::Client, now);
+                    self.u2c.abandon_sink();
+                    self.begin_close(CloseReason::ClientGone, now);
                     return now + CLOSE_TIMEOUT;
                 }
             }
@@ -649,13 +699,16 @@ impl Relay {
                 let due = if self.missed_pongs > 0 {
                     now
                 } else {
-                    self.c2u.last_rx + Duration::from_millis(hb.ping_interval_ms)
+                    self.c2u.last_rx() + Duration::from_millis(hb.ping_interval_ms)
                 };
-                if now >= due && self.u2c.mode == Mode::Relaying && !self.u2c.control_pending() {
+                if now >= due
+                    && self.u2c.source() == Source::Relaying
+                    && !self.u2c.control_pending()
+                {
                     self.ping_seq = self.ping_seq.wrapping_add(1);
                     let token = self.ping_seq.to_be_bytes();
                     if self.u2c.queue_control(ControlFrame::ping(&token, None)) {
-                        self.c2u.pong_token = Some(token);
+                        self.c2u.expect_pong(Some(token));
                         self.ping_sent = Some(now);
                         next = next.min(now + Duration::from_millis(hb.pong_timeout_ms));
                     }
@@ -669,7 +722,7 @@ impl Relay {
 }
 
 impl Future for &mut Relay {
-    type Output = SessionEnd;
+    type Output = (SessionEnd, tracing::Level);
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut **self.get_mut();
@@ -701,7 +754,7 @@ impl Future for &mut Relay {
                 max_control_per_second: this.ctx.cfg.limits.control_frames_per_second,
                 tap: tap.as_ref(),
             };
-            let read_before = this.c2u.last_rx.max(this.u2c.last_rx);
+            let read_before = this.c2u.last_rx().max(this.u2c.last_rx());
             let _ = this.c2u.poll(
                 cx,
                 Pin::new(&mut this.client),
@@ -716,7 +769,7 @@ impl Future for &mut Relay {
             );
             // A pump that read has just read the clock; a few microseconds
             // of relaying since are below every timer's resolution.
-            let read_at = this.c2u.last_rx.max(this.u2c.last_rx);
+            let read_at = this.c2u.last_rx().max(this.u2c.last_rx());
             let now = if read_at > read_before {
                 read_at
             } else {
@@ -726,7 +779,7 @@ impl Future for &mut Relay {
             if this.done() {
                 return Poll::Ready(this.take_end());
             }
-            let close_deadline = this.closing_since.map(|s| s + CLOSE_TIMEOUT);
+            let close_deadline = this.phase.closing_since().map(|s| s + CLOSE_TIMEOUT);
             if close_deadline.is_some_and(|d| now >= d) {
                 return Poll::Ready(this.take_end());
             }
@@ -735,7 +788,7 @@ impl Future for &mut Relay {
                 let pending = this.u2c.control_pending() || this.c2u.control_pending();
                 rearm = Some(this.on_time(now));
                 again |= !pending && (this.u2c.control_pending() || this.c2u.control_pending());
-                again |= this.closing_since.is_some() && close_deadline.is_none();
+                again |= this.phase.closing_since().is_some() && close_deadline.is_none();
             } else {
                 // A close under way, or a write that stopped making progress,
                 // may need the timer sooner than it is set.

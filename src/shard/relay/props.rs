@@ -209,7 +209,7 @@ proptest! {
             let mut p = code.to_be_bytes().to_vec();
             p.extend_from_slice(reason.as_bytes());
             want_ctrl.push((OP_CLOSE, p));
-            prop_assert!(pump.close_in && pump.close_out);
+            prop_assert_eq!((pump.source, pump.sink), (Source::Closed, Sink::Closed));
             prop_assert_eq!(pump.peer_close.as_deref().map(|c| c.0), Some(*code));
         }
         prop_assert_eq!(&out.controls, &want_ctrl);

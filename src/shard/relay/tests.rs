@@ -303,7 +303,7 @@ fn a_close_is_relayed_then_nothing_more_is_read() {
         (got[1].1, got[1].2.as_slice()),
         (OP_CLOSE, close.as_slice())
     );
-    assert!(p.close_in && p.close_out && p.mode == Mode::Done);
+    assert_eq!((p.source, p.sink), (Source::Closed, Sink::Closed));
     assert!(p.fault.is_none());
     // The peer's own code and reason are kept for the session's record.
     assert_eq!(p.peer_close.as_deref(), Some(&(1000, "bye".to_string())));
@@ -416,7 +416,7 @@ fn eof_without_close_marks_the_source_dead() {
     let mut p = Pump::new(Direction::Out, Instant::now(), 1);
     let (mut s, mut d) = (src(frame(true, OP_TEXT, b"x", None), 4096, true), dst());
     assert!(rig.run(&mut p, &mut s, &mut d, 1 << 20, None).is_ready());
-    assert!(p.src_dead && !p.close_in);
+    assert_eq!(p.source, Source::Gone);
     assert_eq!(decode(&d.out).len(), 1);
 }
 
@@ -443,7 +443,7 @@ fn an_injected_close_waits_for_the_frame_in_flight() {
         "the frame in flight, then the close; later data dropped"
     );
     assert_eq!(got[1].1, OP_CLOSE);
-    assert!(p.close_out);
+    assert_eq!(p.sink, Sink::Closed);
 }
 
 /// A tap of endpoint `e` keeping 10 samples.
