@@ -67,8 +67,9 @@ impl Backlog {
 
 /// What both threads and the API share.
 pub struct Live {
-    /// Sessions running on this node, by id.
-    pub sessions: Mutex<HashMap<uuid::Uuid, SessionRow>>,
+    /// Sessions running on this node, by id (compact: the store row is
+    /// built from it when one is published or written).
+    pub sessions: Mutex<HashMap<uuid::Uuid, LiveSession>>,
     /// The latest metrics of each shard.
     pub stats: Mutex<Vec<Option<ShardStats>>>,
     /// Events each shard dropped because its queue was full.
@@ -82,6 +83,42 @@ pub struct Live {
     backlog: Mutex<Backlog>,
     wake: Condvar,
     node_id: String,
+}
+
+/// A running session as the live view keeps it: about 130 bytes where its
+/// `SessionRow` takes 500 (five strings, among them the node id and the
+/// state), for each of possibly hundreds of thousands of sessions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveSession {
+    /// Endpoint id.
+    pub endpoint: String,
+    /// Shard index.
+    pub shard: u16,
+    /// Client address.
+    pub client: std::net::SocketAddr,
+    /// Unix ms.
+    pub started_at: i64,
+    /// Unix ms of the last traffic seen.
+    pub last_seen: i64,
+    /// Counters as last reported.
+    pub counts: Counts,
+}
+
+impl LiveSession {
+    /// The store row of session `id` on node `node_id` (`ACTIVE`).
+    pub fn row(&self, id: uuid::Uuid, node_id: &str) -> SessionRow {
+        let mut row = SessionRow::started(
+            id.hyphenated().to_string(),
+            node_id,
+            &self.endpoint,
+            i64::from(self.shard),
+            self.client.to_string(),
+            self.started_at,
+        );
+        row.last_seen = self.last_seen;
+        set_counts(&mut row, self.counts);
+        row
+    }
 }
 
 impl Live {
@@ -161,32 +198,30 @@ impl Live {
     pub fn apply(&self, e: Event, ops: &OpsFeed) {
         match e {
             Event::Started(s) => {
-                let row = SessionRow::started(
-                    s.id.hyphenated().to_string(),
-                    &self.node_id,
-                    &s.endpoint,
-                    s.shard as i64,
-                    s.client.to_string(),
-                    s.at_ms,
-                );
+                let live = LiveSession {
+                    endpoint: s.endpoint,
+                    shard: s.shard as u16,
+                    client: s.client,
+                    started_at: s.at_ms,
+                    last_seen: s.at_ms,
+                    counts: Counts::default(),
+                };
+                let row = live.row(s.id, &self.node_id);
                 // Into the live view before /ops hears of it: a reader that
                 // kills a session as soon as it sees it start must find it.
-                self.sessions
-                    .lock()
-                    .expect("sessions")
-                    .insert(s.id, row.clone());
+                self.sessions.lock().expect("sessions").insert(s.id, live);
                 ops.publish(OpsEvent::session("sessionStarted", &row));
                 self.queue_row(row);
             }
             Event::Updated { id, counts, at_ms } => {
                 let row = {
                     let mut map = self.sessions.lock().expect("sessions");
-                    let Some(row) = map.get_mut(&id) else {
+                    let Some(live) = map.get_mut(&id) else {
                         return; // its start was dropped (counted)
                     };
-                    set_counts(row, counts);
-                    row.last_seen = at_ms;
-                    row.clone()
+                    live.counts = counts;
+                    live.last_seen = at_ms;
+                    live.row(id, &self.node_id)
                 };
                 ops.publish(OpsEvent::session("sessionUpdated", &row));
                 self.queue_row(row);
@@ -197,9 +232,10 @@ impl Live {
                 end,
                 at_ms,
             } => {
-                let Some(mut row) = self.sessions.lock().expect("sessions").remove(&id) else {
+                let Some(live) = self.sessions.lock().expect("sessions").remove(&id) else {
                     return;
                 };
+                let mut row = live.row(id, &self.node_id);
                 set_counts(&mut row, counts);
                 row.state = "CLOSED".into();
                 row.ended_at = Some(at_ms);

@@ -103,7 +103,7 @@ pub async fn kill(st: &AppState, actor: &Claims, id: &str, addr: IpAddr) -> Resu
             return Err(ApiError::internal());
         }
     }
-    let before = json::session(&live);
+    let before = json::session(&live.row(uuid, &st.node_id));
     audit(
         st,
         &actor.email,
