@@ -58,8 +58,8 @@ def main(out):
     for s in scenarios:
         lines.append(f"### {s}\n")
         if s.startswith("lat"):
-            lines.append("| target | p50 µs | p99 µs | p99.9 µs | max µs | added p50 µs | added p99 µs | added p99.9 µs | errors |")
-            lines.append("|---|---|---|---|---|---|---|---|---|")
+            lines.append("| target | p50 µs | p99 µs | p99.9 µs | max µs | added p50 µs | added p99 µs | added p99.9 µs | proxy CPU % | errors |")
+            lines.append("|---|---|---|---|---|---|---|---|---|---|")
             d = {t: by.get((s, t), []) for t in TARGETS}
             base = {k: med(d["direct"], k) for k in ("p50_us", "p99_us", "p99.9_us")}
             added = {}
@@ -71,8 +71,13 @@ def main(out):
                      for k in ("p50_us", "p99_us", "p99.9_us")}
                 added[t] = a
                 errs = sum(r.get("errors", 0) for r in d[t])
+                # The CPU the proxy used over the measured window, as a share
+                # of one core ("–" for the direct connection).
+                cpu = med(d[t], "proxy_cpu_s")
+                dur = med(d[t], "duration_s")
+                cpu_pct = fmt(100 * cpu / dur, 0) if cpu is not None and dur else "–"
                 lines.append(f"| {t} | {fmt(m['p50_us'])} | {fmt(m['p99_us'])} | {fmt(m['p99.9_us'])} | {fmt(m['max_us'])} | "
-                             f"{fmt(a['p50_us'])} | {fmt(a['p99_us'])} | {fmt(a['p99.9_us'])} | {errs} |")
+                             f"{fmt(a['p50_us'])} | {fmt(a['p99_us'])} | {fmt(a['p99.9_us'])} | {cpu_pct} | {errs} |")
             for w in OURS:
                 if w not in added:
                     continue

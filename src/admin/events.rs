@@ -210,7 +210,9 @@ impl Live {
                 // Into the live view before /ops hears of it: a reader that
                 // kills a session as soon as it sees it start must find it.
                 self.sessions.lock().expect("sessions").insert(s.id, live);
-                ops.publish(OpsEvent::session("sessionStarted", &row));
+                if ops.has_readers() {
+                    ops.publish(OpsEvent::session("sessionStarted", &row));
+                }
                 self.queue_row(row);
             }
             Event::Updated { id, counts, at_ms } => {
@@ -223,7 +225,9 @@ impl Live {
                     live.last_seen = at_ms;
                     live.row(id, &self.node_id)
                 };
-                ops.publish(OpsEvent::session("sessionUpdated", &row));
+                if ops.has_readers() {
+                    ops.publish(OpsEvent::session("sessionUpdated", &row));
+                }
                 self.queue_row(row);
             }
             Event::Ended {
@@ -247,7 +251,9 @@ impl Live {
                 if counts != Counts::default() {
                     row.last_seen = row.last_seen.max(at_ms);
                 }
-                ops.publish(OpsEvent::session("sessionEnded", &row));
+                if ops.has_readers() {
+                    ops.publish(OpsEvent::session("sessionEnded", &row));
+                }
                 self.queue_row(row);
             }
             Event::Sample(s) => {

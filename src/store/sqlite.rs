@@ -35,6 +35,9 @@ impl SqliteDb {
             c.execute_batch(
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
             )?;
+            // Room for every statement `write_batch` makes (ten sizes per
+            // table) beside the API's queries.
+            c.set_prepared_statement_cache_capacity(64);
             c.busy_timeout(Duration::from_secs(5))
         });
         let pool = r2d2::Pool::builder()
