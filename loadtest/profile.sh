@@ -13,23 +13,16 @@ unset DATABASE_URL
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 OUT=${OUT:-$ROOT/target/profile}
-CMP=$ROOT/target/compare
 LOAD=${LOAD:-throughput}
 SIZE=${SIZE:-64}
 DURATION=${DURATION:-5}
 ECHO_PORT=19461 WSRELAY_PORT=19464
 mkdir -p "$OUT"
-command -v perf >/dev/null || { echo "profile.sh: perf not found (apt-get install linux-perf)" >&2; exit 1; }
-[ -f "$CMP/wsrelay.toml" ] || { echo "profile.sh: run loadtest/compare.sh first" >&2; exit 1; }
 # shellcheck source=loadtest/lib.sh
 . "$ROOT/loadtest/lib.sh"
-taskset -c 1 "$LT" echo --listen 127.0.0.1:$ECHO_PORT >"$OUT/echo.log" 2>&1 &
-pids+=($!)
-wait_port $ECHO_PORT
-sed -e "s/127.0.0.1:19404/127.0.0.1:$WSRELAY_PORT/; s/127.0.0.1:19401/127.0.0.1:$ECHO_PORT/" "$CMP/wsrelay.toml" >"$OUT/wsrelay.toml"
-taskset -c 0 "$ROOT/target/release/wsrelay" serve --config "$OUT/wsrelay.toml" >/dev/null 2>"$OUT/wsrelay.log" &
-WSRELAY_PID=$!
-pids+=($WSRELAY_PID)
+need_perf_and_compare
+start_echo $ECHO_PORT "$OUT/echo.log" 1
+start_compare_wsrelay $WSRELAY_PORT $ECHO_PORT "$OUT"
 wait_port $WSRELAY_PORT
 url=ws://127.0.0.1:$WSRELAY_PORT/ws/echo
 case $LOAD in

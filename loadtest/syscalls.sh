@@ -15,13 +15,11 @@ CMP=$ROOT/target/compare
 DURATION=${DURATION:-5}
 ECHO_PORT=19451 FLOOR_PORT=19452 NGINX_PORT=19453 WSRELAY_PORT=19454
 mkdir -p "$OUT"
-command -v perf >/dev/null || { echo "syscalls.sh: perf not found (apt-get install linux-perf)" >&2; exit 1; }
-[ -f "$CMP/nginx.conf" ] && [ -f "$CMP/wsrelay.toml" ] || { echo "syscalls.sh: run loadtest/compare.sh first" >&2; exit 1; }
 # shellcheck source=loadtest/lib.sh
 . "$ROOT/loadtest/lib.sh"
-taskset -c 1 "$LT" echo --listen 127.0.0.1:$ECHO_PORT >"$OUT/echo.log" 2>&1 &
-pids+=($!)
-wait_port $ECHO_PORT
+need_perf_and_compare
+[ -f "$CMP/nginx.conf" ] || { echo "syscalls.sh: run loadtest/compare.sh first" >&2; exit 1; }
+start_echo $ECHO_PORT "$OUT/echo.log" 1
 "$LT" --cpu 0 floor --listen 127.0.0.1:$FLOOR_PORT --target 127.0.0.1:$ECHO_PORT >"$OUT/floor.log" 2>&1 &
 FLOOR_PID=$!
 pids+=($FLOOR_PID)
@@ -29,10 +27,7 @@ sed -e "s/127.0.0.1:19402/127.0.0.1:$NGINX_PORT/; s/127.0.0.1:19401/127.0.0.1:$E
   -e "s#$CMP#$OUT#g" "$CMP/nginx.conf" >"$OUT/nginx.conf"
 nginx -c "$OUT/nginx.conf" -p "$OUT" &
 pids+=($!)
-sed -e "s/127.0.0.1:19404/127.0.0.1:$WSRELAY_PORT/; s/127.0.0.1:19401/127.0.0.1:$ECHO_PORT/" "$CMP/wsrelay.toml" >"$OUT/wsrelay.toml"
-taskset -c 0 "$ROOT/target/release/wsrelay" serve --config "$OUT/wsrelay.toml" >/dev/null 2>"$OUT/wsrelay.log" &
-WSRELAY_PID=$!
-pids+=($WSRELAY_PID)
+start_compare_wsrelay $WSRELAY_PORT $ECHO_PORT "$OUT"
 for p in $FLOOR_PORT $NGINX_PORT $WSRELAY_PORT; do wait_port $p; done
 NGINX_WORKER=$(pgrep -P "$(cat "$OUT/nginx.pid")" | head -1)
 for t in floor nginx wsrelay; do

@@ -103,12 +103,6 @@ pub fn parse_header(buf: &[u8]) -> Result<Option<Header>, FrameError> {
     if matches!(opcode, 3..=7 | 11..=15) {
         return Err(FrameError::ReservedOpcode);
     }
-    if first & 0x70 != 0 {
-        return Err(FrameError::ReservedBits);
-    }
-    if len >> 63 != 0 {
-        return Err(FrameError::BadLength);
-    }
     let header = Header {
         fin: first & 0x80 != 0,
         opcode,
@@ -116,15 +110,29 @@ pub fn parse_header(buf: &[u8]) -> Result<Option<Header>, FrameError> {
         len,
         header_len,
     };
-    if header.is_control() && (len > 125 || !header.fin) {
+    checked(header, first & 0x70 != 0)
+}
+
+/// The rules both parsers apply to a complete header with a known opcode:
+/// no RSV bit (`rsv`), a 63-bit length, a control frame whole and short.
+#[inline]
+fn checked(header: Header, rsv: bool) -> Result<Option<Header>, FrameError> {
+    if rsv {
+        return Err(FrameError::ReservedBits);
+    }
+    if header.len >> 63 != 0 {
+        return Err(FrameError::BadLength);
+    }
+    if header.is_control() && (header.len > 125 || !header.fin) {
         return Err(FrameError::BadControl);
     }
     Ok(Some(header))
 }
 
-/// The same parse through tungstenite's `FrameHeader::parse`: the reference
-/// [`parse_header`] is checked against (tests and fuzzing), not used on the
-/// relay path.
+/// The same parse through tungstenite's `FrameHeader::parse` (which finds
+/// the header's fields and refuses reserved opcodes; the rules after that
+/// are shared): the reference [`parse_header`] is checked against (tests and
+/// fuzzing), not used on the relay path.
 pub fn parse_header_reference(buf: &[u8]) -> Result<Option<Header>, FrameError> {
     if buf.len() < 2 {
         return Ok(None);
@@ -135,15 +143,9 @@ pub fn parse_header_reference(buf: &[u8]) -> Result<Option<Header>, FrameError> 
         Ok(None) => return Ok(None),
         Err(_) => return Err(FrameError::ReservedOpcode),
     };
-    if h.rsv1 || h.rsv2 || h.rsv3 {
-        return Err(FrameError::ReservedBits);
-    }
     let opcode: u8 = match h.opcode {
         OpCode::Data(_) | OpCode::Control(_) => u8::from(h.opcode),
     };
-    if len >> 63 != 0 {
-        return Err(FrameError::BadLength);
-    }
     let header = Header {
         fin: h.is_final,
         opcode,
@@ -151,10 +153,7 @@ pub fn parse_header_reference(buf: &[u8]) -> Result<Option<Header>, FrameError> 
         len,
         header_len: cur.position() as usize,
     };
-    if header.is_control() && (len > 125 || !header.fin) {
-        return Err(FrameError::BadControl);
-    }
-    Ok(Some(header))
+    checked(header, h.rsv1 || h.rsv2 || h.rsv3)
 }
 
 /// XORs `buf` with `key`, where `buf[0]` is payload byte number `phase` of
