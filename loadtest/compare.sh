@@ -7,7 +7,8 @@
 # scenarios only). Every proxy is pinned to CPU 0; the load generator and the
 # echo target share CPU 1. Targets alternate within each repetition; each
 # scenario runs REPS times. Memory per idle session is read from a freshly
-# started proxy.
+# started proxy (wsrelay: 2 shards on CPUs 0-1 and a SQLite file, as users run
+# it).
 #
 #   loadtest/compare.sh                  # full run (~15 min)
 #   DURATION=3 REPS=3 IDLE_N=2000 loadtest/compare.sh   # quicker
@@ -162,10 +163,23 @@ start_wsrelay_spin() {
 }
 [ "$WSRELAY_SPIN_US" = 0 ] || start_wsrelay_spin
 
+# Idle memory is measured on wsrelay as users run it (issue 11): 2 shards and
+# the default store, a SQLite file (fresh each time).
+sed -e "s/^shards = 1/shards = 2/" -e "s/^cpus = .*/cpus = \"0-1\"/" \
+  -e "s#^database = .*#database = \"sqlite://$OUT/idle.db\"#" \
+  "$OUT/wsrelay.toml" >"$OUT/wsrelay-idle.toml"
+start_wsrelay_idle() {
+  rm -f "$OUT"/idle.db*
+  "$ROOT/target/release/wsrelay" serve --config "$OUT/wsrelay-idle.toml" >/dev/null 2>>"$OUT/wsrelay.log" &
+  WSRELAY_PID=$!
+  pids+=($WSRELAY_PID)
+  wait_port $WSRELAY_PORT
+}
+
 # Memory per idle session is measured on a fresh process: a proxy that already
 # served (and freed) thousands of sessions reuses that memory, and its RSS would
 # hardly grow.
-restart() {
+restart() { # target [start function, default start_<target>]
   local pid
   case $1 in
     nginx) pid=$NGINX_MASTER ;;
@@ -180,7 +194,7 @@ restart() {
     listening "$(port_of "$1")" || break
     sleep 0.05
   done
-  "start_$1"
+  "${2:-start_$1}"
 }
 port_of() {
   case $1 in nginx) echo $NGINX_PORT ;; haproxy) echo $HAPROXY_PORT ;; wsrelay) echo $WSRELAY_PORT ;; floor) echo $FLOOR_PORT ;; esac
@@ -223,12 +237,14 @@ run() { # scenario target rep
     connect) args=(connect "${common[@]}" -c 50) ;;
     idle)
       [ -n "$pid" ] || return 0
-      restart "$t"
+      if [ "$t" = wsrelay ]; then restart wsrelay start_wsrelay_idle; else restart "$t"; fi
       pid=$(pid_of "$t")
       args=(idle --url "$url" --label "$t" -c "$IDLE_N" --ramp 3 --hold 1 --pid "$pid" -d 1 --warmup 0) ;;
   esac
   local line
   line=$(taskset -c $LOAD_CPU "$LT" "${args[@]}" 2>"$OUT/last-run.log" | tail -1)
+  # Back to the 1-shard wsrelay the other scenarios measure.
+  [ "$s/$t" != idle/wsrelay ] || restart wsrelay
   python3 - "$s" "$t" "$rep" "$line" >>"$OUT/results.ndjson" <<'PY'
 import json, sys
 s, t, rep, line = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]

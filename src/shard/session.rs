@@ -175,13 +175,27 @@ async fn read_request(ctx: &ShardCtx, stream: &mut TcpStream) -> Read {
 }
 
 /// Serves one accepted connection to its end.
-pub async fn serve(ctx: Rc<ShardCtx>, client: TcpStream, peer: SocketAddr) {
+pub fn serve(
+    ctx: Rc<ShardCtx>,
+    client: TcpStream,
+    peer: SocketAddr,
+) -> impl std::future::Future<Output = ()> {
     // Boxed: the handshake's futures and buffers are freed once it is done, so
-    // they do not size the session task for its whole life.
-    let Some(est) = Box::pin(establish(&ctx, client, peer)).await else {
-        return;
-    };
-    Box::pin(relay(ctx, est, peer)).await;
+    // they do not size the session task for its whole life. Made here, not in
+    // the async block, so the task does not keep room for `client` too.
+    let handshake = Box::pin(establish(ctx.clone(), client, peer));
+    async move {
+        let Some(est) = handshake.await else {
+            return;
+        };
+        // What lives on is the relay state, boxed: exactly a `Session`, with
+        // no async frame around it holding the handshake's values (an async
+        // fn kept its `Established` argument beside the `Relay` built from
+        // it, ~0.5 KB a session).
+        let mut session = Box::new(Session::start(ctx, est, peer));
+        let (end, level) = (&mut session.relay).await;
+        session.finish(end, level);
+    }
 }
 
 /// What a successful handshake hands to the relay phase.
@@ -200,11 +214,10 @@ struct Established {
 
 /// Handshake → Admitted → Connecting upstream; `None` once answered with an error.
 async fn establish(
-    ctx: &Rc<ShardCtx>,
+    ctx: Rc<ShardCtx>,
     mut client: TcpStream,
     peer: SocketAddr,
 ) -> Option<Established> {
-    let ctx = ctx.clone();
     let (req, early) = match read_request(&ctx, &mut client).await {
         Read::Request(r, rest) => (r, rest),
         Read::Refused(r) => return refuse(&ctx, &mut client, r, None).await,
@@ -354,66 +367,93 @@ async fn establish(
     })
 }
 
-/// Relaying → Closing → Closed.
-async fn relay(ctx: Rc<ShardCtx>, est: Established, peer: SocketAddr) {
-    let Established {
-        client,
-        upstream,
-        endpoint,
-        metrics,
-        slot,
-        session_id,
-        early,
-        leftover,
-    } = est;
-    let ctl = Rc::new(SessionCtl::new(session_id, &endpoint.cfg.id));
-    ctl.meta
-        .set(ctx.meta_endpoints.borrow().contains(&endpoint.cfg.id));
-    let key = ctx.next_key();
-    ctx.sessions.borrow_mut().insert(key, ctl.clone());
-    metrics.sessions_total.set(metrics.sessions_total.get() + 1);
-    metrics
-        .sessions_active
-        .set(metrics.sessions_active.get() + 1);
-    let _registered = Registered {
-        ctx: ctx.clone(),
-        key,
-        metrics: metrics.clone(),
-    };
-    tracing::debug!(endpoint = %endpoint.cfg.id, session = %session_id, client = %peer, "session started");
-    ctx.events.send(Event::Started(Box::new(SessionStart {
-        id: session_id,
-        endpoint: endpoint.cfg.id.clone(),
-        shard: ctx.id,
-        client: peer,
-        at_ms: crate::store::now_ms(),
-    })));
-    let mut relay = Relay::new(&ctx, endpoint.clone(), metrics, client, upstream, ctl);
-    relay.c2u.preload(&ctx.pool, &early);
-    relay.u2c.preload(&ctx.pool, &leftover);
-    drop((early, leftover));
-    let (end, level) = (&mut relay).await;
-    relay.c2u.finish(&ctx.pool);
-    relay.u2c.finish(&ctx.pool);
-    relay.metrics.record_close(end.code, end.by);
-    let counts = relay.counts();
-    let [msgs_in, msgs_out] = counts.msgs;
-    macro_rules! ended {
-        ($level:expr) => {
-            tracing::event!($level, endpoint = %endpoint.cfg.id, session = %session_id, code = end.code, reason = %end.reason, by = end.by.as_str(), msgs_in, msgs_out, "session ended")
+/// An established session: its relay and its place in the shard.
+struct Session {
+    relay: Relay,
+    slot: limits::Slot,
+    /// Last: removes the session from the shard's table when dropped.
+    _registered: Registered,
+}
+
+impl Session {
+    /// Relaying begins: the session is registered, counted and announced.
+    fn start(ctx: Rc<ShardCtx>, est: Established, peer: SocketAddr) -> Session {
+        let Established {
+            client,
+            upstream,
+            endpoint,
+            metrics,
+            slot,
+            session_id,
+            early,
+            leftover,
+        } = est;
+        let ctl = Rc::new(SessionCtl::new(session_id, &endpoint.cfg.id));
+        ctl.meta
+            .set(ctx.meta_endpoints.borrow().contains(&endpoint.cfg.id));
+        let key = ctx.next_key();
+        ctx.sessions.borrow_mut().insert(key, ctl.clone());
+        metrics.sessions_total.set(metrics.sessions_total.get() + 1);
+        metrics
+            .sessions_active
+            .set(metrics.sessions_active.get() + 1);
+        let registered = Registered {
+            ctx: ctx.clone(),
+            key,
+            metrics: metrics.clone(),
         };
+        tracing::debug!(endpoint = %endpoint.cfg.id, session = %session_id, client = %peer, "session started");
+        ctx.events.send(Event::Started(Box::new(SessionStart {
+            id: session_id,
+            endpoint: endpoint.cfg.id.clone(),
+            shard: ctx.id,
+            client: peer,
+            at_ms: crate::store::now_ms(),
+        })));
+        let mut relay = Relay::new(&ctx, endpoint, metrics, client, upstream, ctl);
+        relay.c2u.preload(&ctx.pool, &early);
+        relay.u2c.preload(&ctx.pool, &leftover);
+        Session {
+            relay,
+            slot,
+            _registered: registered,
+        }
     }
-    match level {
-        tracing::Level::INFO => ended!(tracing::Level::INFO),
-        _ => ended!(tracing::Level::DEBUG),
+
+    /// Closed: buffers back to the pool, the close counted, logged and
+    /// reported; then the admission slot and the registration are released.
+    fn finish(self, end: SessionEnd, level: tracing::Level) {
+        let Session {
+            mut relay,
+            slot,
+            _registered,
+        } = self;
+        let ctx = relay.ctx.clone();
+        relay.c2u.finish(&ctx.pool);
+        relay.u2c.finish(&ctx.pool);
+        relay.metrics.record_close(end.code, end.by);
+        let counts = relay.counts();
+        let [msgs_in, msgs_out] = counts.msgs;
+        let session_id = relay.ctl.id;
+        let endpoint = &relay.endpoint.cfg.id;
+        macro_rules! ended {
+            ($level:expr) => {
+                tracing::event!($level, endpoint = %endpoint, session = %session_id, code = end.code, reason = %end.reason, by = end.by.as_str(), msgs_in, msgs_out, "session ended")
+            };
+        }
+        match level {
+            tracing::Level::INFO => ended!(tracing::Level::INFO),
+            _ => ended!(tracing::Level::DEBUG),
+        }
+        ctx.events.send(Event::Ended {
+            id: session_id,
+            counts,
+            end,
+            at_ms: crate::store::now_ms(),
+        });
+        drop(relay);
+        drop(slot);
     }
-    ctx.events.send(Event::Ended {
-        id: session_id,
-        counts,
-        end,
-        at_ms: crate::store::now_ms(),
-    });
-    drop(slot);
 }
 
 /// The two phases of an established session.

@@ -228,8 +228,15 @@ pub(crate) struct NonBufferedStream<S> {
     /// The peer has closed its side (or the socket failed): every read is
     /// made, until it returns the end.
     rx_end: bool,
-    write_timeout: Timeout,
-    read_timeout: Timeout,
+    /// wsrelay patch: the read and write timeouts, made when one is first
+    /// set (a stream without them is 72 bytes smaller); see WSRELAY-PATCH.md.
+    timeouts: std::cell::OnceCell<Box<Timeouts>>,
+}
+
+#[derive(Debug)]
+struct Timeouts {
+    read: Timeout,
+    write: Timeout,
 }
 
 impl<S: AsRawFd> NonBufferedStream<S> {
@@ -298,7 +305,9 @@ impl<S: AsRawFd> NonBufferedStream<S> {
 
         if self.rx_ready {
             if let Some(result) = super::yolo_recv(self.stream.as_raw_fd(), buf) {
-                self.read_timeout.cancel_timer(reactor);
+                if let Some(t) = self.timeouts.get() {
+                    t.read.cancel_timer(reactor);
+                }
                 let result = poll_err!(result);
                 if result < buf.len() && !self.rx_end {
                     self.rx_ready = false;
@@ -309,12 +318,31 @@ impl<S: AsRawFd> NonBufferedStream<S> {
             self.rx_ready = false;
         }
 
-        poll_err!(self.read_timeout.check(reactor));
+        if let Some(t) = self.timeouts.get() {
+            poll_err!(t.read.check(reactor));
+        }
         self.arm_rx(reactor);
         let source = self.source_rx.as_ref().unwrap();
         source.add_waiter_single(cx.waker());
-        self.read_timeout.maybe_set_timer(reactor, cx.waker());
+        if let Some(t) = self.timeouts.get() {
+            t.read.maybe_set_timer(reactor, cx.waker());
+        }
         Poll::Pending
+    }
+
+    /// The timeouts, made on first use; `None` while there are none and
+    /// `dur` (the one being set) is `None` too.
+    fn timeouts(&self, dur: Option<Duration>) -> Option<&Timeouts> {
+        if dur.is_none() {
+            return self.timeouts.get().map(|t| &**t);
+        }
+        Some(self.timeouts.get_or_init(|| {
+            let reactor = self.reactor.upgrade().unwrap();
+            Box::new(Timeouts {
+                read: Timeout::new(reactor.register_timer()),
+                write: Timeout::new(reactor.register_timer()),
+            })
+        }))
     }
 
     /// Arms read readiness unless it is armed already.
@@ -337,15 +365,19 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         // out since the last `poll_write`, but it would not cost much more to
         // give it one last chance in this case.
         if let Some(result) = super::yolo_send(self.stream.as_raw_fd(), buf) {
-            let reactor = self.reactor.upgrade().unwrap();
-            self.write_timeout.cancel_timer(reactor.as_ref());
+            if let Some(t) = self.timeouts.get() {
+                let reactor = self.reactor.upgrade().unwrap();
+                t.write.cancel_timer(reactor.as_ref());
+            }
             self.source_tx.take();
             return Poll::Ready(result);
         }
 
         let reactor = self.reactor.upgrade().unwrap();
         let reactor = reactor.as_ref();
-        poll_err!(self.write_timeout.check(reactor));
+        if let Some(t) = self.timeouts.get() {
+            poll_err!(t.write.check(reactor));
+        }
 
         let no_pending_poll = self
             .source_tx
@@ -359,7 +391,9 @@ impl<S: AsRawFd> NonBufferedStream<S> {
 
         let source = self.source_tx.as_ref().unwrap();
         source.add_waiter_single(cx.waker());
-        self.write_timeout.maybe_set_timer(reactor, cx.waker());
+        if let Some(t) = self.timeouts.get() {
+            t.write.maybe_set_timer(reactor, cx.waker());
+        }
         Poll::Pending
     }
 
@@ -402,8 +436,7 @@ where
             rx_ready: true,
             rx_oneshot: false,
             rx_end: false,
-            write_timeout: Timeout::new(reactor.register_timer()),
-            read_timeout: Timeout::new(reactor.register_timer()),
+            timeouts: std::cell::OnceCell::new(),
         };
         stream.init();
         GlommioStream {
@@ -514,19 +547,19 @@ impl<S: AsRawFd, B: RxBuf> GlommioStream<S, B> {
     }
 
     pub(crate) fn set_write_timeout(&self, dur: Option<Duration>) -> Result<()> {
-        self.stream.write_timeout.set(dur)
+        self.stream.timeouts(dur).map_or(Ok(()), |t| t.write.set(dur))
     }
 
     pub(crate) fn set_read_timeout(&self, dur: Option<Duration>) -> Result<()> {
-        self.stream.read_timeout.set(dur)
+        self.stream.timeouts(dur).map_or(Ok(()), |t| t.read.set(dur))
     }
 
     pub(crate) fn write_timeout(&self) -> Option<Duration> {
-        self.stream.write_timeout.get()
+        self.stream.timeouts.get().and_then(|t| t.write.get())
     }
 
     pub(crate) fn read_timeout(&self) -> Option<Duration> {
-        self.stream.read_timeout.get()
+        self.stream.timeouts.get().and_then(|t| t.read.get())
     }
 
     pub(crate) fn stream(&self) -> &S {
