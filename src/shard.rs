@@ -563,6 +563,52 @@ mod tests {
         assert!(eof, "the dropped socket's peer saw EOF");
     }
 
+    /// The vendored glommio keeps its latency ring's timers armed across
+    /// sleeps (WSRELAY-PATCH.md): 200 round trips, each of which puts the
+    /// executor to sleep until the peer's next message, with a user timer
+    /// pending all along, arm a handful of timers. Upstream cancelled and
+    /// armed two per wake-up (400 or more here).
+    #[test]
+    fn sleeping_and_waking_does_not_rearm_the_latency_timers() {
+        use std::io::{Read, Write};
+        let ex = executor();
+        let arms = ex.run(async {
+            let l = glommio::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = l.local_addr().expect("addr");
+            // A user timer pending through every sleep.
+            let pending = glommio::spawn_local(Timer::new(Duration::from_secs(30)));
+            let client = std::thread::spawn(move || {
+                let mut s = std::net::TcpStream::connect(addr).expect("connect");
+                for i in 0u64..200 {
+                    s.write_all(&i.to_be_bytes()).unwrap();
+                    let mut b = [0u8; 8];
+                    s.read_exact(&mut b).unwrap();
+                    assert_eq!(u64::from_be_bytes(b), i);
+                }
+            });
+            let mut s = l.accept().await.expect("accept");
+            let before = glommio::timer::latency_ring_arms();
+            let mut buf = [0u8; 8];
+            for _ in 0..200 {
+                futures_lite::AsyncReadExt::read_exact(&mut s, &mut buf)
+                    .await
+                    .expect("read");
+                futures_lite::AsyncWriteExt::write_all(&mut s, &buf)
+                    .await
+                    .expect("write");
+            }
+            let arms = glommio::timer::latency_ring_arms() - before;
+            client.join().expect("client");
+            drop(pending);
+            arms
+        });
+        // One preempt timer per 100 ms of the run, and the user timer once.
+        assert!(
+            arms <= 20,
+            "{arms} latency-ring timers armed for 200 round trips"
+        );
+    }
+
     /// The vendored glommio makes a stream's timeouts on first use
     /// (WSRELAY-PATCH.md); a read timeout set on a stream still ends a read
     /// that gets nothing, and reads as set.

@@ -26,15 +26,13 @@ enum Strategy {
 
 lazy_static! {
     /// The right strategy to use on the current machine.
-    static ref STRATEGY: Strategy = {
-        if syscall::is_supported() {
-            Strategy::Membarrier
-        } else if mprotect::is_supported() {
-            Strategy::Mprotect
-        } else {
-            Strategy::Fallback
-        }
-    };
+    // wsrelay patch (WSRELAY-PATCH.md): always `SeqCst` fences. The heavy
+    // barrier is issued every time an executor goes to sleep; as
+    // `membarrier(PRIVATE_EXPEDITED)` it was a syscall that interrupts every
+    // CPU running one of the process's threads (an IPI, a VM exit here), once
+    // per sleep. The one place that pairs with it,
+    // `SleepNotifier::notify`, now issues a `SeqCst` fence of its own.
+    static ref STRATEGY: Strategy = Strategy::Fallback;
 }
 
 mod syscall {

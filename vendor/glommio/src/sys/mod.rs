@@ -322,6 +322,12 @@ impl SleepNotifier {
     }
 
     pub(crate) fn notify(&self, force: bool) {
+        // wsrelay patch: pairs with the sleeper's `SeqCst` fence between
+        // `prepare_to_sleep` and its last look at the remote channels
+        // (`membarrier::heavy`, now a fence, not a `membarrier` syscall):
+        // either the sleeper sees what was queued before this call, or this
+        // sees that it sleeps and writes its eventfd.
+        std::sync::atomic::fence(Ordering::SeqCst);
         if self
             .should_notify
             .compare_exchange(true, false, Ordering::Relaxed, Ordering::Relaxed)

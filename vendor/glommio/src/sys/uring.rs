@@ -967,6 +967,7 @@ impl SleepableRing {
     /// that it will be the first SQE submitted the next time we enter the
     /// latency ring
     fn prepare_latency_preemption_timer(&mut self, d: Duration) -> Source {
+        crate::timer::count_latency_ring_arm();
         let source = Source::new(
             IoRequirements::default(),
             -1,
@@ -1289,6 +1290,9 @@ pub(crate) struct Reactor {
     poll_ring: RefCell<PollRing>,
 
     latency_preemption_timeout_src: Cell<Option<Source>>,
+    /// wsrelay patch: the user timer armed on the latency ring for a sleep,
+    /// and when it fires; kept (not cancelled) after the wake.
+    user_timeout_src: Cell<Option<(Source, Instant)>>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
@@ -1420,6 +1424,7 @@ impl Reactor {
             latency_ring: RefCell::new(latency_ring),
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
+            user_timeout_src: Cell::new(None),
             throughput_preemption_timeout_src: Cell::new(None),
             blocking_thread,
             link_fd,
@@ -1895,22 +1900,48 @@ impl Reactor {
         // consume all events from the rings
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
-        // Cancel the old timer regardless of whether we can sleep:
-        // if we won't sleep, we will register the new timer with its new
-        // value.
-        //
-        // But if we will sleep, there might be a timer registered that needs
-        // to be removed otherwise we'll wake up when it expires.
-        drop(self.latency_preemption_timeout_src.take());
+        // wsrelay patch (WSRELAY-PATCH.md): the latency ring's timers are
+        // not cancelled and armed anew on every call. Upstream cancelled the
+        // preempt timer on every call (and armed a new one on every loop
+        // turn with work), and armed a user timer for every sleep and
+        // cancelled it after the wake: four submissions, each with its own
+        // `io_uring_enter`, per wake-up, two of them between the wake and the
+        // first task run. Now the preempt timer stays armed until it fires
+        // (a task queue's turn may end a little early; a sleeping shard
+        // wakes at most once per preempt period, 100 ms by default), and a
+        // user timer is armed only when none armed fires soon enough.
+        if !self
+            .latency_preemption_timeout_src
+            .take()
+            .map(|s| {
+                let armed = s.is_armed();
+                self.latency_preemption_timeout_src.set(Some(s));
+                armed
+            })
+            .unwrap_or(false)
+        {
+            drop(self.latency_preemption_timeout_src.take());
+        }
 
         // Schedule the throughput-based timeout immediately: it won't matter if we end
-        // up sleeping.
-        self.throughput_preemption_timeout_src.replace(Some(
-            main_ring.prepare_throughput_preemption_timer(
-                self.ring_depth() as u32,
-                self.eventfd_src.raw(),
-            ),
-        ));
+        // up sleeping. wsrelay patch: one still in the kernel is kept (it
+        // counts completions since it was armed, so it may fire a little
+        // early; it used to be cancelled and armed anew on every call).
+        let throughput_armed = match self.throughput_preemption_timeout_src.take() {
+            Some(s) if s.is_armed() => {
+                self.throughput_preemption_timeout_src.set(Some(s));
+                true
+            }
+            _ => false,
+        };
+        if !throughput_armed {
+            self.throughput_preemption_timeout_src.replace(Some(
+                main_ring.prepare_throughput_preemption_timer(
+                    self.ring_depth() as u32,
+                    self.eventfd_src.raw(),
+                ),
+            ));
+        }
 
         // This will only dispatch if we run out of sqes. Which means until
         // flush_rings! nothing is really send to the kernel...
@@ -1932,9 +1963,20 @@ impl Reactor {
             // We are about to go to sleep. It's ok to sleep, but if there
             // is a timer set, we need to make sure we wake up to handle it.
             if let Some(dur) = user_timer {
-                self.latency_preemption_timeout_src
-                    .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
-                assert!(flush_rings!(lat_ring)? > 0);
+                let at = Instant::now() + dur;
+                let keep = match self.user_timeout_src.take() {
+                    Some((src, fires)) if src.is_armed() && fires <= at => {
+                        self.user_timeout_src.set(Some((src, fires)));
+                        true
+                    }
+                    // One that fires too late is cancelled when dropped.
+                    _ => false,
+                };
+                if !keep {
+                    self.user_timeout_src
+                        .set(Some((lat_ring.prepare_latency_preemption_timer(dur), at)));
+                    assert!(flush_rings!(lat_ring)? > 0);
+                }
             }
             // From this moment on the remote executors are aware that we are sleeping
             // We have to sweep the remote channels function once more because since
@@ -1961,9 +2003,14 @@ impl Reactor {
         }
 
         if let Some(preempt) = preempt_timer() {
-            self.latency_preemption_timeout_src
-                .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
-            flush_rings!(lat_ring, main_ring)?;
+            let armed = self.latency_preemption_timeout_src.take();
+            let keep = armed.as_ref().is_some_and(|s| s.is_armed());
+            self.latency_preemption_timeout_src.set(armed);
+            if !keep {
+                self.latency_preemption_timeout_src
+                    .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
+                flush_rings!(lat_ring, main_ring)?;
+            }
         }
 
         // A Note about `need_preempt`:

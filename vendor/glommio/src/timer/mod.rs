@@ -9,6 +9,22 @@ mod timer_impl;
 use std::{future::Future, time::Duration};
 pub use timer_impl::{Timer, TimerActionOnce, TimerActionRepeat};
 
+thread_local! {
+    static LATENCY_RING_ARMS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Timers (preempt and user) this thread's reactor has armed on its latency
+/// ring (wsrelay patch, for tests: they stay armed across sleeps instead of
+/// being cancelled and armed anew on every wake-up).
+#[doc(hidden)]
+pub fn latency_ring_arms() -> u64 {
+    LATENCY_RING_ARMS.with(|c| c.get())
+}
+
+pub(crate) fn count_latency_ring_arm() {
+    LATENCY_RING_ARMS.with(|c| c.set(c.get() + 1));
+}
+
 type Result<T> = crate::Result<T, ()>;
 
 /// Sleep for some time.
