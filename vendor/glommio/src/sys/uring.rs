@@ -1908,33 +1908,15 @@ impl Reactor {
         // `io_uring_enter`, per wake-up, two of them between the wake and the
         // first task run. Now the preempt timer stays armed until it fires
         // (a task queue's turn may end a little early; a sleeping shard
-        // wakes at most once per preempt period, 100 ms by default), and a
-        // user timer is armed only when none armed fires soon enough.
-        if !self
-            .latency_preemption_timeout_src
-            .take()
-            .map(|s| {
-                let armed = s.is_armed();
-                self.latency_preemption_timeout_src.set(Some(s));
-                armed
-            })
-            .unwrap_or(false)
-        {
-            drop(self.latency_preemption_timeout_src.take());
-        }
+        // wakes at most once per preempt period, 100 ms by default) and is
+        // replaced below only once it has; a user timer is armed only when
+        // none armed fires soon enough.
 
         // Schedule the throughput-based timeout immediately: it won't matter if we end
         // up sleeping. wsrelay patch: one still in the kernel is kept (it
         // counts completions since it was armed, so it may fire a little
         // early; it used to be cancelled and armed anew on every call).
-        let throughput_armed = match self.throughput_preemption_timeout_src.take() {
-            Some(s) if s.is_armed() => {
-                self.throughput_preemption_timeout_src.set(Some(s));
-                true
-            }
-            _ => false,
-        };
-        if !throughput_armed {
+        if !still_armed(&self.throughput_preemption_timeout_src) {
             self.throughput_preemption_timeout_src.replace(Some(
                 main_ring.prepare_throughput_preemption_timer(
                     self.ring_depth() as u32,
@@ -2003,10 +1985,7 @@ impl Reactor {
         }
 
         if let Some(preempt) = preempt_timer() {
-            let armed = self.latency_preemption_timeout_src.take();
-            let keep = armed.as_ref().is_some_and(|s| s.is_armed());
-            self.latency_preemption_timeout_src.set(armed);
-            if !keep {
+            if !still_armed(&self.latency_preemption_timeout_src) {
                 self.latency_preemption_timeout_src
                     .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
                 flush_rings!(lat_ring, main_ring)?;
@@ -2117,6 +2096,15 @@ impl Reactor {
             ))
         }
     }
+}
+
+/// wsrelay patch: whether the timer kept in `cell` is still in the kernel
+/// (not yet fired or cancelled).
+fn still_armed(cell: &Cell<Option<Source>>) -> bool {
+    let src = cell.take();
+    let armed = src.as_ref().is_some_and(Source::is_armed);
+    cell.set(src);
+    armed
 }
 
 fn queue_request_into_ring(
