@@ -642,6 +642,176 @@ mod tests {
         assert_eq!(kind, Err(std::io::ErrorKind::TimedOut));
     }
 
+    /// The vendored glommio reads its sockets' readiness from one epoll set
+    /// per executor (WSRELAY-PATCH.md). A freed slot is reused by the next
+    /// socket; events of the old socket — whose file another descriptor
+    /// keeps open, so it stays in the set — must not wake the new one.
+    #[test]
+    fn a_reused_read_slot_is_not_woken_by_the_old_sockets_events() {
+        use std::future::Future;
+        use std::io::{Read, Write};
+        use std::os::fd::AsRawFd;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        use std::task::{Context, Wake, Waker};
+
+        struct Count(AtomicUsize);
+        impl Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+
+        let ex = executor();
+        let (wakes, waits) = ex.run(async {
+            let l = glommio::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = l.local_addr().expect("addr");
+            let (go_tx, go) = std::sync::mpsc::channel::<()>();
+            let client = std::thread::spawn(move || {
+                let mut a = std::net::TcpStream::connect(addr).expect("connect a");
+                let _b = std::net::TcpStream::connect(addr).expect("connect b");
+                let mut c = std::net::TcpStream::connect(addr).expect("connect c");
+                go.recv().expect("go");
+                // The old socket first, then the one the shard awaits.
+                a.write_all(b"old").unwrap();
+                c.write_all(b"new").unwrap();
+                let mut buf = [0u8; 1];
+                let _ = c.read(&mut buf); // until the shard is done
+            });
+            let a = l.accept().await.expect("accept a");
+            let keep = crate::sys::dup_fd(a.as_raw_fd()).expect("dup");
+            drop(a); // frees its slot; the file stays open (and in the set)
+            let mut b = l.accept().await.expect("accept b"); // reuses the slot
+            let mut c = l.accept().await.expect("accept c");
+            let waits_before = glommio::net::epoll_waits();
+
+            let count = Arc::new(Count(AtomicUsize::new(0)));
+            let waker = Waker::from(count.clone());
+            let mut buf = [0u8; 16];
+            {
+                let mut read_b = Box::pin(futures_lite::AsyncReadExt::read(&mut b, &mut buf));
+                let pending = read_b.as_mut().poll(&mut Context::from_waker(&waker));
+                assert!(pending.is_pending(), "b has nothing to read");
+            }
+            // c's read waits too, so its bytes come through the set's
+            // dispatch, with (or after) the old socket's event.
+            let mut cbuf = [0u8; 16];
+            let n = {
+                let mut read_c = Box::pin(futures_lite::AsyncReadExt::read(&mut c, &mut cbuf));
+                assert!(futures_lite::future::poll_once(read_c.as_mut())
+                    .await
+                    .is_none());
+                go_tx.send(()).unwrap();
+                read_c.await.expect("read c")
+            };
+            assert_eq!(&cbuf[..n], b"new");
+            drop(c);
+            drop(b);
+            drop(keep);
+            client.join().expect("client");
+            (
+                count.0.load(Ordering::SeqCst),
+                glommio::net::epoll_waits() - waits_before,
+            )
+        });
+        assert!(waits > 0, "readiness came from the executor's epoll set");
+        assert_eq!(wakes, 0, "the reused slot was woken by the old socket");
+    }
+
+    /// An accept that is dropped while a connection arrives must leave the
+    /// connection queued for the next accept (a process that hands its
+    /// listeners over stops accepting this way). Upstream glommio accepted
+    /// with an in-kernel `IORING_OP_ACCEPT`, which took the connection and
+    /// lost it with the dropped request; the vendored copy waits for the
+    /// listener's readiness and accepts with `accept4` (WSRELAY-PATCH.md).
+    #[test]
+    fn a_dropped_accept_leaves_the_connection_queued() {
+        let ex = executor();
+        let (accepted, _client) = ex.run(async {
+            let l = glommio::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = l.local_addr().expect("addr");
+            let client = {
+                let mut accept = Box::pin(l.accept());
+                assert!(futures_lite::future::poll_once(accept.as_mut())
+                    .await
+                    .is_none());
+                // One turn of the executor, so the wait reaches the kernel.
+                Timer::new(Duration::from_millis(1)).await;
+                let client = std::net::TcpStream::connect(addr).expect("connect");
+                drop(accept);
+                client
+            };
+            let next = async { l.accept().await.is_ok() };
+            let timeout = async {
+                Timer::new(Duration::from_secs(5)).await;
+                false
+            };
+            (futures_lite::future::or(next, timeout).await, client)
+        });
+        assert!(accepted, "the connection was lost with the dropped accept");
+    }
+
+    /// The kernel may end the multishot poll that watches the read set (it
+    /// does when it cannot post a completion); the reactor then arms it again
+    /// by itself, outside any task. Found by `compare.sh`: the load
+    /// generator's executor panicked there (a source made outside a task).
+    #[test]
+    fn reads_go_on_after_the_kernel_ends_the_read_set_watch() {
+        use std::io::{Read, Write};
+        let ex = executor();
+        let (ended, waits, client) = ex.run(async {
+            let l = glommio::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = l.local_addr().expect("addr");
+            let (go_tx, go) = std::sync::mpsc::channel::<()>();
+            let client = std::thread::spawn(move || {
+                let mut s = std::net::TcpStream::connect(addr).expect("connect");
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let mut echoed = 0;
+                for i in 0u64..40 {
+                    // Each message is sent once the shard's read waits for it.
+                    if go.recv().is_err() {
+                        break;
+                    }
+                    s.write_all(&i.to_be_bytes()).unwrap();
+                    let mut b = [0u8; 8];
+                    if s.read_exact(&mut b).is_err() {
+                        break;
+                    }
+                    echoed += u64::from(u64::from_be_bytes(b) == i);
+                }
+                echoed
+            });
+            let mut s = l.accept().await.expect("accept");
+            let mut buf = [0u8; 8];
+            let mut ended = 0;
+            let waits_before = glommio::net::epoll_waits();
+            for i in 0..40 {
+                {
+                    let mut read =
+                        Box::pin(futures_lite::AsyncReadExt::read_exact(&mut s, &mut buf));
+                    assert!(futures_lite::future::poll_once(read.as_mut())
+                        .await
+                        .is_none());
+                    if i % 10 == 5 {
+                        ended += u32::from(glommio::net::end_read_set_watch());
+                    }
+                    go_tx.send(()).unwrap();
+                    read.await.expect("read");
+                }
+                futures_lite::AsyncWriteExt::write_all(&mut s, &buf)
+                    .await
+                    .expect("write");
+            }
+            (ended, glommio::net::epoll_waits() - waits_before, client)
+        });
+        assert_eq!(ended, 4, "the watch was in the kernel each time");
+        assert!(
+            waits >= 40,
+            "every message came through the set ({waits} waits)"
+        );
+        assert_eq!(client.join().expect("client"), 40, "every message echoed");
+    }
+
     /// Bytes and the peer's FIN that arrive together are seen as one
     /// readiness event: the short read of the bytes must not be taken for a
     /// drained socket, or the end is never read (found by

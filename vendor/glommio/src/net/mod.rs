@@ -8,22 +8,30 @@ use crate::sys;
 use nix::sys::socket::{MsgFlags, SockaddrLike};
 use std::{io, os::unix::io::RawFd};
 
-fn yolo_accept(fd: RawFd) -> Option<io::Result<RawFd>> {
-    let flags =
-        nix::fcntl::OFlag::from_bits(nix::fcntl::fcntl(fd, nix::fcntl::F_GETFL).unwrap()).unwrap();
-    nix::fcntl::fcntl(
-        fd,
-        nix::fcntl::F_SETFL(flags | nix::fcntl::OFlag::O_NONBLOCK),
-    )
-    .unwrap();
-    let r = sys::accept_syscall(fd);
-    nix::fcntl::fcntl(fd, nix::fcntl::F_SETFL(flags)).unwrap();
-    match r {
-        Ok(x) => Some(Ok(x)),
-        Err(err) => match err.kind() {
-            io::ErrorKind::WouldBlock => None,
-            _ => Some(Err(err)),
-        },
+/// `accept4` on a non-blocking listener (wsrelay patch): `None` when no
+/// connection is queued. The accepted socket is close-on-exec and blocking,
+/// as upstream's were (glommio reads and writes it with `MSG_DONTWAIT`).
+fn accept_nonblocking(fd: RawFd) -> Option<io::Result<RawFd>> {
+    loop {
+        // SAFETY: a plain syscall; the peer's address is not asked for.
+        let rc = unsafe {
+            libc::accept4(
+                fd,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                libc::SOCK_CLOEXEC,
+            )
+        };
+        if rc >= 0 {
+            return Some(Ok(rc));
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EAGAIN) => return None,
+            // A connection reset while queued, or a signal: the next one.
+            Some(libc::ECONNABORTED | libc::EINTR) => continue,
+            _ => return Some(Err(err)),
+        }
     }
 }
 
@@ -31,11 +39,31 @@ thread_local! {
     static READ_ARMS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
-/// Read-readiness requests (`POLL_ADD`s) this thread's streams have submitted
-/// (wsrelay patch, for tests: one multishot arm per socket for its life).
+/// Read-readiness registrations this thread's streams made (wsrelay patch,
+/// for tests: one per socket for its life — an `epoll_ctl` into the
+/// executor's read set, or a multishot `POLL_ADD` where there is no set).
 #[doc(hidden)]
 pub fn read_arms() -> u64 {
     READ_ARMS.with(|c| c.get())
+}
+
+/// `epoll_wait` calls this thread made to dispatch read readiness (wsrelay
+/// patch, for tests).
+#[doc(hidden)]
+pub fn epoll_waits() -> u64 {
+    read_set::epoll_waits()
+}
+
+/// Has the kernel end the multishot poll that watches this executor's read
+/// set, as it does when it cannot post a completion; the reactor must arm it
+/// again by itself (wsrelay patch, for tests). `false` if none was in the
+/// kernel.
+#[doc(hidden)]
+pub fn end_read_set_watch() -> bool {
+    crate::executor()
+        .reactor()
+        .read_set()
+        .is_some_and(|set| set.end_watch())
 }
 
 pub(crate) fn count_read_arm() {
@@ -122,6 +150,7 @@ fn yolo_sendmsg(
 }
 
 mod datagram;
+pub(crate) mod read_set;
 mod stream;
 mod tcp_socket;
 mod udp_socket;

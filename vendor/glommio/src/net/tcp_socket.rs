@@ -7,7 +7,6 @@ use super::stream::GlommioStream;
 use crate::{
     net::{
         stream::{Buffered, NonBuffered, Preallocated, RxBuf},
-        yolo_accept,
     },
     reactor::Reactor,
     GlommioError,
@@ -81,6 +80,8 @@ impl FromRawFd for TcpListener {
     /// Convert an already bound and listening RawFd into a TcpListener
     unsafe fn from_raw_fd(fd: RawFd) -> Self {
         let sk = Socket::from_raw_fd(fd);
+        // wsrelay patch: accepts are non-blocking calls (see `shared_accept`).
+        let _ = sk.set_nonblocking(true);
         let listener = sk.into();
 
         TcpListener {
@@ -127,6 +128,8 @@ impl TcpListener {
         sk.set_reuse_port(true)?;
         sk.bind(&addr)?;
         sk.listen(1024)?;
+        // wsrelay patch: accepts are non-blocking calls (see `shared_accept`).
+        sk.set_nonblocking(true)?;
         let listener = sk.into();
 
         Ok(TcpListener {
@@ -164,19 +167,27 @@ impl TcpListener {
     /// [`TcpStream`]: struct.TcpStream.html
     /// [`Send`]: https://doc.rust-lang.org/std/marker/trait.Send.html
     pub async fn shared_accept(&self) -> Result<AcceptedTcpStream> {
+        // wsrelay patch (WSRELAY-PATCH.md, "Accepting by readiness"): the
+        // listener is non-blocking and a connection is taken only by an
+        // `accept4` made here; when none is queued, the task waits for the
+        // listener's readiness (a `POLL_ADD`), never with an in-kernel
+        // `IORING_OP_ACCEPT`. A pending accept request that completes while
+        // it is being cancelled (the accepting task dropped, a process
+        // handing its listeners over) takes a connection that nobody
+        // serves; a cancelled readiness wait takes nothing, so the
+        // connection stays queued for whoever accepts next. It also saves
+        // the three `fcntl` calls upstream made around every accept.
         let reactor = self.reactor.upgrade().unwrap();
         let raw_fd = self.listener.as_raw_fd();
-        if let Some(r) = yolo_accept(raw_fd) {
-            match r {
-                Ok(fd) => {
-                    return Ok(AcceptedTcpStream { fd });
-                }
-                Err(err) => return Err(GlommioError::IoError(err)),
+        loop {
+            if let Some(r) = super::accept_nonblocking(raw_fd) {
+                return match r {
+                    Ok(fd) => Ok(AcceptedTcpStream { fd }),
+                    Err(err) => Err(GlommioError::IoError(err)),
+                };
             }
+            reactor.poll_read_ready(raw_fd).collect_rw().await?;
         }
-        let source = reactor.accept(self.listener.as_raw_fd());
-        let fd = source.collect_rw().await?;
-        Ok(AcceptedTcpStream { fd: fd as RawFd })
     }
 
     /// Accepts a new incoming TCP connection in this executor
