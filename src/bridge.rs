@@ -44,6 +44,9 @@ pub enum ShardCommand {
     /// Stop accepting sessions, answer `/healthz` 503, close sessions after
     /// the drain timeout, then exit.
     Drain,
+    /// A successor took the listeners over (binary upgrade): stop accepting
+    /// at once, then drain as for `Drain`, closing what is left with 1012.
+    HandedOver,
     /// Close every session now with this code and reason.
     CloseAll(u16, &'static str),
     /// Close this session with 1008 `terminated by operator`, if it is here;

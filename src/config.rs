@@ -79,6 +79,11 @@ pub struct ServerConfig {
     /// Origins allowed to call the admin API from a browser (CORS); empty
     /// (default): CORS off, only same-origin pages may call it.
     pub admin_cors_origins: Vec<String>,
+    /// Unix socket (owner-only) a successor started with `serve --takeover`
+    /// connects to for the listeners (SPEC 4.6). Relative paths are relative
+    /// to the working directory; empty: no binary upgrade. Default
+    /// `wsrelay.sock`.
+    pub control_socket: String,
 }
 
 impl Default for ServerConfig {
@@ -94,6 +99,7 @@ impl Default for ServerConfig {
             upstream_ca_file: String::new(),
             spin_before_park_us: 0,
             admin_cors_origins: Vec::new(),
+            control_socket: "wsrelay.sock".into(),
         }
     }
 }

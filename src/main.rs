@@ -41,6 +41,11 @@ enum Command {
         /// TOML configuration file; every key is optional.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Binary upgrade: take the listeners of the wsrelay serving on
+        /// `server.control_socket`, which then stops accepting, drains and
+        /// exits 0.
+        #[arg(long)]
+        takeover: bool,
     },
     /// Apply the store's migrations and exit.
     Migrate {
@@ -159,7 +164,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Serve { config } => {
+        Command::Serve { config, takeover } => {
             let cfg = match wsrelay::config::Config::load(config.as_deref()) {
                 Ok(c) => c,
                 Err(e) => {
@@ -167,7 +172,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            match wsrelay::admin::serve::run(cfg, config) {
+            match wsrelay::admin::serve::run(cfg, config, takeover) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("wsrelay: {e}");

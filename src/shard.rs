@@ -54,6 +54,8 @@ pub enum Handled {
     ClosedAll,
     /// Start draining.
     Drain,
+    /// Stop accepting (a successor has the listeners) and drain.
+    HandedOver,
 }
 
 /// Everything one shard owns.
@@ -142,6 +144,7 @@ impl ShardCtx {
             }
             ShardCommand::MessageMeta { endpoint, on } => self.set_meta(&endpoint, on),
             ShardCommand::Drain => return Handled::Drain,
+            ShardCommand::HandedOver => return Handled::HandedOver,
         }
         Handled::Done
     }
@@ -207,8 +210,10 @@ impl ShardCtx {
 pub struct ShardSpec {
     /// Index.
     pub id: usize,
-    /// Address to listen on (port already resolved).
-    pub addr: SocketAddr,
+    /// Its listeners on the data port (bound and listening, `SO_REUSEPORT`;
+    /// one, or more when a predecessor handed over more than there are
+    /// shards).
+    pub listeners: Vec<socket2::Socket>,
     /// Configuration.
     pub cfg: Arc<Config>,
     /// Shared state.
@@ -219,7 +224,7 @@ pub struct ShardSpec {
     pub commands: async_channel::Receiver<ShardCommand>,
     /// Events for the admin runtime.
     pub events: EventSink,
-    /// Told once the listener is bound (or why it is not).
+    /// Told once the shard accepts.
     pub ready: std::sync::mpsc::Sender<Result<usize, String>>,
 }
 
@@ -230,7 +235,9 @@ pub const POOL_IDLE_BUFFERS: usize = 64;
 /// Listen backlog per shard listener.
 pub const BACKLOG: i32 = 4096;
 
-fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+/// A data-port listener: `SO_REUSEPORT` (every shard has its own, and a
+/// successor's join them during a binary upgrade), listening.
+pub fn bind(addr: SocketAddr) -> std::io::Result<socket2::Socket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     s.set_reuse_port(true)?;
@@ -240,18 +247,11 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     }
     s.bind(&addr.into())?;
     s.listen(BACKLOG)?;
-    Ok(crate::sys::listener_from_socket(s))
+    Ok(s)
 }
 
 /// Runs one shard until it has drained.
 pub async fn run(spec: ShardSpec) {
-    let listener = match bind(spec.addr) {
-        Ok(l) => l,
-        Err(e) => {
-            let _ = spec.ready.send(Err(format!("{}: {e}", spec.addr)));
-            return;
-        }
-    };
     let cfg = spec.cfg;
     let ctx = Rc::new(ShardCtx {
         id: spec.id,
@@ -268,25 +268,56 @@ pub async fn run(spec: ShardSpec) {
         next_key: Cell::new(0),
         rng: RefCell::new(rand::rngs::StdRng::from_entropy()),
     });
+    let mut accept: Vec<_> = spec
+        .listeners
+        .into_iter()
+        .map(|s| {
+            glommio::spawn_local(accept_loop(
+                crate::sys::listener_from_socket(s),
+                ctx.clone(),
+            ))
+        })
+        .collect();
     let _ = spec.ready.send(Ok(spec.id));
-    let accept = glommio::spawn_local(accept_loop(listener, ctx.clone()));
     let summary = glommio::spawn_local(summary_loop(ctx.clone()));
 
     // Control loop: snapshots and commands until told to drain.
+    let mut handed_over = false;
     while let Ok(cmd) = spec.commands.recv().await {
-        if ctx.handle(cmd) == Handled::Drain {
-            break;
+        match ctx.handle(cmd) {
+            Handled::Drain => break,
+            Handled::HandedOver => {
+                handed_over = true;
+                break;
+            }
+            Handled::Done | Handled::ClosedAll => {}
         }
     }
-    drain(&ctx, &spec.commands).await;
+    drain(&ctx, &spec.commands, &mut accept, handed_over).await;
     drop(accept);
     drop(summary);
     tracing::info!(shard = ctx.id, "shard drained");
 }
 
 /// SIGTERM: answer 503, let sessions run until `drain_timeout_ms` (or a
-/// `CloseAll`), close the rest with 1001, return when none is left.
-async fn drain(ctx: &Rc<ShardCtx>, commands: &async_channel::Receiver<ShardCommand>) {
+/// `CloseAll`), close the rest with 1001, return when none is left. After a
+/// handover (now or while draining) the shard stops accepting — the
+/// successor accepts from then on, and a dropped accept only waited for
+/// readiness, so it takes no queued connection with it — and what is left at
+/// the deadline is closed with 1012 `service restart`.
+async fn drain<T>(
+    ctx: &Rc<ShardCtx>,
+    commands: &async_channel::Receiver<ShardCommand>,
+    accept: &mut Vec<T>,
+    mut handed_over: bool,
+) {
+    let stop_accepting = |accept: &mut Vec<T>| {
+        accept.clear();
+        tracing::info!(shard = ctx.id, "stopped accepting: the successor serves");
+    };
+    if handed_over {
+        stop_accepting(accept);
+    }
     ctx.draining.set(true);
     let n = ctx.sessions.borrow().len();
     tracing::info!(shard = ctx.id, sessions = n, "draining");
@@ -313,7 +344,11 @@ async fn drain(ctx: &Rc<ShardCtx>, commands: &async_channel::Receiver<ShardComma
             return;
         }
         if closed_at.is_none() && now >= deadline {
-            ctx.close_all(1001, "going away");
+            if handed_over {
+                ctx.close_all(1012, "service restart");
+            } else {
+                ctx.close_all(1001, "going away");
+            }
             closed_at = Some(now);
         }
         // Wake on a command (a second signal closes at once) or every 50 ms
@@ -327,8 +362,15 @@ async fn drain(ctx: &Rc<ShardCtx>, commands: &async_channel::Receiver<ShardComma
         // The same dispatch as the run loop: a snapshot sent while draining
         // (an endpoint deleted, say) is applied, not dropped.
         if let Some(cmd) = cmd {
-            if ctx.handle(cmd) == Handled::ClosedAll {
-                closed_at.get_or_insert(std::time::Instant::now());
+            match ctx.handle(cmd) {
+                Handled::ClosedAll => {
+                    closed_at.get_or_insert(std::time::Instant::now());
+                }
+                Handled::HandedOver if !handed_over => {
+                    handed_over = true;
+                    stop_accepting(accept);
+                }
+                _ => {}
             }
         }
     }
@@ -642,82 +684,6 @@ mod tests {
         assert_eq!(kind, Err(std::io::ErrorKind::TimedOut));
     }
 
-    /// The vendored glommio reads its sockets' readiness from one epoll set
-    /// per executor (WSRELAY-PATCH.md). A freed slot is reused by the next
-    /// socket; events of the old socket — whose file another descriptor
-    /// keeps open, so it stays in the set — must not wake the new one.
-    #[test]
-    fn a_reused_read_slot_is_not_woken_by_the_old_sockets_events() {
-        use std::future::Future;
-        use std::io::{Read, Write};
-        use std::os::fd::AsRawFd;
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        use std::sync::Arc;
-        use std::task::{Context, Wake, Waker};
-
-        struct Count(AtomicUsize);
-        impl Wake for Count {
-            fn wake(self: Arc<Self>) {
-                self.0.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-
-        let ex = executor();
-        let (wakes, waits) = ex.run(async {
-            let l = glommio::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            let addr = l.local_addr().expect("addr");
-            let (go_tx, go) = std::sync::mpsc::channel::<()>();
-            let client = std::thread::spawn(move || {
-                let mut a = std::net::TcpStream::connect(addr).expect("connect a");
-                let _b = std::net::TcpStream::connect(addr).expect("connect b");
-                let mut c = std::net::TcpStream::connect(addr).expect("connect c");
-                go.recv().expect("go");
-                // The old socket first, then the one the shard awaits.
-                a.write_all(b"old").unwrap();
-                c.write_all(b"new").unwrap();
-                let mut buf = [0u8; 1];
-                let _ = c.read(&mut buf); // until the shard is done
-            });
-            let a = l.accept().await.expect("accept a");
-            let keep = crate::sys::dup_fd(a.as_raw_fd()).expect("dup");
-            drop(a); // frees its slot; the file stays open (and in the set)
-            let mut b = l.accept().await.expect("accept b"); // reuses the slot
-            let mut c = l.accept().await.expect("accept c");
-            let waits_before = glommio::net::epoll_waits();
-
-            let count = Arc::new(Count(AtomicUsize::new(0)));
-            let waker = Waker::from(count.clone());
-            let mut buf = [0u8; 16];
-            {
-                let mut read_b = Box::pin(futures_lite::AsyncReadExt::read(&mut b, &mut buf));
-                let pending = read_b.as_mut().poll(&mut Context::from_waker(&waker));
-                assert!(pending.is_pending(), "b has nothing to read");
-            }
-            // c's read waits too, so its bytes come through the set's
-            // dispatch, with (or after) the old socket's event.
-            let mut cbuf = [0u8; 16];
-            let n = {
-                let mut read_c = Box::pin(futures_lite::AsyncReadExt::read(&mut c, &mut cbuf));
-                assert!(futures_lite::future::poll_once(read_c.as_mut())
-                    .await
-                    .is_none());
-                go_tx.send(()).unwrap();
-                read_c.await.expect("read c")
-            };
-            assert_eq!(&cbuf[..n], b"new");
-            drop(c);
-            drop(b);
-            drop(keep);
-            client.join().expect("client");
-            (
-                count.0.load(Ordering::SeqCst),
-                glommio::net::epoll_waits() - waits_before,
-            )
-        });
-        assert!(waits > 0, "readiness came from the executor's epoll set");
-        assert_eq!(wakes, 0, "the reused slot was woken by the old socket");
-    }
-
     /// An accept that is dropped while a connection arrives must leave the
     /// connection queued for the next accept (a process that hands its
     /// listeners over stops accepting this way). Upstream glommio accepted
@@ -749,67 +715,6 @@ mod tests {
             (futures_lite::future::or(next, timeout).await, client)
         });
         assert!(accepted, "the connection was lost with the dropped accept");
-    }
-
-    /// The kernel may end the multishot poll that watches the read set (it
-    /// does when it cannot post a completion); the reactor then arms it again
-    /// by itself, outside any task. Found by `compare.sh`: the load
-    /// generator's executor panicked there (a source made outside a task).
-    #[test]
-    fn reads_go_on_after_the_kernel_ends_the_read_set_watch() {
-        use std::io::{Read, Write};
-        let ex = executor();
-        let (ended, waits, client) = ex.run(async {
-            let l = glommio::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            let addr = l.local_addr().expect("addr");
-            let (go_tx, go) = std::sync::mpsc::channel::<()>();
-            let client = std::thread::spawn(move || {
-                let mut s = std::net::TcpStream::connect(addr).expect("connect");
-                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-                let mut echoed = 0;
-                for i in 0u64..40 {
-                    // Each message is sent once the shard's read waits for it.
-                    if go.recv().is_err() {
-                        break;
-                    }
-                    s.write_all(&i.to_be_bytes()).unwrap();
-                    let mut b = [0u8; 8];
-                    if s.read_exact(&mut b).is_err() {
-                        break;
-                    }
-                    echoed += u64::from(u64::from_be_bytes(b) == i);
-                }
-                echoed
-            });
-            let mut s = l.accept().await.expect("accept");
-            let mut buf = [0u8; 8];
-            let mut ended = 0;
-            let waits_before = glommio::net::epoll_waits();
-            for i in 0..40 {
-                {
-                    let mut read =
-                        Box::pin(futures_lite::AsyncReadExt::read_exact(&mut s, &mut buf));
-                    assert!(futures_lite::future::poll_once(read.as_mut())
-                        .await
-                        .is_none());
-                    if i % 10 == 5 {
-                        ended += u32::from(glommio::net::end_read_set_watch());
-                    }
-                    go_tx.send(()).unwrap();
-                    read.await.expect("read");
-                }
-                futures_lite::AsyncWriteExt::write_all(&mut s, &buf)
-                    .await
-                    .expect("write");
-            }
-            (ended, glommio::net::epoll_waits() - waits_before, client)
-        });
-        assert_eq!(ended, 4, "the watch was in the kernel each time");
-        assert!(
-            waits >= 40,
-            "every message came through the set ({waits} waits)"
-        );
-        assert_eq!(client.join().expect("client"), 40, "every message echoed");
     }
 
     /// Bytes and the peer's FIN that arrive together are seen as one

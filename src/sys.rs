@@ -1,6 +1,6 @@
 //! The crate's only `unsafe` code: handing a bound socket to glommio,
-//! duplicating a descriptor,
-//! reading process limits and the CPU affinity mask.
+//! duplicating a descriptor, taking ownership of descriptors received over a
+//! Unix socket, reading process limits and the CPU affinity mask.
 #![allow(unsafe_code)]
 
 use std::os::fd::{FromRawFd, IntoRawFd};
@@ -18,6 +18,66 @@ pub fn dup_fd(fd: std::os::fd::RawFd) -> std::io::Result<std::os::fd::OwnedFd> {
     // copy is a new descriptor owned by the result.
     unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()
 }
+
+/// Sends `bytes` with the descriptors `fds` attached (`SCM_RIGHTS`) on a
+/// Unix stream socket.
+pub fn send_with_fds(
+    sock: &std::os::unix::net::UnixStream,
+    bytes: &[u8],
+    fds: &[std::os::fd::RawFd],
+) -> std::io::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    use std::os::fd::AsRawFd;
+    let iov = [std::io::IoSlice::new(bytes)];
+    let cmsg = [ControlMessage::ScmRights(fds)];
+    let sent = sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None)?;
+    if sent != bytes.len() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::WriteZero,
+            "short write with descriptors",
+        ));
+    }
+    Ok(())
+}
+
+/// Receives one message of at most `buf.len()` bytes and up to `MAX_FDS`
+/// descriptors (close-on-exec) on a Unix stream socket: (bytes, descriptors).
+pub fn recv_with_fds(
+    sock: &std::os::unix::net::UnixStream,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, Vec<std::os::fd::OwnedFd>)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::AsRawFd;
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; MAX_FDS]);
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let msg = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    let truncated = msg.flags.contains(MsgFlags::MSG_CTRUNC);
+    let mut fds = Vec::new();
+    for c in msg.cmsgs() {
+        if let ControlMessageOwned::ScmRights(raw) = c {
+            for fd in raw {
+                // SAFETY: the kernel just installed `fd` in this process for
+                // this message; nothing else owns it.
+                fds.push(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) });
+            }
+        }
+    }
+    if truncated {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("more than {MAX_FDS} descriptors"),
+        ));
+    }
+    Ok((msg.bytes, fds))
+}
+
+/// Descriptors one handover message may carry.
+pub const MAX_FDS: usize = 256;
 
 /// The soft `RLIMIT_MEMLOCK` in bytes (`None` = unlimited).
 pub fn memlock_limit() -> std::io::Result<Option<u64>> {

@@ -51,6 +51,9 @@ pub struct Running {
     pub state: AppState,
     /// A handle on the runtime, to run admin work from other threads.
     pub handle: tokio::runtime::Handle,
+    /// Notified once: the admin port stops accepting (a successor took the
+    /// listener over); connections already open are served to their end.
+    pub stop_accepting: Arc<tokio::sync::Notify>,
 }
 
 /// Starts the event threads and the admin runtime; returns once it serves.
@@ -94,6 +97,8 @@ pub fn start(spec: RuntimeSpec) -> Result<Running, StartError> {
     };
     let app = crate::admin::api::router(state.clone(), &spec.cors_origins);
     let st = state.clone();
+    let stop_accepting = Arc::new(tokio::sync::Notify::new());
+    let stop = stop_accepting.clone();
     std::thread::Builder::new()
         .name("admin".into())
         .spawn(move || {
@@ -103,6 +108,7 @@ pub fn start(spec: RuntimeSpec) -> Result<Running, StartError> {
                     listener,
                     app.into_make_service_with_connect_info::<SocketAddr>(),
                 )
+                .with_graceful_shutdown(async move { stop.notified().await })
                 .await;
                 if let Err(e) = served {
                     tracing::error!("admin server stopped: {e}");
@@ -110,7 +116,11 @@ pub fn start(spec: RuntimeSpec) -> Result<Running, StartError> {
             })
         })
         .map_err(|e| err("the admin thread", e))?;
-    Ok(Running { state, handle })
+    Ok(Running {
+        state,
+        handle,
+        stop_accepting,
+    })
 }
 
 /// Once a second: per-endpoint `stats` on `/ops`; every

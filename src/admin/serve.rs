@@ -97,17 +97,6 @@ pub fn example_endpoint(admin: SocketAddr) -> EndpointConfig {
     }
 }
 
-fn bind_probe(addr: SocketAddr, key: &str) -> Result<socket2::Socket, StartError> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let err = |e: std::io::Error| StartError(format!("{key}: cannot listen on {addr}: {e}"));
-    let s =
-        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
-    s.set_reuse_port(true).map_err(err)?;
-    s.set_reuse_address(true).map_err(err)?;
-    s.bind(&addr.into()).map_err(err)?;
-    Ok(s)
-}
-
 /// This node's id: `WSRELAY_NODE_ID`, else `<hostname>:<data port>` (stable
 /// across restarts, so a node finds its own stale sessions).
 pub fn node_id(data: SocketAddr) -> String {
@@ -139,6 +128,7 @@ fn open_store(
     cfg: &Config,
     admin_addr: SocketAddr,
     node: &str,
+    takeover: bool,
 ) -> Result<(Store, Vec<EndpointConfig>, Vec<u8>), StartError> {
     let url = &cfg.server.database;
     let shown = crate::store::redact_url(url);
@@ -191,7 +181,12 @@ fn open_store(
     }
     let secret =
         auth::jwt_secret(&store, env_nonempty("WSRELAY_JWT_SECRET").as_deref()).map_err(fail)?;
-    let stale = store.close_stale_sessions(node).map_err(fail)?;
+    // On a takeover this node's sessions are the predecessor's, still live.
+    let stale = if takeover {
+        0
+    } else {
+        store.close_stale_sessions(node).map_err(fail)?
+    };
     if stale > 0 {
         tracing::info!(
             sessions = stale,
@@ -203,8 +198,63 @@ fn open_store(
     Ok((store, endpoints, secret))
 }
 
-/// Runs the relay until SIGTERM/SIGINT and the drain finish.
-pub fn run(cfg: Config, path: Option<std::path::PathBuf>) -> Result<(), StartError> {
+/// The control socket's path (`None`: upgrades off).
+fn control_path(cfg: &Config) -> Option<std::path::PathBuf> {
+    let p = cfg.server.control_socket.trim();
+    (!p.is_empty()).then(|| std::path::PathBuf::from(p))
+}
+
+/// The data listeners of a fresh start: one per shard on `addr` (port 0
+/// resolved by the first).
+fn bind_data(addr: SocketAddr, n: usize) -> Result<Vec<socket2::Socket>, StartError> {
+    let err = |a: SocketAddr, e: std::io::Error| {
+        StartError(format!("server.listen: cannot listen on {a}: {e}"))
+    };
+    let first = shard::bind(addr).map_err(|e| err(addr, e))?;
+    let addr = first
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .ok_or_else(|| StartError("server.listen: cannot read the bound address".into()))?;
+    let mut all = vec![first];
+    for _ in 1..n {
+        all.push(shard::bind(addr).map_err(|e| err(addr, e))?);
+    }
+    Ok(all)
+}
+
+/// Shares `listeners` out over `n` shards: one each, the extra ones round
+/// the shards; a shard left without one (a successor with more shards than
+/// its predecessor had listeners) accepts from a copy of another's — a
+/// shared listener is safe because accepting waits on readiness and takes a
+/// connection only with `accept4`. No listener is bound anew, so a successor
+/// that fails before it is ready leaves no socket with connections queued.
+fn share_listeners(
+    listeners: Vec<socket2::Socket>,
+    n: usize,
+) -> Result<Vec<Vec<socket2::Socket>>, StartError> {
+    let count = listeners.len();
+    let mut per: Vec<Vec<socket2::Socket>> = (0..n).map(|_| Vec::new()).collect();
+    for (i, l) in listeners.into_iter().enumerate() {
+        per[i % n].push(l);
+    }
+    for i in count..n {
+        let copy = per[i % count][0]
+            .try_clone()
+            .map_err(|e| StartError(format!("server.listen: cannot share a listener: {e}")))?;
+        per[i].push(copy);
+    }
+    Ok(per)
+}
+
+/// Runs the relay until SIGTERM/SIGINT and the drain finish. With
+/// `takeover`, takes the listeners of the wsrelay serving on
+/// `server.control_socket` (SPEC 4.6, `crate::handover`).
+pub fn run(
+    cfg: Config,
+    path: Option<std::path::PathBuf>,
+    takeover: bool,
+) -> Result<(), StartError> {
     let cpus = shard_cpus(&cfg)?;
     let nofile = crate::sys::raise_nofile();
     if nofile < 2 * cfg.limits.max_connections as u64 + 64 {
@@ -217,25 +267,61 @@ pub fn run(cfg: Config, path: Option<std::path::PathBuf>) -> Result<(), StartErr
     if let Some(warning) = check_memlock(cpus.len(), crate::sys::memlock_limit().ok().flatten())? {
         tracing::warn!("{warning}");
     }
-    // Reserve the data port without listening (SO_REUSEPORT) so that port 0
-    // resolves once for all shards; no connection is queued on this socket.
-    let probe = bind_probe(cfg.listen_addr(), "server.listen")?;
-    let data_addr: SocketAddr = probe
-        .local_addr()
-        .ok()
+    let control = control_path(&cfg);
+    let (inherited, data, admin, control_listener) = if takeover {
+        let p = control.as_ref().ok_or_else(|| {
+            StartError(
+                "--takeover: server.control_socket is empty (binary upgrades are off)".into(),
+            )
+        })?;
+        let mut got = crate::handover::take_over(p).map_err(StartError)?;
+        let data = std::mem::take(&mut got.data);
+        let admin = got
+            .admin
+            .try_clone()
+            .map_err(|e| StartError(format!("--takeover: the admin listener: {e}")))?;
+        (Some(got), data, admin, None)
+    } else {
+        // A live control socket means another wsrelay serves here: refused
+        // before anything is bound.
+        let control_listener = match &control {
+            Some(p) => Some(crate::handover::bind_control(p).map_err(StartError)?),
+            None => None,
+        };
+        let data = bind_data(cfg.listen_addr(), cpus.len())?;
+        let admin_addr: SocketAddr = cfg.server.admin_listen.parse().expect("validated");
+        let admin = std::net::TcpListener::bind(admin_addr).map_err(|e| {
+            StartError(format!(
+                "server.admin_listen: cannot listen on {admin_addr}: {e}"
+            ))
+        })?;
+        (None, data, admin, control_listener)
+    };
+    let data_addr: SocketAddr = data
+        .first()
+        .and_then(|s| s.local_addr().ok())
         .and_then(|a| a.as_socket())
         .ok_or_else(|| StartError("server.listen: cannot read the bound address".into()))?;
-    let admin_addr: SocketAddr = cfg.server.admin_listen.parse().expect("validated");
-    let admin = std::net::TcpListener::bind(admin_addr).map_err(|e| {
-        StartError(format!(
-            "server.admin_listen: cannot listen on {admin_addr}: {e}"
-        ))
-    })?;
     let admin_addr = admin
         .local_addr()
         .map_err(|e| StartError(format!("server.admin_listen: {e}")))?;
+    // This process's own copies, for its successor.
+    let dup = |fd: std::os::fd::RawFd| {
+        crate::sys::dup_fd(fd).map_err(|e| StartError(format!("cannot keep a listener: {e}")))
+    };
+    let handover_fds = {
+        use std::os::fd::AsRawFd;
+        crate::handover::Listeners {
+            data: data
+                .iter()
+                .map(|s| dup(s.as_raw_fd()))
+                .collect::<Result<_, _>>()?,
+            admin: dup(admin.as_raw_fd())?,
+        }
+    };
+    let per_shard = share_listeners(data, cpus.len())?;
     let node = node_id(data_addr);
-    let (store, endpoints, secret) = open_store(&cfg, admin_addr, &node)?;
+    let (store, endpoints, secret) = open_store(&cfg, admin_addr, &node, takeover)?;
 
     let tls_extra = if cfg.server.upstream_ca_file.is_empty() {
         None
@@ -274,14 +360,14 @@ pub fn run(cfg: Config, path: Option<std::path::PathBuf>) -> Result<(), StartErr
     let mut commands = Vec::new();
     let mut queues = Vec::new();
     let mut handles = Vec::new();
-    for (id, &cpu) in cpus.iter().enumerate() {
+    for ((id, &cpu), listeners) in cpus.iter().enumerate().zip(per_shard) {
         let (tx, rx) = async_channel::bounded(64);
         commands.push(tx);
         let (sink, events, dropped) = EventSink::bounded(EVENT_QUEUE);
         queues.push((events, dropped));
         let spec = ShardSpec {
             id,
-            addr: data_addr,
+            listeners,
             cfg: cfg.clone(),
             shared: shared.clone(),
             snapshot: snapshot.clone(),
@@ -302,11 +388,10 @@ pub fn run(cfg: Config, path: Option<std::path::PathBuf>) -> Result<(), StartErr
     for _ in 0..cpus.len() {
         match ready_rx.recv_timeout(Duration::from_secs(10)) {
             Ok(Ok(_)) => {}
-            Ok(Err(m)) => return Err(StartError(format!("server.listen: cannot listen on {m}"))),
+            Ok(Err(m)) => return Err(StartError(format!("server.listen: {m}"))),
             Err(_) => return Err(StartError("a shard did not start within 10 s".into())),
         }
     }
-    drop(probe);
     let admin_rt = runtime::start(RuntimeSpec {
         store,
         secret,
@@ -329,8 +414,50 @@ pub fn run(cfg: Config, path: Option<std::path::PathBuf>) -> Result<(), StartErr
         let _ = out.flush();
     }
 
+    let control_listener = match (inherited, &control) {
+        (Some(got), Some(p)) => {
+            // The predecessor stops accepting and removes its control
+            // socket; then this process binds it for the next upgrade.
+            match got.confirm_ready() {
+                Ok(()) => match crate::handover::bind_control(p) {
+                    Ok(l) => Some(l),
+                    Err(e) => {
+                        tracing::error!("{e}; the next upgrade needs a restart");
+                        None
+                    }
+                },
+                Err(e) => {
+                    tracing::error!(
+                        "the predecessor did not confirm the handover ({e}); serving beside it"
+                    );
+                    None
+                }
+            }
+        }
+        _ => control_listener,
+    };
+    let control_file = match (control_listener, control) {
+        (Some(l), Some(p)) => Some((l, Arc::new(crate::handover::ControlFile::new(p)))),
+        _ => None,
+    };
+    if let Some((l, file)) = &control_file {
+        let l = l
+            .try_clone()
+            .map_err(|e| StartError(format!("server.control_socket: {e}")))?;
+        let cmds = commands.clone();
+        let stop_admin = admin_rt.stop_accepting.clone();
+        crate::handover::serve_control(l, file.clone(), handover_fds, move || {
+            stop_admin.notify_one();
+            for c in &cmds {
+                let _ = c.send_blocking(ShardCommand::HandedOver);
+            }
+        })
+        .map_err(|e| StartError(format!("cannot start the control thread: {e}")))?;
+    }
+
+    let control_file = control_file.map(|(_, f)| f);
     let live = admin_rt.state.live.clone();
-    spawn_signal_thread(signals, commands, path, admin_rt)?;
+    spawn_signal_thread(signals, commands, path, admin_rt, control_file.clone())?;
     for h in handles {
         if h.join().is_err() {
             tracing::error!("a shard thread ended abnormally");
@@ -343,6 +470,9 @@ pub fn run(cfg: Config, path: Option<std::path::PathBuf>) -> Result<(), StartErr
             rows = live.backlog_len(),
             "exiting with session rows not stored (database unavailable?)"
         );
+    }
+    if let Some(f) = control_file {
+        f.release();
     }
     tracing::info!("drained; exiting");
     Ok(())
@@ -358,6 +488,7 @@ fn spawn_signal_thread(
     commands: Vec<async_channel::Sender<ShardCommand>>,
     path: Option<std::path::PathBuf>,
     admin: runtime::Running,
+    control: Option<Arc<crate::handover::ControlFile>>,
 ) -> Result<(), StartError> {
     std::thread::Builder::new()
         .name("signals".into())
@@ -379,6 +510,10 @@ fn spawn_signal_thread(
                 }
                 seen += 1;
                 tracing::info!(signal = sig, "signal received");
+                // A draining process offers no takeover.
+                if let Some(c) = &control {
+                    c.release();
+                }
                 for c in &commands {
                     let cmd = if seen == 1 {
                         ShardCommand::Drain

@@ -30,7 +30,9 @@ pub struct Relay {
     pub cfg: PathBuf,
     /// What wsrelay printed before its ready line (e.g. a generated password).
     pub stdout_before_ready: String,
-    _dir: TempDir,
+    /// The working directory (store, control socket).
+    pub dir: PathBuf,
+    _dir: Option<TempDir>,
 }
 
 /// The admin every test relay starts with.
@@ -97,14 +99,33 @@ impl Relay {
         let dir = TempDir::new();
         let cfg = dir.0.join("wsrelay.toml");
         std::fs::write(&cfg, config).unwrap();
-        let log = dir.0.join("wsrelay.log");
+        let mut r = Relay::spawn(&dir.0, &cfg, "wsrelay.log", &[], env);
+        r._dir = Some(dir);
+        r
+    }
+
+    /// `wsrelay serve --takeover` with this relay's config and directory;
+    /// returns once the successor printed its ready line.
+    pub fn take_over(&self, log: &str) -> Relay {
+        Relay::spawn(&self.dir, &self.cfg, log, &["--takeover"], &[])
+    }
+
+    fn spawn(
+        dir: &std::path::Path,
+        cfg: &std::path::Path,
+        log: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Relay {
+        let cfg = cfg.to_path_buf();
+        let log = dir.join(log);
         let mut cmd = Command::new(bin());
-        cmd.arg("serve").arg("--config").arg(&cfg);
+        cmd.arg("serve").args(args).arg("--config").arg(&cfg);
         cmd.env_remove("WSRELAY_LISTEN")
             .env_remove("WSRELAY_SHARDS")
             .env_remove("DATABASE_URL");
         // The default store (sqlite://wsrelay.db) lands in the test's own directory.
-        cmd.current_dir(&dir.0);
+        cmd.current_dir(dir);
         cmd.env("WSRELAY_LOG", "info")
             .env("WSRELAY_ADMIN_EMAIL", ADMIN_EMAIL)
             .env("WSRELAY_ADMIN_PASSWORD", ADMIN_PASSWORD)
@@ -146,7 +167,8 @@ impl Relay {
             log,
             cfg,
             stdout_before_ready: before,
-            _dir: dir,
+            dir: dir.to_path_buf(),
+            _dir: None,
         }
     }
 

@@ -173,11 +173,6 @@ pub(crate) struct Reactor {
     /// refcell) every time. Acquire during initialization
     preempt_ptr_head: *const u32,
     preempt_ptr_tail: *const AtomicU32,
-
-    /// wsrelay patch: the read readiness of this executor's sockets (see
-    /// `net::read_set`); made with the first socket, `None` if the kernel
-    /// refused an epoll set (sockets then use one multishot poll each).
-    read_set: std::cell::OnceCell<Option<crate::net::read_set::ReadSet>>,
 }
 
 impl Reactor {
@@ -198,7 +193,6 @@ impl Reactor {
             record_io_latencies,
             preempt_ptr_head,
             preempt_ptr_tail: preempt_ptr_tail as _,
-            read_set: std::cell::OnceCell::new(),
         })
     }
 
@@ -449,22 +443,6 @@ impl Reactor {
             &source,
             common_flags() | read_flags() | PollFlags::from_bits_retain(libc::POLLRDHUP),
         );
-        source
-    }
-
-    /// `poll_read_ready_multi` for a source that belongs to no task queue
-    /// (wsrelay patch: the read set's watch, armed again by the reactor
-    /// itself, outside any task, when the kernel ended it).
-    pub(crate) fn poll_read_ready_multi_unqueued(&self, fd: RawFd) -> Source {
-        let source = sys::Source::new(
-            self.io_scheduler.requirements(),
-            fd,
-            SourceType::PollAdd,
-            None,
-            None,
-        );
-        self.sys
-            .poll_ready_multi(&source, common_flags() | read_flags());
         source
     }
 
@@ -885,29 +863,6 @@ impl Reactor {
         self.sys.rush_dispatch(source, &mut 0)
     }
 
-    /// The read set of this executor's sockets (wsrelay patch), made on
-    /// first use.
-    pub(crate) fn read_set(&self) -> Option<&crate::net::read_set::ReadSet> {
-        self.read_set
-            .get_or_init(|| match crate::net::read_set::ReadSet::new() {
-                Ok(set) => Some(set),
-                Err(e) => {
-                    error!("no epoll set for socket readiness ({e}); one poll per socket");
-                    None
-                }
-            })
-            .as_ref()
-    }
-
-    /// Wakes the reads whose sockets became readable (wsrelay patch). Not
-    /// called while the rings are borrowed: it may arm the set's watch.
-    fn dispatch_reads(&self) -> usize {
-        match self.read_set.get() {
-            Some(Some(set)) => set.dispatch(self),
-            _ => 0,
-        }
-    }
-
     /// Polls for I/O, but does not change any timer registration.
     ///
     /// This doesn't ever sleep, and does not touch the preemption timer.
@@ -916,7 +871,6 @@ impl Reactor {
         self.sys.poll_io(&mut woke)?;
         woke += self.process_timers().1;
         woke += self.process_shared_channels();
-        woke += self.dispatch_reads();
 
         Ok(woke > 0)
     }
@@ -924,7 +878,6 @@ impl Reactor {
     fn process_external_events(&self) -> (Option<Duration>, usize) {
         let (next_timer, mut woke) = self.process_timers();
         woke += self.process_shared_channels();
-        woke += self.dispatch_reads();
         (next_timer, woke)
     }
 
@@ -944,12 +897,7 @@ impl Reactor {
                 Ok(true)
             }
 
-            Ok(false) => {
-                // wsrelay patch: sockets that became readable while polling
-                // are woken now, not at the next loop turn.
-                self.dispatch_reads();
-                Ok(false)
-            }
+            Ok(false) => Ok(false),
 
             // An actual error occurred.
             Err(err) => Err(err),

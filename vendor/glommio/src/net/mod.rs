@@ -39,31 +39,11 @@ thread_local! {
     static READ_ARMS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
-/// Read-readiness registrations this thread's streams made (wsrelay patch,
-/// for tests: one per socket for its life — an `epoll_ctl` into the
-/// executor's read set, or a multishot `POLL_ADD` where there is no set).
+/// Read-readiness requests (`POLL_ADD`s) this thread's streams have submitted
+/// (wsrelay patch, for tests: one multishot arm per socket for its life).
 #[doc(hidden)]
 pub fn read_arms() -> u64 {
     READ_ARMS.with(|c| c.get())
-}
-
-/// `epoll_wait` calls this thread made to dispatch read readiness (wsrelay
-/// patch, for tests).
-#[doc(hidden)]
-pub fn epoll_waits() -> u64 {
-    read_set::epoll_waits()
-}
-
-/// Has the kernel end the multishot poll that watches this executor's read
-/// set, as it does when it cannot post a completion; the reactor must arm it
-/// again by itself (wsrelay patch, for tests). `false` if none was in the
-/// kernel.
-#[doc(hidden)]
-pub fn end_read_set_watch() -> bool {
-    crate::executor()
-        .reactor()
-        .read_set()
-        .is_some_and(|set| set.end_watch())
 }
 
 pub(crate) fn count_read_arm() {
@@ -150,7 +130,6 @@ fn yolo_sendmsg(
 }
 
 mod datagram;
-pub(crate) mod read_set;
 mod stream;
 mod tcp_socket;
 mod udp_socket;

@@ -3,7 +3,6 @@
 //
 // This product includes software developed at Datadog (https://www.datadoghq.com/). Copyright 2020 Datadog, Inc.
 //
-use super::read_set::ReadKey;
 use crate::{
     reactor::Reactor,
     sys::{self, Source, SourceType},
@@ -222,9 +221,6 @@ pub(crate) struct NonBufferedStream<S> {
     stream: S,
     source_tx: Option<Source>,
     source_rx: Option<Source>,
-    /// wsrelay patch: the socket's slot in the executor's read set, which
-    /// reports its read readiness (`None`: `source_rx` does).
-    rx_key: Option<ReadKey>,
     /// A `recv` may find bytes (wsrelay patch, see `poll_read`).
     rx_ready: bool,
     /// Read readiness by one-shot polls (a kernel without multishot poll).
@@ -237,18 +233,6 @@ pub(crate) struct NonBufferedStream<S> {
     timeouts: std::cell::OnceCell<Box<Timeouts>>,
 }
 
-impl<S> Drop for NonBufferedStream<S> {
-    fn drop(&mut self) {
-        // wsrelay patch: free the read-set slot; the socket leaves the epoll
-        // set when it is closed, right after this.
-        if let (Some(key), Some(reactor)) = (self.rx_key, self.reactor.upgrade()) {
-            if let Some(set) = reactor.read_set() {
-                set.release(key);
-            }
-        }
-    }
-}
-
 #[derive(Debug)]
 struct Timeouts {
     read: Timeout,
@@ -258,15 +242,6 @@ struct Timeouts {
 impl<S: AsRawFd> NonBufferedStream<S> {
     fn init(&mut self) {
         let reactor = self.reactor.upgrade().unwrap();
-        // wsrelay patch: registered in the executor's read set once; one
-        // multishot poll of its own if the set refuses it.
-        if let Some(set) = reactor.read_set() {
-            if let Ok(key) = set.register(&reactor, self.stream.as_raw_fd()) {
-                super::count_read_arm();
-                self.rx_key = Some(key);
-                return;
-            }
-        }
         self.arm_rx(&reactor);
     }
 
@@ -305,10 +280,6 @@ impl<S: AsRawFd> NonBufferedStream<S> {
     ) -> Poll<io::Result<usize>> {
         let reactor = self.reactor.upgrade().unwrap();
         let reactor = reactor.as_ref();
-
-        if let Some(key) = self.rx_key {
-            return self.poll_read_set(reactor, key, cx, buf);
-        }
 
         if let Some(src) = self.source_rx.as_ref() {
             match src.take_result() {
@@ -353,49 +324,6 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         self.arm_rx(reactor);
         let source = self.source_rx.as_ref().unwrap();
         source.add_waiter_single(cx.waker());
-        if let Some(t) = self.timeouts.get() {
-            t.read.maybe_set_timer(reactor, cx.waker());
-        }
-        Poll::Pending
-    }
-
-    /// `poll_read` for a socket in the executor's read set (wsrelay patch):
-    /// as with a multishot poll, `rx_ready` is set by an event and cleared by
-    /// a short read, so no `recv` is made just to see `EAGAIN`; an event
-    /// that reports the peer's end keeps every later read going until it
-    /// returns the end.
-    fn poll_read_set(
-        &mut self,
-        reactor: &Reactor,
-        key: ReadKey,
-        cx: &Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        let set = reactor.read_set().expect("a key without a read set");
-        let events = set.take_events(key);
-        if events != 0 {
-            self.rx_ready = true;
-            if events & super::read_set::END != 0 {
-                self.rx_end = true;
-            }
-        }
-        if self.rx_ready {
-            if let Some(result) = super::yolo_recv(self.stream.as_raw_fd(), buf) {
-                if let Some(t) = self.timeouts.get() {
-                    t.read.cancel_timer(reactor);
-                }
-                let result = poll_err!(result);
-                if result < buf.len() && !self.rx_end {
-                    self.rx_ready = false;
-                }
-                return Poll::Ready(Ok(result));
-            }
-            self.rx_ready = false;
-        }
-        if let Some(t) = self.timeouts.get() {
-            poll_err!(t.read.check(reactor));
-        }
-        set.wait(reactor, key, cx.waker());
         if let Some(t) = self.timeouts.get() {
             t.read.maybe_set_timer(reactor, cx.waker());
         }
@@ -505,7 +433,6 @@ where
             stream: socket.into(),
             source_tx: None,
             source_rx: None,
-            rx_key: None,
             rx_ready: true,
             rx_oneshot: false,
             rx_end: false,

@@ -236,24 +236,6 @@ impl Source {
         self.inner.borrow().enqueued.is_some()
     }
 
-    /// Asks the kernel to cancel a submitted request, keeping the source: its
-    /// last completion (`ECANCELED`) is consumed as usual (wsrelay patch, for
-    /// tests of a multishot request that the kernel ends).
-    pub(crate) fn cancel_in_kernel(&self) -> bool {
-        let inner = self.inner.borrow();
-        match inner.enqueued.as_ref() {
-            Some(EnqueuedSource {
-                id,
-                queue,
-                status: EnqueuedStatus::Dispatched,
-            }) => {
-                queue.borrow_mut().cancel_request(*id);
-                true
-            }
-            _ => false,
-        }
-    }
-
     /// Takes the result of the completions seen since the last call (a
     /// multishot request sets it on each one; wsrelay patch).
     pub(crate) fn take_result(&self) -> Option<io::Result<usize>> {

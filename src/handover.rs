@@ -1,0 +1,361 @@
+//! Binary upgrade, listener handover (SPEC 2 `serve --takeover`, 4.6): the
+//! running process hands its listening sockets to its successor over the
+//! Unix socket `server.control_socket`, so no connection is refused and none
+//! queued is dropped (closing a `SO_REUSEPORT` listener resets the
+//! connections in its accept queue; handing the socket over keeps them).
+//!
+//! One Unix stream connection per attempt:
+//!
+//! 1. the successor connects;
+//! 2. old → new: `wsrelay-handover 1 data=N\n` with N + 1 descriptors
+//!    (`SCM_RIGHTS`): the N data listeners, then the admin listener;
+//! 3. the successor starts its shards on them (any number of shards: a
+//!    listener per shard, extra listeners shared out, missing ones bound anew
+//!    on the same port), prints its ready line and sends `ready\n`;
+//! 4. the old process stops accepting (its copies of the listeners are
+//!    closed; the sockets and their queues live on in the successor), removes
+//!    its control socket, answers `released\n`, then drains its sessions as on
+//!    SIGTERM (closing what is left at `drain_timeout_ms` with 1012
+//!    `service restart`) and exits 0;
+//! 5. the successor binds the control socket for the next upgrade.
+//!
+//! A successor that goes away before step 3 (or says nothing for
+//! [`READY_TIMEOUT`]) changes nothing: the old process goes on serving and
+//! waits for the next one.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// First word of the handover message.
+pub const PROTOCOL: &str = "wsrelay-handover 1";
+/// How long the old process waits for its successor's `ready`.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long each side waits for the other's short answers.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The listeners a successor received, and the link to the old process.
+pub struct Inherited {
+    /// Data-port listeners (listening, `SO_REUSEPORT`).
+    pub data: Vec<socket2::Socket>,
+    /// The admin listener.
+    pub admin: std::net::TcpListener,
+    link: UnixStream,
+}
+
+impl std::fmt::Debug for Inherited {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inherited")
+            .field("data", &self.data.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// `serve --takeover`: receives the running process's listeners.
+pub fn take_over(path: &Path) -> Result<Inherited, String> {
+    let link = UnixStream::connect(path).map_err(|e| {
+        format!(
+            "--takeover: no wsrelay answers on control socket {} ({e})",
+            path.display()
+        )
+    })?;
+    let fail = |e: std::io::Error| format!("--takeover: control socket {}: {e}", path.display());
+    link.set_read_timeout(Some(REPLY_TIMEOUT)).map_err(fail)?;
+    let mut buf = [0u8; 256];
+    let (n, mut fds) = crate::sys::recv_with_fds(&link, &mut buf).map_err(fail)?;
+    let header = std::str::from_utf8(&buf[..n]).unwrap_or("");
+    let data = parse_header(header).ok_or_else(|| {
+        format!(
+            "--takeover: control socket {}: not a wsrelay handover ({:?})",
+            path.display(),
+            header.trim_end()
+        )
+    })?;
+    if fds.len() != data + 1 {
+        return Err(format!(
+            "--takeover: control socket {}: {} descriptors for {data} data listeners and the admin listener",
+            path.display(),
+            fds.len()
+        ));
+    }
+    let admin = std::net::TcpListener::from(fds.pop().expect("checked"));
+    let data = fds.into_iter().map(socket2::Socket::from).collect();
+    Ok(Inherited { data, admin, link })
+}
+
+/// `wsrelay-handover 1 data=N` → N.
+fn parse_header(h: &str) -> Option<usize> {
+    let rest = h.strip_prefix(PROTOCOL)?.strip_prefix(" data=")?;
+    let n: usize = rest.trim_end().parse().ok()?;
+    (n > 0 && n < crate::sys::MAX_FDS).then_some(n)
+}
+
+impl Inherited {
+    /// Tells the old process this one serves; returns once it has stopped
+    /// accepting and removed its control socket.
+    pub fn confirm_ready(self) -> Result<(), String> {
+        let mut link = self.link;
+        link.write_all(b"ready\n")
+            .map_err(|e| format!("telling the old process: {e}"))?;
+        let mut line = String::new();
+        BufReader::new(&link)
+            .read_line(&mut line)
+            .map_err(|e| format!("waiting for the old process: {e}"))?;
+        if line.trim_end() != "released" {
+            return Err(format!(
+                "the old process answered {:?} instead of \"released\"",
+                line.trim_end()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Binds the control socket (owner-only). A socket file that answers is
+/// another wsrelay serving: refused, with the way to replace it; one that
+/// does not is left over from a process that died, and is replaced.
+pub fn bind_control(path: &Path) -> Result<UnixListener, String> {
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            return Err(format!(
+                "server.control_socket: another wsrelay serves on {} (replace it with `wsrelay serve --takeover`)",
+                path.display()
+            ));
+        }
+        std::fs::remove_file(path).map_err(|e| {
+            format!(
+                "server.control_socket: cannot remove the stale {}: {e}",
+                path.display()
+            )
+        })?;
+    }
+    let l = UnixListener::bind(path).map_err(|e| {
+        format!(
+            "server.control_socket: cannot listen on {}: {e}",
+            path.display()
+        )
+    })?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("server.control_socket: {}: {e}", path.display()))?;
+    Ok(l)
+}
+
+/// The control socket's file, removed once: when a successor took over
+/// (it binds its own there next), when the process starts draining (a
+/// draining process offers no takeover, and a plain `serve` may start beside
+/// it) or when it exits.
+#[derive(Debug)]
+pub struct ControlFile {
+    path: PathBuf,
+    released: std::sync::atomic::AtomicBool,
+}
+
+impl ControlFile {
+    /// The file at `path`, bound by this process.
+    pub fn new(path: PathBuf) -> ControlFile {
+        ControlFile {
+            path,
+            released: Default::default(),
+        }
+    }
+
+    /// Removes the file unless it was already released.
+    pub fn release(&self) {
+        if !self
+            .released
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// What the running process hands over: its own copies of its listeners.
+pub struct Listeners {
+    /// Data listeners.
+    pub data: Vec<OwnedFd>,
+    /// The admin listener.
+    pub admin: OwnedFd,
+}
+
+/// Serves the control socket on a thread of its own until a successor
+/// reports ready; then closes the socket, removes its file, lets the
+/// successor go on and calls `handed_over` (which stops this process
+/// accepting and drains it).
+pub fn serve_control(
+    listener: UnixListener,
+    file: std::sync::Arc<ControlFile>,
+    fds: Listeners,
+    handed_over: impl FnOnce() + Send + 'static,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("control".into())
+        .spawn(move || {
+            for conn in listener.incoming() {
+                let conn = match conn {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!("control socket: {e}");
+                        continue;
+                    }
+                };
+                match hand_over(&conn, &fds) {
+                    Ok(()) => {
+                        drop(listener);
+                        file.release();
+                        // The successor binds the socket once it reads this.
+                        let mut c = &conn;
+                        let _ = c.write_all(b"released\n");
+                        tracing::info!(
+                            "listeners handed over to the successor; draining this process"
+                        );
+                        drop(fds);
+                        handed_over();
+                        return;
+                    }
+                    Err(e) => tracing::warn!(
+                        "a successor failed before it was ready ({e}); still serving"
+                    ),
+                }
+            }
+        })
+        .map(|_| ())
+}
+
+/// Sends the listeners and waits for `ready`.
+fn hand_over(conn: &UnixStream, fds: &Listeners) -> std::io::Result<()> {
+    let mut raw: Vec<RawFd> = fds.data.iter().map(|f| f.as_raw_fd()).collect();
+    raw.push(fds.admin.as_raw_fd());
+    let header = format!("{PROTOCOL} data={}\n", fds.data.len());
+    crate::sys::send_with_fds(conn, header.as_bytes(), &raw)?;
+    conn.set_read_timeout(Some(READY_TIMEOUT))?;
+    let mut line = String::new();
+    BufReader::new(conn).read_line(&mut line)?;
+    if line.trim_end() == "ready" {
+        Ok(())
+    } else if line.is_empty() {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "it went away",
+        ))
+    } else {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("it said {:?}", line.trim_end()),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_header_names_the_data_listeners() {
+        assert_eq!(parse_header("wsrelay-handover 1 data=2\n"), Some(2));
+        assert_eq!(parse_header("wsrelay-handover 1 data=0\n"), None);
+        assert_eq!(parse_header("wsrelay-handover 2 data=2\n"), None);
+        assert_eq!(parse_header("HTTP/1.1 200 OK\r\n"), None);
+        assert_eq!(parse_header("wsrelay-handover 1 data=99999\n"), None);
+    }
+
+    fn temp_path(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("wsrelay-{name}-{}.sock", std::process::id()))
+    }
+
+    /// Listeners go over the socket and stay the same sockets: a connection
+    /// queued on the old process's listener is accepted by the successor.
+    #[test]
+    fn listeners_and_their_queues_reach_the_successor() {
+        let path = temp_path("handover");
+        let _ = std::fs::remove_file(&path);
+        let control = bind_control(&path).expect("bind");
+        let data = std::net::TcpListener::bind("127.0.0.1:0").expect("data");
+        let admin = std::net::TcpListener::bind("127.0.0.1:0").expect("admin");
+        let addr = data.local_addr().unwrap();
+        let admin_addr = admin.local_addr().unwrap();
+        // Queued before the handover, never accepted by the old side.
+        let queued = std::net::TcpStream::connect(addr).expect("connect");
+        let (done_tx, done) = std::sync::mpsc::channel();
+        serve_control(
+            control,
+            std::sync::Arc::new(ControlFile::new(path.clone())),
+            Listeners {
+                data: vec![OwnedFd::from(data)],
+                admin: OwnedFd::from(admin),
+            },
+            move || done_tx.send(()).unwrap(),
+        )
+        .expect("serve");
+        let got = take_over(&path).expect("take over");
+        assert_eq!(got.data.len(), 1);
+        assert_eq!(got.admin.local_addr().unwrap(), admin_addr);
+        let listener: std::net::TcpListener = got.data[0].try_clone().unwrap().into();
+        assert_eq!(listener.local_addr().unwrap(), addr);
+        got.confirm_ready().expect("released");
+        done.recv_timeout(REPLY_TIMEOUT).expect("handed over");
+        assert!(!path.exists(), "the old control socket is gone");
+        let (mut s, _) = listener.accept().expect("the queued connection");
+        let mut q = queued;
+        q.write_all(b"x").unwrap();
+        let mut b = [0u8; 1];
+        std::io::Read::read_exact(&mut s, &mut b).unwrap();
+        assert_eq!(&b, b"x");
+    }
+
+    /// A successor that goes away before it is ready changes nothing: the
+    /// next one gets the listeners.
+    #[test]
+    fn a_successor_that_fails_before_ready_changes_nothing() {
+        let path = temp_path("failed");
+        let _ = std::fs::remove_file(&path);
+        let control = bind_control(&path).expect("bind");
+        let data = std::net::TcpListener::bind("127.0.0.1:0").expect("data");
+        let admin = std::net::TcpListener::bind("127.0.0.1:0").expect("admin");
+        let (done_tx, done) = std::sync::mpsc::channel();
+        serve_control(
+            control,
+            std::sync::Arc::new(ControlFile::new(path.clone())),
+            Listeners {
+                data: vec![OwnedFd::from(data)],
+                admin: OwnedFd::from(admin),
+            },
+            move || done_tx.send(()).unwrap(),
+        )
+        .expect("serve");
+        let first = take_over(&path).expect("first");
+        drop(first); // dies before ready
+        assert!(
+            done.try_recv().is_err(),
+            "nothing was handed over to a successor that failed"
+        );
+        let second = take_over(&path).expect("second");
+        second.confirm_ready().expect("released");
+        done.recv_timeout(REPLY_TIMEOUT).expect("handed over");
+    }
+
+    #[test]
+    fn no_process_on_the_socket_is_one_line() {
+        let path = temp_path("nobody");
+        let _ = std::fs::remove_file(&path);
+        let e = take_over(&path).unwrap_err();
+        assert!(e.contains("no wsrelay answers on control socket"), "{e}");
+        assert!(!e.contains('\n'));
+    }
+
+    #[test]
+    fn a_live_control_socket_is_not_taken_by_a_second_serve() {
+        let path = temp_path("live");
+        let _ = std::fs::remove_file(&path);
+        let _l = bind_control(&path).expect("bind");
+        let e = bind_control(&path).unwrap_err();
+        assert!(e.contains("--takeover"), "{e}");
+        drop(_l);
+        // A file left by a dead process is replaced.
+        assert!(bind_control(&path).is_ok());
+        let _ = std::fs::remove_file(&path);
+    }
+}
