@@ -74,8 +74,13 @@ pub struct ShardCtx {
     pub metrics: Rc<ShardMetrics>,
     /// Running sessions.
     pub sessions: RefCell<HashMap<u64, Rc<SessionCtl>>>,
-    /// Set by SIGTERM.
+    /// Set by SIGTERM (new upgrades get 503). Not set after a handover: the
+    /// connections this shard accepted before it are served as usual.
     pub draining: Cell<bool>,
+    /// Accepted connections still in their handshake (not yet in
+    /// `sessions`); a draining shard waits for them too, so none is cut off
+    /// mid-handshake when the shard ends.
+    pub handshakes: Cell<usize>,
     /// Events for the admin runtime (never blocks).
     pub events: EventSink,
     /// Budget of sample and metadata events.
@@ -262,6 +267,7 @@ pub async fn run(spec: ShardSpec) {
         metrics: ShardMetrics::new(),
         sessions: RefCell::new(HashMap::new()),
         draining: Cell::new(false),
+        handshakes: Cell::new(0),
         events: spec.events,
         tap_budget: Default::default(),
         meta_endpoints: Default::default(),
@@ -317,8 +323,9 @@ async fn drain<T>(
     };
     if handed_over {
         stop_accepting(accept);
+    } else {
+        ctx.draining.set(true);
     }
-    ctx.draining.set(true);
     let n = ctx.sessions.borrow().len();
     tracing::info!(shard = ctx.id, sessions = n, "draining");
     let deadline =
@@ -336,7 +343,8 @@ async fn drain<T>(
                 "sessions did not close in time"
             );
         }
-        if !counted_out && (gave_up || ctx.sessions.borrow().is_empty()) {
+        let idle = ctx.sessions.borrow().is_empty() && ctx.handshakes.get() == 0;
+        if !counted_out && (gave_up || idle) {
             counted_out = true;
             ctx.shared.draining_shards.fetch_sub(1, Ordering::AcqRel);
         }
@@ -460,6 +468,7 @@ mod tests {
             metrics: ShardMetrics::new(),
             sessions: Default::default(),
             draining: Default::default(),
+            handshakes: Default::default(),
             events: crate::bridge::EventSink::bounded(1).0,
             tap_budget: Default::default(),
             meta_endpoints: Default::default(),

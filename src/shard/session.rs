@@ -183,7 +183,10 @@ pub fn serve(
     // Boxed: the handshake's futures and buffers are freed once it is done, so
     // they do not size the session task for its whole life. Made here, not in
     // the async block, so the task does not keep room for `client` too.
-    let handshake = Box::pin(establish(ctx.clone(), client, peer));
+    // Counted from the accept on (not from the task's first poll), until the
+    // handshake future ends or is dropped.
+    let counted = Handshaking::new(&ctx);
+    let handshake = Box::pin(establish(ctx.clone(), client, peer, counted));
     async move {
         let Some(est) = handshake.await else {
             return;
@@ -195,6 +198,23 @@ pub fn serve(
         let mut session = Box::new(Session::start(ctx, est, peer));
         let (end, level) = (&mut session.relay).await;
         session.finish(end, level);
+    }
+}
+
+/// Counts a connection in `ShardCtx::handshakes` until dropped (the
+/// handshake ended, or the task was).
+struct Handshaking(Rc<ShardCtx>);
+
+impl Handshaking {
+    fn new(ctx: &Rc<ShardCtx>) -> Handshaking {
+        ctx.handshakes.set(ctx.handshakes.get() + 1);
+        Handshaking(ctx.clone())
+    }
+}
+
+impl Drop for Handshaking {
+    fn drop(&mut self) {
+        self.0.handshakes.set(self.0.handshakes.get() - 1);
     }
 }
 
@@ -217,6 +237,7 @@ async fn establish(
     ctx: Rc<ShardCtx>,
     mut client: TcpStream,
     peer: SocketAddr,
+    _counted: Handshaking,
 ) -> Option<Established> {
     let (req, early) = match read_request(&ctx, &mut client).await {
         Read::Request(r, rest) => (r, rest),
