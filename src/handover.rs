@@ -266,31 +266,52 @@ mod tests {
         std::env::temp_dir().join(format!("wsrelay-{name}-{}.sock", std::process::id()))
     }
 
+    /// A running process's side: a control socket served with one data and
+    /// one admin listener; `done` hears of the handover.
+    struct Old {
+        path: PathBuf,
+        data: std::net::SocketAddr,
+        admin: std::net::SocketAddr,
+        done: std::sync::mpsc::Receiver<()>,
+    }
+
+    impl Old {
+        fn serve(name: &str) -> Old {
+            let path = temp_path(name);
+            let _ = std::fs::remove_file(&path);
+            let control = bind_control(&path).expect("bind");
+            let data = std::net::TcpListener::bind("127.0.0.1:0").expect("data");
+            let admin = std::net::TcpListener::bind("127.0.0.1:0").expect("admin");
+            let (data_addr, admin_addr) = (data.local_addr().unwrap(), admin.local_addr().unwrap());
+            let (done_tx, done) = std::sync::mpsc::channel();
+            serve_control(
+                control,
+                std::sync::Arc::new(ControlFile::new(path.clone())),
+                Listeners {
+                    data: vec![OwnedFd::from(data)],
+                    admin: OwnedFd::from(admin),
+                },
+                move || done_tx.send(()).unwrap(),
+            )
+            .expect("serve");
+            Old {
+                path,
+                data: data_addr,
+                admin: admin_addr,
+                done,
+            }
+        }
+    }
+
     /// Listeners go over the socket and stay the same sockets: a connection
     /// queued on the old process's listener is accepted by the successor.
     #[test]
     fn listeners_and_their_queues_reach_the_successor() {
-        let path = temp_path("handover");
-        let _ = std::fs::remove_file(&path);
-        let control = bind_control(&path).expect("bind");
-        let data = std::net::TcpListener::bind("127.0.0.1:0").expect("data");
-        let admin = std::net::TcpListener::bind("127.0.0.1:0").expect("admin");
-        let addr = data.local_addr().unwrap();
-        let admin_addr = admin.local_addr().unwrap();
+        let old = Old::serve("handover");
+        let (path, addr, admin_addr, done) = (&old.path, old.data, old.admin, &old.done);
         // Queued before the handover, never accepted by the old side.
         let queued = std::net::TcpStream::connect(addr).expect("connect");
-        let (done_tx, done) = std::sync::mpsc::channel();
-        serve_control(
-            control,
-            std::sync::Arc::new(ControlFile::new(path.clone())),
-            Listeners {
-                data: vec![OwnedFd::from(data)],
-                admin: OwnedFd::from(admin),
-            },
-            move || done_tx.send(()).unwrap(),
-        )
-        .expect("serve");
-        let got = take_over(&path).expect("take over");
+        let got = take_over(path).expect("take over");
         assert_eq!(got.data.len(), 1);
         assert_eq!(got.admin.local_addr().unwrap(), admin_addr);
         let listener: std::net::TcpListener = got.data[0].try_clone().unwrap().into();
@@ -310,29 +331,15 @@ mod tests {
     /// next one gets the listeners.
     #[test]
     fn a_successor_that_fails_before_ready_changes_nothing() {
-        let path = temp_path("failed");
-        let _ = std::fs::remove_file(&path);
-        let control = bind_control(&path).expect("bind");
-        let data = std::net::TcpListener::bind("127.0.0.1:0").expect("data");
-        let admin = std::net::TcpListener::bind("127.0.0.1:0").expect("admin");
-        let (done_tx, done) = std::sync::mpsc::channel();
-        serve_control(
-            control,
-            std::sync::Arc::new(ControlFile::new(path.clone())),
-            Listeners {
-                data: vec![OwnedFd::from(data)],
-                admin: OwnedFd::from(admin),
-            },
-            move || done_tx.send(()).unwrap(),
-        )
-        .expect("serve");
-        let first = take_over(&path).expect("first");
+        let old = Old::serve("failed");
+        let (path, done) = (&old.path, &old.done);
+        let first = take_over(path).expect("first");
         drop(first); // dies before ready
         assert!(
             done.try_recv().is_err(),
             "nothing was handed over to a successor that failed"
         );
-        let second = take_over(&path).expect("second");
+        let second = take_over(path).expect("second");
         second.confirm_ready().expect("released");
         done.recv_timeout(REPLY_TIMEOUT).expect("handed over");
     }

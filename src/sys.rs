@@ -1,6 +1,6 @@
 //! The crate's only `unsafe` code: handing a bound socket to glommio,
-//! duplicating a descriptor, taking ownership of descriptors received over a
-//! Unix socket, reading process limits and the CPU affinity mask.
+//! taking ownership of descriptors received over a Unix socket, reading
+//! process limits and the CPU affinity mask.
 #![allow(unsafe_code)]
 
 use std::os::fd::{FromRawFd, IntoRawFd};
@@ -10,13 +10,6 @@ pub fn listener_from_socket(s: socket2::Socket) -> glommio::net::TcpListener {
     let fd = s.into_raw_fd();
     // SAFETY: `fd` is an open, listening TCP socket whose ownership moves here.
     unsafe { glommio::net::TcpListener::from_raw_fd(fd) }
-}
-
-/// A second descriptor for the open file `fd` (close-on-exec).
-pub fn dup_fd(fd: std::os::fd::RawFd) -> std::io::Result<std::os::fd::OwnedFd> {
-    // SAFETY: the caller's `fd` is open for the duration of this call; the
-    // copy is a new descriptor owned by the result.
-    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()
 }
 
 /// Sends `bytes` with the descriptors `fds` attached (`SCM_RIGHTS`) on a

@@ -204,6 +204,14 @@ fn control_path(cfg: &Config) -> Option<std::path::PathBuf> {
     (!p.is_empty()).then(|| std::path::PathBuf::from(p))
 }
 
+/// The address a data listener is bound to.
+fn bound_addr(s: &socket2::Socket) -> Result<SocketAddr, StartError> {
+    s.local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .ok_or_else(|| StartError("server.listen: cannot read the bound address".into()))
+}
+
 /// The data listeners of a fresh start: one per shard on `addr` (port 0
 /// resolved by the first).
 fn bind_data(addr: SocketAddr, n: usize) -> Result<Vec<socket2::Socket>, StartError> {
@@ -211,11 +219,7 @@ fn bind_data(addr: SocketAddr, n: usize) -> Result<Vec<socket2::Socket>, StartEr
         StartError(format!("server.listen: cannot listen on {a}: {e}"))
     };
     let first = shard::bind(addr).map_err(|e| err(addr, e))?;
-    let addr = first
-        .local_addr()
-        .ok()
-        .and_then(|a| a.as_socket())
-        .ok_or_else(|| StartError("server.listen: cannot read the bound address".into()))?;
+    let addr = bound_addr(&first)?;
     let mut all = vec![first];
     for _ in 1..n {
         all.push(shard::bind(addr).map_err(|e| err(addr, e))?);
@@ -297,27 +301,21 @@ pub fn run(
         })?;
         (None, data, admin, control_listener)
     };
-    let data_addr: SocketAddr = data
-        .first()
-        .and_then(|s| s.local_addr().ok())
-        .and_then(|a| a.as_socket())
-        .ok_or_else(|| StartError("server.listen: cannot read the bound address".into()))?;
+    let data_addr = bound_addr(data.first().ok_or_else(|| {
+        StartError("--takeover: the predecessor handed over no data listener".into())
+    })?)?;
     let admin_addr = admin
         .local_addr()
         .map_err(|e| StartError(format!("server.admin_listen: {e}")))?;
     // This process's own copies, for its successor.
-    let dup = |fd: std::os::fd::RawFd| {
-        crate::sys::dup_fd(fd).map_err(|e| StartError(format!("cannot keep a listener: {e}")))
+    let dup = |l: &dyn std::os::fd::AsFd| {
+        l.as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| StartError(format!("cannot keep a listener: {e}")))
     };
-    let handover_fds = {
-        use std::os::fd::AsRawFd;
-        crate::handover::Listeners {
-            data: data
-                .iter()
-                .map(|s| dup(s.as_raw_fd()))
-                .collect::<Result<_, _>>()?,
-            admin: dup(admin.as_raw_fd())?,
-        }
+    let handover_fds = crate::handover::Listeners {
+        data: data.iter().map(|s| dup(s)).collect::<Result<_, _>>()?,
+        admin: dup(&admin)?,
     };
     let per_shard = share_listeners(data, cpus.len())?;
     let node = node_id(data_addr);
@@ -437,25 +435,22 @@ pub fn run(
         _ => control_listener,
     };
     let control_file = match (control_listener, control) {
-        (Some(l), Some(p)) => Some((l, Arc::new(crate::handover::ControlFile::new(p)))),
+        (Some(l), Some(p)) => {
+            let file = Arc::new(crate::handover::ControlFile::new(p));
+            let cmds = commands.clone();
+            let stop_admin = admin_rt.stop_accepting.clone();
+            crate::handover::serve_control(l, file.clone(), handover_fds, move || {
+                stop_admin.notify_one();
+                for c in &cmds {
+                    let _ = c.send_blocking(ShardCommand::HandedOver);
+                }
+            })
+            .map_err(|e| StartError(format!("cannot start the control thread: {e}")))?;
+            Some(file)
+        }
         _ => None,
     };
-    if let Some((l, file)) = &control_file {
-        let l = l
-            .try_clone()
-            .map_err(|e| StartError(format!("server.control_socket: {e}")))?;
-        let cmds = commands.clone();
-        let stop_admin = admin_rt.stop_accepting.clone();
-        crate::handover::serve_control(l, file.clone(), handover_fds, move || {
-            stop_admin.notify_one();
-            for c in &cmds {
-                let _ = c.send_blocking(ShardCommand::HandedOver);
-            }
-        })
-        .map_err(|e| StartError(format!("cannot start the control thread: {e}")))?;
-    }
 
-    let control_file = control_file.map(|(_, f)| f);
     let live = admin_rt.state.live.clone();
     spawn_signal_thread(signals, commands, path, admin_rt, control_file.clone())?;
     for h in handles {
