@@ -45,8 +45,13 @@ pub enum ShardCommand {
     /// the drain timeout, then exit.
     Drain,
     /// A successor took the listeners over (binary upgrade): stop accepting
-    /// at once, then drain as for `Drain`, closing what is left with 1012.
-    HandedOver,
+    /// at once, move every session that can move to the successor (through
+    /// this channel, to the control thread), then drain as for `Drain`,
+    /// closing what is left with 1012.
+    HandedOver(async_channel::Sender<Parcel>),
+    /// Binary upgrade, successor side: resume relaying a session the old
+    /// process handed over.
+    Adopt(Box<Adoption>),
     /// Close every session now with this code and reason.
     CloseAll(u16, &'static str),
     /// Close this session with 1008 `terminated by operator`, if it is here;
@@ -59,6 +64,35 @@ pub enum ShardCommand {
         /// On or off.
         on: bool,
     },
+}
+
+/// What a shard of the old process sends its control thread during a
+/// binary upgrade.
+pub enum Parcel {
+    /// A session at rest, for the successor.
+    Session {
+        /// Its state.
+        record: Box<crate::handover::wire::SessionRecord>,
+        /// Copies of its client's and its target's descriptors.
+        fds: crate::handover::wire::SessionFds,
+        /// The successor's answer: adopted, or why not (the session stays).
+        reply: async_channel::Sender<Result<(), String>>,
+    },
+    /// This shard has sent every session it will send.
+    ShardDone,
+}
+
+/// A session the successor's shard is to adopt.
+pub struct Adoption {
+    /// Its state.
+    pub record: Box<crate::handover::wire::SessionRecord>,
+    /// Its descriptors.
+    pub fds: crate::handover::wire::SessionFds,
+    /// Refused when handled after this (the control thread answered the
+    /// old process by then).
+    pub deadline: std::time::Instant,
+    /// Adopted, or why not.
+    pub reply: std::sync::mpsc::SyncSender<Result<(), String>>,
 }
 
 /// Messages and bytes of one session so far, by direction (`[in, out]`;
@@ -111,6 +145,15 @@ pub enum Event {
         /// Unix ms.
         at_ms: i64,
     },
+    /// A session moved to the successor (binary upgrade): it leaves this
+    /// process's view without an end.
+    Moved {
+        /// Session id.
+        id: uuid::Uuid,
+    },
+    /// A session came from the predecessor and relays here, with its
+    /// counters so far (no new start).
+    Adopted(Box<SessionStart>, Counts),
     /// The shard's metrics, once a second.
     Stats(Box<crate::shard::metrics::ShardStats>),
     /// A sampled message (SPEC 4.3).

@@ -23,11 +23,17 @@
 //! [`READY_TIMEOUT`]) changes nothing: the old process goes on serving and
 //! waits for the next one.
 
+pub mod wire;
+
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// How long the successor waits for the next session parcel (a shard may
+/// take up to [`crate::shard::HANDOVER_LIMIT`] to finish).
+pub const SESSIONS_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// First word of the handover message.
 pub const PROTOCOL: &str = "wsrelay-handover 1";
@@ -62,6 +68,8 @@ pub fn take_over(path: &Path) -> Result<Inherited, String> {
         )
     })?;
     let fail = |e: std::io::Error| format!("--takeover: control socket {}: {e}", path.display());
+    check_peer(&link, crate::sys::euid())
+        .map_err(|e| format!("--takeover: control socket {}: {e}", path.display()))?;
     link.set_read_timeout(Some(REPLY_TIMEOUT)).map_err(fail)?;
     let mut buf = [0u8; 256];
     let (n, mut fds) = crate::sys::recv_with_fds(&link, &mut buf).map_err(fail)?;
@@ -92,17 +100,47 @@ fn parse_header(h: &str) -> Option<usize> {
     (n > 0 && n < crate::sys::MAX_FDS).then_some(n)
 }
 
+/// Refuses a peer running as another user than `uid` (the control socket
+/// is owner-only too; this holds even for root, who ignores file modes).
+pub fn check_peer(conn: &UnixStream, uid: u32) -> Result<(), String> {
+    let peer = crate::sys::peer_uid(conn).map_err(|e| format!("peer credentials: {e}"))?;
+    if peer == uid {
+        Ok(())
+    } else {
+        Err(format!(
+            "the peer runs as uid {peer}, this process as uid {uid}"
+        ))
+    }
+}
+
+/// Sessions the successor adopted and refused.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Adopted {
+    /// Relaying in the successor.
+    pub adopted: u64,
+    /// Left with the old process.
+    pub refused: u64,
+}
+
 impl Inherited {
     /// Tells the old process this one serves; returns once it has stopped
     /// accepting and removed its control socket.
-    pub fn confirm_ready(self) -> Result<(), String> {
-        let mut link = self.link;
+    pub fn confirm_ready(&mut self) -> Result<(), String> {
+        let mut link = &self.link;
         link.write_all(b"ready\n")
             .map_err(|e| format!("telling the old process: {e}"))?;
-        let mut line = String::new();
-        BufReader::new(&link)
-            .read_line(&mut line)
-            .map_err(|e| format!("waiting for the old process: {e}"))?;
+        // One byte at a time: the session parcels that follow carry
+        // descriptors, which a buffered read would swallow.
+        let mut line = Vec::new();
+        let mut b = [0u8; 1];
+        while b[0] != b'\n' && line.len() < 64 {
+            match std::io::Read::read(&mut link, &mut b) {
+                Ok(0) => break,
+                Ok(_) => line.push(b[0]),
+                Err(e) => return Err(format!("waiting for the old process: {e}")),
+            }
+        }
+        let line = String::from_utf8_lossy(&line);
         if line.trim_end() != "released" {
             return Err(format!(
                 "the old process answered {:?} instead of \"released\"",
@@ -110,6 +148,39 @@ impl Inherited {
             ));
         }
         Ok(())
+    }
+
+    /// Receives the old process's live sessions (after
+    /// [`Inherited::confirm_ready`]) and gives each to `adopt`, answering
+    /// the old process with its outcome, until the old process says there
+    /// are no more. An error (a truncated or malformed parcel, a link that
+    /// fails) ends it: the sessions not yet adopted stay with the old
+    /// process.
+    pub fn adopt_sessions(
+        self,
+        mut adopt: impl FnMut(Box<wire::SessionRecord>, wire::SessionFds) -> Result<(), String>,
+    ) -> Result<Adopted, (Adopted, String)> {
+        let link = self.link;
+        let mut n = Adopted::default();
+        if let Err(e) = link.set_read_timeout(Some(SESSIONS_TIMEOUT)) {
+            return Err((n, e.to_string()));
+        }
+        loop {
+            match wire::read_parcel(&link) {
+                Ok(wire::Received::End) => return Ok(n),
+                Ok(wire::Received::Session(record, fds)) => {
+                    let outcome = adopt(record, fds);
+                    match &outcome {
+                        Ok(()) => n.adopted += 1,
+                        Err(_) => n.refused += 1,
+                    }
+                    if let Err(e) = wire::send_answer(&link, &outcome) {
+                        return Err((n, format!("answering the old process: {e}")));
+                    }
+                }
+                Err(e) => return Err((n, e.to_string())),
+            }
+        }
     }
 }
 
@@ -181,15 +252,24 @@ pub struct Listeners {
     pub admin: OwnedFd,
 }
 
+/// Where the shards' sessions come from once they hand over.
+pub struct SessionSource {
+    /// Parcels from every shard.
+    pub parcels: async_channel::Receiver<crate::bridge::Parcel>,
+    /// Shards that will each end with [`crate::bridge::Parcel::ShardDone`].
+    pub shards: usize,
+}
+
 /// Serves the control socket on a thread of its own until a successor
 /// reports ready; then closes the socket, removes its file, lets the
 /// successor go on and calls `handed_over` (which stops this process
-/// accepting and drains it).
+/// accepting, has its shards send their sessions and drains it), and passes
+/// the sessions on to the successor.
 pub fn serve_control(
     listener: UnixListener,
     file: std::sync::Arc<ControlFile>,
     fds: Listeners,
-    handed_over: impl FnOnce() + Send + 'static,
+    handed_over: impl FnOnce() -> SessionSource + Send + 'static,
 ) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("control".into())
@@ -213,7 +293,8 @@ pub fn serve_control(
                             "listeners handed over to the successor; draining this process"
                         );
                         drop(fds);
-                        handed_over();
+                        let sessions = handed_over();
+                        move_sessions(&conn, sessions);
                         return;
                     }
                     Err(e) => tracing::warn!(
@@ -225,8 +306,68 @@ pub fn serve_control(
         .map(|_| ())
 }
 
+/// Passes each session parcel to the successor and its answer back to the
+/// session, until every shard is done; then ends the sessions. Once the
+/// link fails, every later session stays (its shard closes it with 1012 at
+/// the drain deadline).
+fn move_sessions(conn: &UnixStream, from: SessionSource) {
+    use crate::bridge::Parcel;
+    let _ = conn.set_read_timeout(Some(REPLY_TIMEOUT));
+    let mut answers = BufReader::new(conn);
+    let mut link: Result<(), String> = Ok(());
+    let (mut moved, mut stayed, mut done) = (0u64, 0u64, 0);
+    while done < from.shards {
+        let Ok(parcel) = from.parcels.recv_blocking() else {
+            break;
+        };
+        let Parcel::Session { record, fds, reply } = parcel else {
+            done += 1;
+            continue;
+        };
+        let outcome = match &link {
+            Err(e) => Err(e.clone()),
+            Ok(()) => {
+                let sent = wire::send_session(
+                    conn,
+                    &record,
+                    fds.client.as_raw_fd(),
+                    fds.target.as_raw_fd(),
+                );
+                match sent.and_then(|()| wire::read_answer(&mut answers)) {
+                    Ok(o) => o,
+                    Err(e) => {
+                        tracing::warn!(
+                            "the successor failed during the session handover ({e}); the rest stay here"
+                        );
+                        link = Err(format!("the successor failed: {e}"));
+                        Err(format!("the successor failed: {e}"))
+                    }
+                }
+            }
+        };
+        drop(fds);
+        match outcome {
+            Ok(()) => moved += 1,
+            Err(_) => stayed += 1,
+        }
+        let _ = reply.send_blocking(outcome);
+    }
+    if link.is_ok() {
+        let _ = wire::send_end(conn);
+    }
+    tracing::info!(moved, stayed, "live sessions handed over to the successor");
+    // A session that came to rest after its shard was done stays.
+    while let Ok(p) = from.parcels.recv_blocking() {
+        if let Parcel::Session { reply, .. } = p {
+            let _ = reply.send_blocking(Err("the handover is over".into()));
+        }
+    }
+}
+
 /// Sends the listeners and waits for `ready`.
 fn hand_over(conn: &UnixStream, fds: &Listeners) -> std::io::Result<()> {
+    check_peer(conn, crate::sys::euid())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::PermissionDenied, e))?;
     let mut raw: Vec<RawFd> = fds.data.iter().map(|f| f.as_raw_fd()).collect();
     raw.push(fds.admin.as_raw_fd());
     let header = format!("{PROTOCOL} data={}\n", fds.data.len());
@@ -291,7 +432,13 @@ mod tests {
                     data: vec![OwnedFd::from(data)],
                     admin: OwnedFd::from(admin),
                 },
-                move || done_tx.send(()).unwrap(),
+                move || {
+                    done_tx.send(()).unwrap();
+                    SessionSource {
+                        parcels: async_channel::bounded(1).1,
+                        shards: 0,
+                    }
+                },
             )
             .expect("serve");
             Old {
@@ -311,7 +458,7 @@ mod tests {
         let (path, addr, admin_addr, done) = (&old.path, old.data, old.admin, &old.done);
         // Queued before the handover, never accepted by the old side.
         let queued = std::net::TcpStream::connect(addr).expect("connect");
-        let got = take_over(path).expect("take over");
+        let mut got = take_over(path).expect("take over");
         assert_eq!(got.data.len(), 1);
         assert_eq!(got.admin.local_addr().unwrap(), admin_addr);
         let listener: std::net::TcpListener = got.data[0].try_clone().unwrap().into();
@@ -339,9 +486,56 @@ mod tests {
             done.try_recv().is_err(),
             "nothing was handed over to a successor that failed"
         );
-        let second = take_over(path).expect("second");
+        let mut second = take_over(path).expect("second");
         second.confirm_ready().expect("released");
         done.recv_timeout(REPLY_TIMEOUT).expect("handed over");
+    }
+
+    #[test]
+    fn a_peer_of_another_user_is_refused() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        assert_eq!(check_peer(&a, crate::sys::euid()), Ok(()));
+        let e = check_peer(&a, crate::sys::euid() + 1).unwrap_err();
+        assert!(e.contains("runs as uid"), "{e}");
+    }
+
+    /// The control socket is owner-only; even with its mode opened up (or
+    /// for root, who ignores modes) a process of another user gets nothing.
+    #[test]
+    fn the_old_process_hands_nothing_to_another_user() {
+        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::process::CommandExt;
+        let old = Old::serve("uid");
+        let mode = std::fs::metadata(&old.path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "owner-only");
+        if crate::sys::euid() != 0 {
+            eprintln!("skipped: connecting as another user needs root");
+            return;
+        }
+        std::fs::set_permissions(&old.path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let out = std::process::Command::new("python3")
+            .arg("-c")
+            .arg("import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.settimeout(10)\ns.connect(sys.argv[1])\nprint(len(s.recv(256)))")
+            .arg(&old.path)
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .expect("python3");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "0",
+            "nothing sent"
+        );
+        assert!(old.done.try_recv().is_err(), "nothing handed over");
+        // The owner's successor still gets the listeners.
+        let mut got = take_over(&old.path).expect("take over");
+        got.confirm_ready().expect("released");
+        old.done.recv_timeout(REPLY_TIMEOUT).expect("handed over");
     }
 
     #[test]

@@ -43,6 +43,8 @@ pub struct Shared {
     /// listener (answering 503) until this reaches 0, so a drained shard does
     /// not reset connections still queued on its listener.
     pub draining_shards: AtomicUsize,
+    /// This node's id (sessions handed over in a binary upgrade name it).
+    pub node: String,
 }
 
 /// What a command asked of the loop that received it.
@@ -54,7 +56,8 @@ pub enum Handled {
     ClosedAll,
     /// Start draining.
     Drain,
-    /// Stop accepting (a successor has the listeners) and drain.
+    /// Stop accepting (a successor has the listeners), move sessions to
+    /// it, and drain.
     HandedOver,
 }
 
@@ -87,6 +90,9 @@ pub struct ShardCtx {
     pub tap_budget: relay::TapBudget,
     /// Endpoints whose per-message metadata `/ops` readers want.
     pub meta_endpoints: RefCell<std::collections::HashSet<String>>,
+    /// Binary upgrade: where sessions at rest go (to the control thread),
+    /// while this shard hands them over.
+    pub handover: RefCell<Option<async_channel::Sender<crate::bridge::Parcel>>>,
     next_key: Cell<u64>,
     rng: RefCell<rand::rngs::StdRng>,
 }
@@ -136,7 +142,7 @@ impl ShardCtx {
 
     /// Carries out one command from the admin side (the run loop and the
     /// drain loop both dispatch here).
-    pub fn handle(&self, cmd: ShardCommand) -> Handled {
+    pub fn handle(self: &Rc<Self>, cmd: ShardCommand) -> Handled {
         match cmd {
             ShardCommand::Snapshot(s) => self.apply_snapshot(s),
             ShardCommand::CloseAll(code, reason) => {
@@ -149,9 +155,44 @@ impl ShardCtx {
             }
             ShardCommand::MessageMeta { endpoint, on } => self.set_meta(&endpoint, on),
             ShardCommand::Drain => return Handled::Drain,
-            ShardCommand::HandedOver => return Handled::HandedOver,
+            ShardCommand::HandedOver(to) => {
+                self.start_handover(to);
+                return Handled::HandedOver;
+            }
+            ShardCommand::Adopt(a) => {
+                let crate::bridge::Adoption {
+                    record,
+                    fds,
+                    deadline,
+                    reply,
+                } = *a;
+                let outcome = if std::time::Instant::now() > deadline {
+                    Err("the successor's shard answered too late".into())
+                } else {
+                    session::adopt(self, record, fds)
+                };
+                let _ = reply.try_send(outcome);
+            }
         }
         Handled::Done
+    }
+
+    /// Binary upgrade: every session is asked to come to rest and move
+    /// (sessions established from now on are asked as they start).
+    fn start_handover(&self, to: async_channel::Sender<crate::bridge::Parcel>) {
+        if self.handover.borrow().is_some() {
+            return;
+        }
+        *self.handover.borrow_mut() = Some(to);
+        for c in self.sessions.borrow().values() {
+            c.request_park();
+        }
+    }
+
+    /// Whether sessions (or handshakes that become sessions) may still move
+    /// to the successor.
+    fn handing_over(&self) -> bool {
+        self.handshakes.get() > 0 || self.sessions.borrow().values().any(|c| c.parking())
     }
 
     /// Closes the session `id` with 1008 if it runs on this shard; whether
@@ -271,6 +312,7 @@ pub async fn run(spec: ShardSpec) {
         events: spec.events,
         tap_budget: Default::default(),
         meta_endpoints: Default::default(),
+        handover: Default::default(),
         next_key: Cell::new(0),
         rng: RefCell::new(rand::rngs::StdRng::from_entropy()),
     });
@@ -305,6 +347,11 @@ pub async fn run(spec: ShardSpec) {
     tracing::info!(shard = ctx.id, "shard drained");
 }
 
+/// The longest a shard hands sessions over before it tells the control
+/// thread it is done (each session gives up on its own after
+/// [`session::PARK_TIMEOUT`] plus the successor's answer; this bounds a bug).
+pub const HANDOVER_LIMIT: Duration = Duration::from_secs(60);
+
 /// SIGTERM: answer 503, let sessions run until `drain_timeout_ms` (or a
 /// `CloseAll`), close the rest with 1001, return when none is left. After a
 /// handover (now or while draining) the shard stops accepting — the
@@ -332,8 +379,26 @@ async fn drain<T>(
         std::time::Instant::now() + Duration::from_millis(ctx.cfg.server.drain_timeout_ms);
     let mut closed_at = None;
     let mut counted_out = false;
+    let mut handover_since = handed_over.then(std::time::Instant::now);
     loop {
         let now = std::time::Instant::now();
+        if let Some(since) = handover_since {
+            // Every session that can move has moved (or stays), and no
+            // handshake can add one: the control thread hears it.
+            if !ctx.handing_over() || now >= since + HANDOVER_LIMIT {
+                handover_since = None;
+                let to = ctx.handover.borrow_mut().take();
+                if let Some(to) = to {
+                    let _ = to.send(crate::bridge::Parcel::ShardDone).await;
+                }
+                let left = ctx.sessions.borrow().len();
+                tracing::info!(
+                    shard = ctx.id,
+                    staying = left,
+                    "sessions handed over; those staying close at the drain deadline"
+                );
+            }
+        }
         let gave_up =
             closed_at.is_some_and(|t| now >= t + session::CLOSE_TIMEOUT + Duration::from_secs(1));
         if gave_up {
@@ -376,6 +441,7 @@ async fn drain<T>(
                 }
                 Handled::HandedOver if !handed_over => {
                     handed_over = true;
+                    handover_since = Some(std::time::Instant::now());
                     stop_accepting(accept);
                 }
                 _ => {}
@@ -463,6 +529,7 @@ mod tests {
                 ip_buckets: limits::IpBuckets::new(0),
                 tls: upstream::tls_connector(None).unwrap(),
                 draining_shards: Default::default(),
+                node: "test:0".into(),
             }),
             snapshot: Default::default(),
             metrics: ShardMetrics::new(),
@@ -472,6 +539,7 @@ mod tests {
             events: crate::bridge::EventSink::bounded(1).0,
             tap_budget: Default::default(),
             meta_endpoints: Default::default(),
+            handover: Default::default(),
             next_key: Default::default(),
             rng: RefCell::new(rand::SeedableRng::from_entropy()),
         })

@@ -12,6 +12,35 @@ pub fn listener_from_socket(s: socket2::Socket) -> glommio::net::TcpListener {
     unsafe { glommio::net::TcpListener::from_raw_fd(fd) }
 }
 
+/// Wraps a connected TCP socket (received from the predecessor of a binary
+/// upgrade) as a glommio stream on this executor.
+pub fn stream_from_fd(fd: std::os::fd::OwnedFd) -> glommio::net::TcpStream {
+    let fd = fd.into_raw_fd();
+    // SAFETY: `fd` is an open, connected TCP socket whose ownership moves here.
+    unsafe { glommio::net::TcpStream::from_raw_fd(fd) }
+}
+
+/// A second descriptor for the open socket `fd` (close-on-exec).
+pub fn dup_fd(fd: std::os::fd::RawFd) -> std::io::Result<std::os::fd::OwnedFd> {
+    // SAFETY: callers pass the descriptor of a stream they own and keep open
+    // for the duration of this call.
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()
+}
+
+/// The user id of the process at the other end of a Unix socket.
+pub fn peer_uid(sock: &std::os::unix::net::UnixStream) -> std::io::Result<u32> {
+    use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+    use std::os::fd::AsFd;
+    let cred = getsockopt(&sock.as_fd(), PeerCredentials)?;
+    Ok(cred.uid())
+}
+
+/// This process's effective user id.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
 /// Sends `bytes` with the descriptors `fds` attached (`SCM_RIGHTS`) on a
 /// Unix stream socket.
 pub fn send_with_fds(

@@ -65,17 +65,63 @@ fn a_second_serve_beside_a_running_one_is_refused() {
     );
 }
 
+/// Echoes `n` numbered messages on `ws` and checks each.
+fn echo_checked(ws: &mut Ws, tag: &str, n: usize) {
+    for i in 0..n {
+        let m = format!("{tag}-{i}");
+        ws.send(tungstenite::Message::text(m.clone()))
+            .unwrap_or_else(|e| panic!("{tag}: send {i}: {e}"));
+        match ws.read() {
+            Ok(tungstenite::Message::Text(t)) if t.as_str() == m => {}
+            other => panic!("{tag}: echo {i}: {other:?}"),
+        }
+    }
+}
+
+/// Active session ids in the store, through the admin API of `r`.
+fn active_ids(r: &Relay) -> Vec<String> {
+    let token = admin::login(r, ADMIN_EMAIL, ADMIN_PASSWORD).expect("login");
+    let rep = admin::call(
+        r.admin,
+        "GET",
+        "/api/sessions?state=ACTIVE&limit=100",
+        Some(&token),
+        None,
+    );
+    assert_eq!(rep.status, 200, "{}", rep.text);
+    let mut ids: Vec<String> = rep.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
 /// Sessions keep connecting (upgrade, echo, close) from 4 threads while the
-/// relay is upgraded twice, from 1 shard to 2 and back to 1: not one fails.
-/// The old process stops accepting, closes the session it still had with
-/// 1012 at its drain deadline and exits 0; the admin port moves too.
+/// relay is upgraded twice, from 2 shards to 1 and back to 2: not one fails.
+/// Ten long-lived sessions move with each upgrade: every message after it
+/// is echoed in order, a fragmented message spans one, their ids stay
+/// ACTIVE in the store (no end and new start), and the successor can kill
+/// one. The old process stops accepting and exits 0; the admin port moves
+/// too.
 #[test]
-fn upgrades_refuse_no_connect_and_the_old_process_exits_0() {
+fn upgrades_refuse_no_connect_and_move_live_sessions() {
     let t = target(Behaviour::Echo);
-    let cfg = base_config(1) + &endpoint("echo", &t.url(), "");
+    let cfg = base_config(2) + &endpoint("echo", &t.url(), "");
     let mut first = Relay::start(&cfg);
     let url = first.url("echo");
-    let (mut long, _) = connect(&url).expect("a long-lived session");
+    let mut long: Vec<Ws> = (0..10)
+        .map(|_| connect(&url).expect("a long-lived session").0)
+        .collect();
+    for (i, ws) in long.iter_mut().enumerate() {
+        echo_checked(ws, &format!("s{i}"), 3);
+    }
+    let ids = admin::eventually("the long sessions in the store", || {
+        let ids = active_ids(&first);
+        (ids.len() == long.len()).then_some(ids)
+    });
 
     let stop = Arc::new(AtomicBool::new(false));
     let ok = Arc::new(AtomicU64::new(0));
@@ -104,27 +150,66 @@ fn upgrades_refuse_no_connect_and_the_old_process_exits_0() {
     };
     wait_for_more(50);
 
-    // 1 shard → 2 shards.
-    std::fs::write(&first.cfg, cfg.replace("shards = 1", "shards = 2")).unwrap();
+    // The first fragment of a message before the upgrade, the rest after.
+    use tungstenite::protocol::frame::{coding::OpCode, Frame};
+    let frag = |op, fin, data: &str| {
+        let mut f = Frame::message(data.as_bytes().to_vec(), op, fin);
+        f.header_mut().is_final = fin;
+        f
+    };
+    long[0]
+        .write(tungstenite::Message::Frame(frag(
+            OpCode::Data(tungstenite::protocol::frame::coding::Data::Text),
+            false,
+            "before-",
+        )))
+        .unwrap();
+    long[0].flush().unwrap();
+
+    // 2 shards → 1.
+    std::fs::write(&first.cfg, cfg.replace("shards = 2", "shards = 1")).unwrap();
     let mut second = first.take_over("second.log");
     assert_eq!(second.data, first.data, "the same data port");
     assert_eq!(second.admin, first.admin, "the same admin port");
     let status = first.wait_exit(Duration::from_secs(20));
     assert!(status.success(), "the old process exits 0: {status:?}");
-    let (code, reason) = read_close(&mut long);
-    assert_eq!((code, reason.as_str()), (1012, "service restart"));
     assert!(
         first.log_text().contains("listeners handed over"),
         "{}",
         first.log_text()
     );
+    long[0]
+        .write(tungstenite::Message::Frame(frag(
+            OpCode::Data(tungstenite::protocol::frame::coding::Data::Continue),
+            true,
+            "after",
+        )))
+        .unwrap();
+    long[0].flush().unwrap();
+    match long[0].read() {
+        Ok(tungstenite::Message::Text(t)) => assert_eq!(t.as_str(), "before-after"),
+        other => panic!("the message across the upgrade: {other:?}"),
+    }
+    for (i, ws) in long.iter_mut().enumerate() {
+        echo_checked(ws, &format!("s{i}-after-1"), 3);
+    }
+    assert!(
+        second
+            .log_text()
+            .contains("live sessions taken over from the predecessor"),
+        "{}",
+        second.log_text()
+    );
     wait_for_more(50);
 
-    // 2 shards → 1, again under load.
+    // 1 shard → 2, again under load.
     std::fs::write(&second.cfg, &cfg).unwrap();
     let third = second.take_over("third.log");
     let status = second.wait_exit(Duration::from_secs(20));
     assert!(status.success(), "{status:?}");
+    for (i, ws) in long.iter_mut().enumerate() {
+        echo_checked(ws, &format!("s{i}-after-2"), 3);
+    }
     wait_for_more(50);
 
     stop.store(true, Ordering::Relaxed);
@@ -139,9 +224,61 @@ fn upgrades_refuse_no_connect_and_the_old_process_exits_0() {
         failed.len() as u64 + ok.load(Ordering::Relaxed),
         &failed[..failed.len().min(5)]
     );
-    // The admin port answers from the last process.
-    let health = admin::call(third.admin, "GET", "/healthz", None, None);
-    assert_eq!(health.status, 200, "{:?}", health.body);
+    // The same sessions, still ACTIVE in the store, with their counters
+    // carried on (3 + 3 + 3 echoes, and the fragmented message, in).
+    let token = admin::login(&third, ADMIN_EMAIL, ADMIN_PASSWORD).unwrap();
+    let counters = admin::eventually("the moved sessions' counters", || {
+        let rep = admin::call(
+            third.admin,
+            "GET",
+            "/api/sessions?state=ACTIVE&limit=100",
+            Some(&token),
+            None,
+        );
+        let mut rows: Vec<(String, String, i64)> = rep.body["items"]
+            .as_array()?
+            .iter()
+            .filter(|s| ids.contains(&s["id"].as_str().unwrap().to_string()))
+            .map(|s| {
+                (
+                    s["id"].as_str().unwrap().to_string(),
+                    s["state"].as_str().unwrap().to_string(),
+                    s["msgsIn"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        rows.sort();
+        let sum: i64 = rows.iter().map(|r| r.2).sum();
+        (rows.len() == ids.len() && sum == 9 * 10 + 1).then_some(rows)
+    });
+    assert!(
+        counters.iter().all(|r| r.1 == "ACTIVE"),
+        "the moved sessions are ACTIVE under their old ids: {counters:?}"
+    );
+    // The admin port answers from the last process, which can kill a
+    // session it adopted.
+    let killed = admin::call(
+        third.admin,
+        "DELETE",
+        &format!("/api/sessions/{}", ids[0]),
+        Some(&token),
+        None,
+    );
+    assert_eq!(killed.status, 204, "{}", killed.text);
+    let closed = long
+        .iter_mut()
+        .filter_map(|ws| {
+            ws.get_ref()
+                .set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
+            ws.send(tungstenite::Message::text("x")).ok()?;
+            match ws.read() {
+                Ok(tungstenite::Message::Close(Some(f))) => Some(u16::from(f.code)),
+                _ => None,
+            }
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(closed, vec![1008], "one session killed by the successor");
     drop(third);
     drop(first); // owns the directory
 }
@@ -223,5 +360,104 @@ fn a_successor_that_fails_before_ready_changes_nothing() {
         first.log_text()
     );
     drop(second);
+    drop(first);
+}
+
+/// Sessions that cannot move stay in the old process and are closed there
+/// with 1012 `service restart` at its drain deadline: one on a `wss://`
+/// target (TLS state cannot be handed over), one whose client stopped in
+/// the middle of a frame. A plain session beside them moves.
+#[test]
+fn sessions_that_cannot_move_are_closed_with_1012() {
+    use std::io::{Read, Write};
+    let (tls_addr, ca_pem) = tls_echo_target();
+    let t = target(Behaviour::Echo);
+    let dir = TempDir::new();
+    let ca = dir.0.join("ca.pem");
+    std::fs::write(&ca, ca_pem).unwrap();
+    // The drain deadline after the 2 s a session has to come to rest.
+    let cfg = base_config(1)
+        .replace("drain_timeout_ms = 2000", "drain_timeout_ms = 4000")
+        .replace(
+            "[server]\n",
+            &format!("[server]\nupstream_ca_file = \"{}\"\n", ca.display()),
+        )
+        + &endpoint("tls", &format!("wss://localhost:{}/", tls_addr.port()), "")
+        + &endpoint("echo", &t.url(), "");
+    let mut first = Relay::start(&cfg);
+    let (mut tls, _) = connect(&first.url("tls")).unwrap();
+    echo_checked(&mut tls, "tls", 2);
+    let (mut plain, _) = connect(&first.url("echo")).unwrap();
+    echo_checked(&mut plain, "plain", 2);
+    // A raw client that sends a frame header for 100 bytes and 10 of them.
+    let mut raw = std::net::TcpStream::connect(first.data).unwrap();
+    raw.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    raw.write_all(b"GET /ws/echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(raw.read(&mut b).unwrap(), 1);
+        head.push(b[0]);
+    }
+    raw.write_all(&[0x82, 0x80 | 100, 0, 0, 0, 0]).unwrap();
+    raw.write_all(&[7u8; 10]).unwrap();
+
+    let second = first.take_over("second.log");
+    // The plain session moved: it still echoes after the old process is gone.
+    let status = first.wait_exit(Duration::from_secs(20));
+    assert!(status.success(), "{status:?}");
+    echo_checked(&mut plain, "plain-after", 3);
+    // The others were closed by the old process.
+    let (code, reason) = read_close(&mut tls);
+    assert_eq!((code, reason.as_str()), (1012, "service restart"));
+    let mut frame = [0u8; 4];
+    raw.read_exact(&mut frame).unwrap();
+    assert_eq!(&frame[..2], &[0x88, 2 + "service restart".len() as u8]);
+    assert_eq!(u16::from_be_bytes([frame[2], frame[3]]), 1012);
+    let log = first.log_text();
+    assert!(log.contains("not at a frame boundary in time"), "{log}");
+    drop(second);
+    drop(first);
+}
+
+/// A successor that dies in the middle of the session handover (it read a
+/// session and never answered): the old process takes its sessions back —
+/// they relay on there — and closes them with 1012 at its drain deadline;
+/// it exits 0.
+#[test]
+fn a_successor_that_dies_mid_handover_leaves_the_sessions_with_the_old_process() {
+    let t = target(Behaviour::Echo);
+    let cfg = base_config(1) + &endpoint("echo", &t.url(), "");
+    let mut first = Relay::start(&cfg);
+    let mut long: Vec<Ws> = (0..3)
+        .map(|_| connect(&first.url("echo")).unwrap().0)
+        .collect();
+    for (i, ws) in long.iter_mut().enumerate() {
+        echo_checked(ws, &format!("s{i}"), 2);
+    }
+    // A successor of our own: takes the listeners, says ready, and dies
+    // (unwinds, dropping its end of the link) on the first session.
+    let path = first.dir.join("wsrelay.sock");
+    let mut got = wsrelay::handover::take_over(&path).expect("take over");
+    got.confirm_ready().expect("released");
+    let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let _ = got.adopt_sessions(|_, _| panic!("the successor crashes"));
+    }));
+    assert!(died.is_err());
+    // Taken back: the sessions still relay, in the old process.
+    for (i, ws) in long.iter_mut().enumerate() {
+        echo_checked(ws, &format!("s{i}-back"), 2);
+    }
+    for ws in long.iter_mut() {
+        let (code, reason) = read_close(ws);
+        assert_eq!((code, reason.as_str()), (1012, "service restart"));
+    }
+    let status = first.wait_exit(Duration::from_secs(20));
+    assert!(status.success(), "{status:?}");
+    let log = first.log_text();
+    assert!(
+        log.contains("the successor failed during the session handover"),
+        "{log}"
+    );
     drop(first);
 }

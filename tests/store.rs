@@ -350,6 +350,15 @@ fn batches_upsert_sessions_and_insert_samples() {
             s.backend()
         );
         assert_eq!(s.get_session("s0000").unwrap().unwrap(), closed);
+        // A late ACTIVE row of the same session (the old process of a binary
+        // upgrade writing after its successor closed it) reopens nothing.
+        s.write_batch(&[rows[0].clone()], &[], &[]).unwrap();
+        assert_eq!(
+            s.get_session("s0000").unwrap().unwrap(),
+            closed,
+            "{:?}",
+            s.backend()
+        );
 
         let even_active = SessionFilter {
             endpoint_id: Some("even".into()),

@@ -2,7 +2,8 @@
 //!
 //! Modes: `latency` (open loop, fixed aggregate rate, coordinated-omission
 //! corrected), `throughput` (closed loop, window per connection), `idle` (hold
-//! N sessions), `connect` (session open/close rate); plus `echo` (a lean echo
+//! N sessions), `connect` (session open/close rate), `hold` (long-lived
+//! sessions, every echo checked in order); plus `echo` (a lean echo
 //! target), `floor` (a minimal TCP byte relay: the cost of relaying on this
 //! machine, to compare proxies with) and `plot` (SVG of several `.hgrm` runs). Each run prints a
 //! progress line per second, p50/p90/p99/p99.9/max in µs, the rate, errors and
@@ -104,6 +105,20 @@ enum Mode {
     Connect {
         #[command(flatten)]
         load: Load,
+        /// Each session relays one message both ways (checked) before its close.
+        #[arg(long)]
+        echo: bool,
+    },
+    /// Long-lived sessions: each sends one numbered message every
+    /// `--every` seconds and checks that every echo comes back, in order,
+    /// unchanged, until the end. A session that ends or sees a wrong echo
+    /// fails; the summary counts failed sessions and checked messages.
+    Hold {
+        #[command(flatten)]
+        load: Load,
+        /// Seconds between a session's messages.
+        #[arg(long, default_value_t = 1.0)]
+        every: f64,
     },
     /// A lean echo target.
     Echo {
@@ -229,7 +244,7 @@ async fn run_messages(
     finish(mode, &l, &stats, c.duration, extra)
 }
 
-async fn run_connect(l: Load) -> Result<(), String> {
+async fn run_connect(l: Load, echo: bool) -> Result<(), String> {
     let c = common(&l)?;
     let stats = Stats::new();
     let start = Instant::now();
@@ -247,7 +262,7 @@ async fn run_connect(l: Load) -> Result<(), String> {
     ));
     let cpu = glommio::spawn_local(run::cpu_over_window(l.proxy_pid, clock));
     let tasks: Vec<_> = (0..c.connections)
-        .map(|_| glommio::spawn_local(run::connect_worker(c.clone(), clock, stats.clone())))
+        .map(|_| glommio::spawn_local(run::connect_worker(c.clone(), clock, stats.clone(), echo)))
         .collect();
     for t in tasks {
         t.await;
@@ -256,6 +271,46 @@ async fn run_connect(l: Load) -> Result<(), String> {
     let mut extra = vec![];
     add_cpu(&mut extra, cpu.await, stats.measured.get());
     finish("connect", &l, &stats, c.duration, extra)
+}
+
+async fn run_hold(l: Load, every: f64) -> Result<(), String> {
+    let c = common(&l)?;
+    if !(every > 0.0 && every.is_finite()) {
+        return Err("--every must be a number of seconds > 0".into());
+    }
+    let every = Duration::from_secs_f64(every);
+    let stats = Stats::new();
+    let start = Instant::now();
+    let stop = start + c.ramp + c.warmup + c.duration;
+    let clock = Clock {
+        epoch: start,
+        measure_from: start + c.ramp + c.warmup,
+        stop,
+    };
+    let progress = glommio::spawn_local(report::progress(stats.clone(), start, stop, "hold"));
+    let tasks: Vec<_> = (0..c.connections)
+        .map(|i| {
+            glommio::spawn_local(run::hold_session(
+                i,
+                c.clone(),
+                every,
+                clock,
+                start,
+                stats.clone(),
+            ))
+        })
+        .collect();
+    let mut survived = 0u64;
+    for t in tasks {
+        survived += u64::from(t.await);
+    }
+    drop(progress);
+    let extra = vec![
+        ("sessions", (c.connections as u64).into()),
+        ("survived", survived.into()),
+        ("messages_checked", stats.received.get().into()),
+    ];
+    finish("hold", &l, &stats, c.duration, extra)
 }
 
 /// Adds the proxy's CPU seconds over the window (and their user / kernel
@@ -419,7 +474,8 @@ fn main() -> ExitCode {
                     .await
                 }
                 Mode::Idle { load, hold, pid } => run_idle(load, hold, pid).await,
-                Mode::Connect { load } => run_connect(load).await,
+                Mode::Connect { load, echo } => run_connect(load, echo).await,
+                Mode::Hold { load, every } => run_hold(load, every).await,
                 Mode::Echo { listen } => echo::serve(run::listen_addr(&listen)?).await,
                 Mode::Plot { .. } | Mode::Floor { .. } => unreachable!("handled above"),
             }

@@ -328,11 +328,11 @@ use std::future::Future as _;
 /// `connect` mode: `connections` workers open an upgraded session, close it
 /// with a close handshake, and start over, until the window ends. Latency is
 /// one whole cycle (TCP connect + upgrade through the proxy + close).
-pub async fn connect_worker(c: Common, clock: Clock, stats: Rc<Stats>) {
+pub async fn connect_worker(c: Common, clock: Clock, stats: Rc<Stats>, echo: bool) {
     while Instant::now() < clock.stop {
         let t = Instant::now();
         stats.sent.set(stats.sent.get() + 1);
-        match cycle(&c.url).await {
+        match cycle(&c.url, echo).await {
             Ok(()) => {
                 stats.received.set(stats.received.get() + 1);
                 if t >= clock.measure_from {
@@ -348,8 +348,17 @@ pub async fn connect_worker(c: Common, clock: Clock, stats: Rc<Stats>) {
     }
 }
 
-async fn cycle(url: &WsUrl) -> Result<(), String> {
-    let (mut s, _) = ws::connect(url).await?;
+async fn cycle(url: &WsUrl, echo: bool) -> Result<(), String> {
+    let (mut s, early) = ws::connect(url).await?;
+    if echo {
+        let mut frames = Frames::new(early);
+        let msg = b"connect-echo";
+        send_text(&mut s, msg, [1, 2, 3, 4]).await?;
+        let got = frames.next_text(&mut s).await?;
+        if got != msg {
+            return Err(format!("wrong echo: {:?}", String::from_utf8_lossy(&got)));
+        }
+    }
     // close(1000), masked with a zero key.
     s.write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE8])
         .await
@@ -360,6 +369,129 @@ async fn cycle(url: &WsUrl) -> Result<(), String> {
         let n = s.read(&mut b).await.map_err(|e| e.to_string())?;
         if n == 0 || b[..n].contains(&0x88) {
             return Ok(());
+        }
+    }
+}
+
+/// Sends one masked text frame (payload under 126 bytes).
+async fn send_text(s: &mut TcpStream, payload: &[u8], mask: [u8; 4]) -> Result<(), String> {
+    debug_assert!(payload.len() < 126);
+    let mut f = Vec::with_capacity(6 + payload.len());
+    f.extend_from_slice(&[0x81, 0x80 | payload.len() as u8]);
+    f.extend_from_slice(&mask);
+    let at = f.len();
+    f.extend_from_slice(payload);
+    apply_mask(&mut f[at..], mask, 0);
+    s.write_all(&f).await.map_err(|e| e.to_string())
+}
+
+/// Unmasked frames from the server side of a connection.
+struct Frames {
+    buf: Vec<u8>,
+}
+
+impl Frames {
+    fn new(early: Vec<u8>) -> Frames {
+        Frames { buf: early }
+    }
+
+    /// The next text or binary message's payload (single-frame; pings are
+    /// skipped); a close frame or the end of the stream is an error.
+    async fn next_text(&mut self, s: &mut TcpStream) -> Result<Vec<u8>, String> {
+        loop {
+            if let Ok(Some(h)) = parse_header(&self.buf) {
+                let total = h.header_len + h.len as usize;
+                if self.buf.len() >= total {
+                    let payload = self.buf[h.header_len..total].to_vec();
+                    self.buf.drain(..total);
+                    match h.opcode {
+                        OP_CLOSE => {
+                            let code = payload
+                                .get(..2)
+                                .map_or(1005, |c| u16::from_be_bytes([c[0], c[1]]));
+                            return Err(format!("closed by the relay with {code}"));
+                        }
+                        OP_PING | 0xA => continue,
+                        _ if !h.fin => return Err("a fragmented echo".into()),
+                        _ => return Ok(payload),
+                    }
+                }
+            }
+            let mut b = [0u8; 512];
+            let n = s.read(&mut b).await.map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("the connection ended".into());
+            }
+            self.buf.extend_from_slice(&b[..n]);
+        }
+    }
+}
+
+/// `hold` mode: one long-lived session sending message `i:seq` every
+/// `every` and checking each echo (the same bytes, in order) until the
+/// clock stops; whether it survived to the end.
+pub async fn hold_session(
+    i: usize,
+    c: Common,
+    every: Duration,
+    clock: Clock,
+    start: Instant,
+    stats: Rc<Stats>,
+) -> bool {
+    let at = start + c.ramp.mul_f64(i as f64 / c.connections.max(1) as f64);
+    let now = Instant::now();
+    if at > now {
+        Timer::new(at - now).await;
+    }
+    let r = async {
+        let (mut s, early) = ws::connect(&c.url).await?;
+        let mut frames = Frames::new(early);
+        let mask = (i as u32).wrapping_mul(2_654_435_761).to_ne_bytes();
+        // Spread the sessions' sends over one interval.
+        let mut next = Instant::now() + every.mul_f64(i as f64 / c.connections.max(1) as f64);
+        let mut seq = 0u64;
+        loop {
+            let now = Instant::now();
+            if now >= clock.stop {
+                return Ok::<_, String>(());
+            }
+            if next > now {
+                Timer::new(next - now).await;
+            }
+            let msg = format!("{i}:{seq}");
+            let t = Instant::now();
+            stats.sent.set(stats.sent.get() + 1);
+            send_text(&mut s, msg.as_bytes(), mask)
+                .await
+                .map_err(|e| format!("session {i}, message {seq}: send: {e}"))?;
+            let got = frames
+                .next_text(&mut s)
+                .await
+                .map_err(|e| format!("session {i}, message {seq}: {e}"))?;
+            if got != msg.as_bytes() {
+                return Err(format!(
+                    "session {i}: sent {msg:?}, echo {:?} (lost, reordered or corrupted)",
+                    String::from_utf8_lossy(&got)
+                ));
+            }
+            stats.received.set(stats.received.get() + 1);
+            if t >= clock.measure_from {
+                let _ = stats
+                    .hist
+                    .borrow_mut()
+                    .record(t.elapsed().as_nanos().max(1) as u64);
+                stats.measured.set(stats.measured.get() + 1);
+            }
+            seq += 1;
+            next += every;
+        }
+    }
+    .await;
+    match r {
+        Ok(()) => true,
+        Err(e) => {
+            stats.error(e);
+            false
         }
     }
 }

@@ -215,6 +215,35 @@ impl Live {
                 }
                 self.queue_row(row);
             }
+            Event::Adopted(s, counts) => {
+                // A session handed over by the predecessor of a binary
+                // upgrade: the same id and row, with its counters so far.
+                let now = crate::store::now_ms();
+                let live = LiveSession {
+                    endpoint: s.endpoint,
+                    shard: s.shard as u16,
+                    client: s.client,
+                    started_at: s.at_ms,
+                    last_seen: now,
+                    counts,
+                };
+                let row = live.row(s.id, &self.node_id);
+                self.sessions.lock().expect("sessions").insert(s.id, live);
+                if ops.has_readers() {
+                    ops.publish(OpsEvent::session("sessionUpdated", &row));
+                }
+                self.queue_row(row);
+            }
+            Event::Moved { id } => {
+                // The successor writes its row from now on; a row of ours
+                // still waiting would only set older counters.
+                self.sessions.lock().expect("sessions").remove(&id);
+                self.backlog
+                    .lock()
+                    .expect("backlog")
+                    .sessions
+                    .remove(&id.hyphenated().to_string());
+            }
             Event::Updated { id, counts, at_ms } => {
                 let row = {
                     let mut map = self.sessions.lock().expect("sessions");

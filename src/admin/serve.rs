@@ -342,6 +342,7 @@ pub fn run(
         ip_buckets: shard::limits::IpBuckets::new(cfg.limits.connects_per_ip_per_second),
         tls,
         draining_shards: AtomicUsize::new(cpus.len()),
+        node: node.clone(),
     });
     let cors = cfg.server.admin_cors_origins.clone();
     let cfg = Arc::new(cfg);
@@ -413,17 +414,36 @@ pub fn run(
     }
 
     let control_listener = match (inherited, &control) {
-        (Some(got), Some(p)) => {
-            // The predecessor stops accepting and removes its control
-            // socket; then this process binds it for the next upgrade.
+        (Some(mut got), Some(p)) => {
+            // The predecessor stops accepting, removes its control socket
+            // and hands its live sessions over; then this process binds the
+            // socket for the next upgrade.
             match got.confirm_ready() {
-                Ok(()) => match crate::handover::bind_control(p) {
-                    Ok(l) => Some(l),
-                    Err(e) => {
-                        tracing::error!("{e}; the next upgrade needs a restart");
-                        None
+                Ok(()) => {
+                    let mut next = 0;
+                    match got.adopt_sessions(|record, fds| {
+                        next += 1;
+                        adopt_on_shard(&commands[next % commands.len()], record, fds)
+                    }) {
+                        Ok(n) => tracing::info!(
+                            adopted = n.adopted,
+                            refused = n.refused,
+                            "live sessions taken over from the predecessor"
+                        ),
+                        Err((n, e)) => tracing::error!(
+                            adopted = n.adopted,
+                            refused = n.refused,
+                            "the session handover broke off ({e}); the predecessor closes the rest with 1012"
+                        ),
                     }
-                },
+                    match crate::handover::bind_control(p) {
+                        Ok(l) => Some(l),
+                        Err(e) => {
+                            tracing::error!("{e}; the next upgrade needs a restart");
+                            None
+                        }
+                    }
+                }
                 Err(e) => {
                     tracing::error!(
                         "the predecessor did not confirm the handover ({e}); serving beside it"
@@ -441,9 +461,15 @@ pub fn run(
             let stop_admin = admin_rt.stop_accepting.clone();
             crate::handover::serve_control(l, file.clone(), handover_fds, move || {
                 stop_admin.notify_one();
-                for c in &cmds {
-                    let _ = c.send_blocking(ShardCommand::HandedOver);
-                }
+                let (tx, parcels) = async_channel::bounded(256);
+                let shards = cmds
+                    .iter()
+                    .filter(|c| {
+                        c.send_blocking(ShardCommand::HandedOver(tx.clone()))
+                            .is_ok()
+                    })
+                    .count();
+                crate::handover::SessionSource { parcels, shards }
             })
             .map_err(|e| StartError(format!("cannot start the control thread: {e}")))?;
             Some(file)
@@ -471,6 +497,32 @@ pub fn run(
     }
     tracing::info!("drained; exiting");
     Ok(())
+}
+
+/// How long a shard of the successor has to take a session in; later, it
+/// refuses it (the session stays with the old process).
+pub const ADOPT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Has shard `to` adopt a session handed over by the predecessor.
+fn adopt_on_shard(
+    to: &async_channel::Sender<ShardCommand>,
+    record: Box<crate::handover::wire::SessionRecord>,
+    fds: crate::handover::wire::SessionFds,
+) -> Result<(), String> {
+    let (reply, answer) = std::sync::mpsc::sync_channel(1);
+    let adoption = crate::bridge::Adoption {
+        record,
+        fds,
+        deadline: std::time::Instant::now() + ADOPT_TIMEOUT,
+        reply,
+    };
+    to.send_blocking(ShardCommand::Adopt(Box::new(adoption)))
+        .map_err(|_| "the shard is gone".to_string())?;
+    // Past the deadline the shard refuses, so an answer this side gave up
+    // on cannot turn into an adoption.
+    answer
+        .recv_timeout(2 * ADOPT_TIMEOUT)
+        .unwrap_or_else(|_| Err("the shard did not answer".into()))
 }
 
 /// How long a drained process waits for the store writer before exiting.

@@ -197,6 +197,40 @@ pub struct Pump {
     /// Bytes relayed.
     bytes: u64,
     mask_seed: u64,
+    /// Binary upgrade: read no further than the end of the frame in
+    /// progress, so the pump comes to rest at a frame boundary.
+    parking: bool,
+}
+
+/// What a pump at rest hands to the successor of a binary upgrade: at a
+/// frame boundary no masking state is live, so counters, the message in
+/// progress, unparsed bytes and times are all there is.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PumpState {
+    /// Messages relayed.
+    pub messages: u64,
+    /// Bytes relayed.
+    pub bytes: u64,
+    /// A fragmented message is in progress (its next frame is a continuation).
+    pub msg_open: bool,
+    /// Its size so far.
+    pub msg_size: u64,
+    /// Its opcode.
+    pub msg_opcode: u8,
+    /// Bytes read but not parsed: the start of the next frame (less than a
+    /// header, or a control frame not yet whole).
+    pub pending: Vec<u8>,
+    /// Milliseconds since the last read that completed a message.
+    pub last_msg_ago_ms: u64,
+    /// Milliseconds since the last read.
+    pub last_rx_ago_ms: u64,
+    /// wsrelay's heartbeat pong still expected (client → target).
+    pub pong_token: Option<[u8; 8]>,
+}
+
+/// `now` minus `ms` milliseconds (no earlier than the clock allows).
+fn ago(now: Instant, ms: u64) -> Instant {
+    now.checked_sub(Duration::from_millis(ms)).unwrap_or(now)
 }
 
 enum Step {
@@ -247,6 +281,74 @@ impl Pump {
             messages: 0,
             bytes: 0,
             mask_seed: mask_seed | 1,
+            parking: false,
+        }
+    }
+
+    /// A pump resuming, in the successor, what `state` describes.
+    pub fn adopt(
+        dir: Direction,
+        now: Instant,
+        mask_seed: u64,
+        state: &PumpState,
+        pool: &BufPool,
+    ) -> Pump {
+        let mut p = Pump::new(dir, now, mask_seed);
+        p.messages = state.messages;
+        p.bytes = state.bytes;
+        p.msg_open = state.msg_open;
+        p.msg_size = if state.msg_open { state.msg_size } else { 0 };
+        p.msg_total = p.msg_size;
+        p.msg_opcode = state.msg_opcode;
+        p.last_msg = ago(now, state.last_msg_ago_ms);
+        p.last_rx = ago(now, state.last_rx_ago_ms);
+        p.batch_t = now;
+        p.pong_token = state.pong_token.filter(|_| p.from_client);
+        p.preload(pool, &state.pending);
+        p
+    }
+
+    /// Binary upgrade: from now on read only what finishes the frame in
+    /// progress, then stop at the boundary ([`Pump::at_rest`]).
+    pub fn park(&mut self) {
+        self.parking = true;
+    }
+
+    /// Relays as usual again (the session stays in this process).
+    pub fn unpark(&mut self) {
+        self.parking = false;
+    }
+
+    /// Parked at a frame boundary: everything parsed is written, nothing of
+    /// wsrelay's own is queued, no close is under way, and what is buffered
+    /// unparsed is the start of the next frame. The session can move.
+    pub fn at_rest(&self) -> bool {
+        self.parking
+            && self.frame_left == 0
+            && self.start == self.parsed
+            && self.ctrl.is_none()
+            && self.fault.is_none()
+            && self.source == Source::Relaying
+            && self.sink == Sink::Open
+    }
+
+    /// The state a successor needs to resume this direction (see
+    /// [`Pump::at_rest`]).
+    pub fn export(&self, now: Instant) -> PumpState {
+        let pending = match &self.buf {
+            Some(b) => b[self.parsed..self.filled].to_vec(),
+            None => Vec::new(),
+        };
+        PumpState {
+            messages: self.messages,
+            bytes: self.bytes,
+            msg_open: self.msg_open,
+            msg_size: self.msg_size,
+            msg_opcode: self.msg_opcode,
+            pending,
+            last_msg_ago_ms: now.saturating_duration_since(self.last_msg).as_millis() as u64,
+            last_rx_ago_ms: now.saturating_duration_since(self.last_rx).as_millis() as u64,
+            pong_token: self.pong_token,
         }
     }
 
@@ -810,6 +912,12 @@ impl Pump {
                 self.release(env.pool);
                 return Poll::Ready(());
             }
+            if self.parking && self.frame_left == 0 {
+                // At the boundary: nothing more is read here (the session
+                // sees `at_rest` and moves, or unparks).
+                self.release(env.pool);
+                return Poll::Pending;
+            }
             // Everything written; make room and read.
             let mut buf = self.buf.take().unwrap_or_else(|| env.pool.take());
             if self.parsed > 0 {
@@ -818,7 +926,14 @@ impl Pump {
                 self.parsed = 0;
                 self.start = 0;
             }
-            let r = src.as_mut().poll_read(cx, &mut buf[self.filled..]);
+            let mut end = buf.len();
+            if self.parking {
+                // The rest of this frame and not a byte more: every byte
+                // buffered was parsed, so the frame's remaining payload is
+                // exactly what is still to come.
+                end = end.min(self.filled + self.frame_left.min(end as u64) as usize);
+            }
+            let r = src.as_mut().poll_read(cx, &mut buf[self.filled..end]);
             self.buf = Some(buf);
             match r {
                 Poll::Pending => {

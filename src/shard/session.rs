@@ -15,7 +15,10 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use glommio::timer::Timer;
 
-use crate::bridge::{Counts, Endpoint, Event, SessionEnd, SessionStart, Side};
+use std::os::fd::AsRawFd;
+
+use crate::bridge::{Counts, Direction, Endpoint, Event, Parcel, SessionEnd, SessionStart, Side};
+use crate::handover::wire::{SessionFds, SessionRecord};
 use crate::shard::close::CloseReason;
 use crate::shard::frame::ControlFrame;
 use crate::shard::handshake::{self, ClientRequest, Refusal, Route};
@@ -40,6 +43,12 @@ pub struct SessionCtl {
     reported: Cell<Counts>,
     /// Whether `/ops` readers want this session's per-message metadata.
     pub meta: Cell<bool>,
+    /// Unix ms of the session's start.
+    started_at_ms: Cell<i64>,
+    /// Binary upgrade: asked to come to rest and move (read by the relay).
+    park_req: Cell<bool>,
+    /// Asked to move and not yet moved, kept or found unable to move.
+    parking: Cell<bool>,
 }
 
 impl SessionCtl {
@@ -53,7 +62,29 @@ impl SessionCtl {
             counts: Cell::new(Counts::default()),
             reported: Cell::new(Counts::default()),
             meta: Cell::new(false),
+            started_at_ms: Cell::new(crate::store::now_ms()),
+            park_req: Cell::new(false),
+            parking: Cell::new(false),
         }
+    }
+
+    /// Binary upgrade: asks the session to come to rest at a frame boundary
+    /// on both legs and move to the successor. Asked once per session.
+    pub fn request_park(&self) {
+        if self.parking.get() || self.park_req.get() {
+            return;
+        }
+        self.park_req.set(true);
+        self.parking.set(true);
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Whether the session is still on its way to the successor (asked to
+    /// move, and not yet moved, kept, or found unable to move).
+    pub fn parking(&self) -> bool {
+        self.parking.get()
     }
 
     /// The session id.
@@ -89,6 +120,24 @@ struct Registered {
     ctx: Rc<ShardCtx>,
     key: u64,
     metrics: Rc<EndpointMetrics>,
+}
+
+impl Registered {
+    /// Puts the session in the shard's table and the gauge.
+    fn new(ctx: &Rc<ShardCtx>, ctl: &Rc<SessionCtl>, metrics: &Rc<EndpointMetrics>) -> Registered {
+        ctl.meta
+            .set(ctx.meta_endpoints.borrow().contains(ctl.endpoint()));
+        let key = ctx.next_key();
+        ctx.sessions.borrow_mut().insert(key, ctl.clone());
+        metrics
+            .sessions_active
+            .set(metrics.sessions_active.get() + 1);
+        Registered {
+            ctx: ctx.clone(),
+            key,
+            metrics: metrics.clone(),
+        }
+    }
 }
 
 impl Drop for Registered {
@@ -195,10 +244,73 @@ pub fn serve(
         // no async frame around it holding the handshake's values (an async
         // fn kept its `Established` argument beside the `Relay` built from
         // it, ~0.5 KB a session).
-        let mut session = Box::new(Session::start(ctx, est, peer));
-        let (end, level) = (&mut session.relay).await;
-        session.finish(end, level);
+        let session = Box::new(Session::start(ctx, est, peer));
+        session.run().await;
     }
+}
+
+/// Binary upgrade, successor side: takes a session the old process handed
+/// over into this shard. It keeps its id, start and counters (the admin side
+/// hears `Adopted`, not a start) and relays on from its record; a refusal
+/// leaves the connections to the old process.
+pub fn adopt(ctx: &Rc<ShardCtx>, rec: Box<SessionRecord>, fds: SessionFds) -> Result<(), String> {
+    if rec.node != ctx.shared.node {
+        return Err(format!(
+            "a session of node {} (this is node {})",
+            rec.node, ctx.shared.node
+        ));
+    }
+    if ctx.draining.get() {
+        return Err("this process is draining".into());
+    }
+    let endpoint = ctx.snapshot.borrow().endpoints.get(&rec.endpoint).cloned();
+    let Some(endpoint) = endpoint.filter(|e| e.cfg.enabled) else {
+        return Err(format!("endpoint {} is gone or disabled", rec.endpoint));
+    };
+    let slot = limits::admit(
+        &ctx.shared.global_active,
+        ctx.cfg.limits.max_connections,
+        &endpoint.active,
+        endpoint.cfg.limits.max_connections,
+    )
+    .map_err(|f| match f {
+        Full::Global => "limits.max_connections reached".to_string(),
+        Full::Endpoint => "the endpoint's maxConnections reached".to_string(),
+    })?;
+    let client = crate::sys::stream_from_fd(fds.client);
+    let upstream = UpStream::Plain(crate::sys::stream_from_fd(fds.target));
+    let metrics = ctx.metrics.endpoint(&endpoint.cfg.id);
+    let ctl = Rc::new(SessionCtl::new(rec.id, &endpoint.cfg.id));
+    ctl.started_at_ms.set(rec.started_at_ms);
+    let registered = Registered::new(ctx, &ctl, &metrics);
+    let relay = Relay::adopt(ctx, endpoint, metrics, client, upstream, ctl.clone(), &rec);
+    let counts = relay.counts();
+    ctl.counts.set(counts);
+    ctl.reported.set(counts);
+    ctx.events.send(Event::Adopted(
+        Box::new(SessionStart {
+            id: rec.id,
+            endpoint: rec.endpoint.clone(),
+            shard: ctx.id,
+            client: rec.client,
+            at_ms: rec.started_at_ms,
+        }),
+        counts,
+    ));
+    tracing::debug!(endpoint = %rec.endpoint, session = %rec.id, "session adopted from the predecessor");
+    let session = Box::new(Session {
+        relay,
+        slot,
+        _registered: registered,
+    });
+    glommio::spawn_local(crate::shard::guarded(
+        ctx.metrics.clone(),
+        ctx.id,
+        rec.client,
+        session.run(),
+    ))
+    .detach();
+    Ok(())
 }
 
 /// Counts a connection in `ShardCtx::handshakes` until dropped (the
@@ -410,19 +522,8 @@ impl Session {
             leftover,
         } = est;
         let ctl = Rc::new(SessionCtl::new(session_id, &endpoint.cfg.id));
-        ctl.meta
-            .set(ctx.meta_endpoints.borrow().contains(&endpoint.cfg.id));
-        let key = ctx.next_key();
-        ctx.sessions.borrow_mut().insert(key, ctl.clone());
         metrics.sessions_total.set(metrics.sessions_total.get() + 1);
-        metrics
-            .sessions_active
-            .set(metrics.sessions_active.get() + 1);
-        let registered = Registered {
-            ctx: ctx.clone(),
-            key,
-            metrics: metrics.clone(),
-        };
+        let registered = Registered::new(&ctx, &ctl, &metrics);
         tracing::debug!(endpoint = %endpoint.cfg.id, session = %session_id, client = %peer, "session started");
         ctx.events.send(Event::Started(Box::new(SessionStart {
             id: session_id,
@@ -431,14 +532,56 @@ impl Session {
             client: peer,
             at_ms: crate::store::now_ms(),
         })));
-        let mut relay = Relay::new(&ctx, endpoint, metrics, client, upstream, ctl);
+        let mut relay = Relay::new(&ctx, endpoint, metrics, client, upstream, ctl.clone());
         relay.c2u.preload(&ctx.pool, &early);
         relay.u2c.preload(&ctx.pool, &leftover);
+        if ctx.handover.borrow().is_some() {
+            // Established during a binary upgrade: it moves too.
+            ctl.request_park();
+        }
         Session {
             relay,
             slot,
             _registered: registered,
         }
+    }
+
+    /// Relays until the session ends or moves to a successor.
+    async fn run(mut self: Box<Self>) {
+        loop {
+            match (&mut self.relay).await {
+                Outcome::Ended(end, level) => return self.finish(end, level),
+                Outcome::Parked => {
+                    // Boxed: the hand-off's state does not size every
+                    // session's task.
+                    match Box::pin(self.relay.hand_off()).await {
+                        Ok(()) => return self.moved(),
+                        Err(why) => {
+                            tracing::info!(session = %self.relay.ctl.id, reason = %why, "session stays in this process (closed at the drain deadline)");
+                            self.relay.stop_parking();
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Moved to the successor: this process lets go of it without a close
+    /// (dropping the streams closes only this process's descriptors; the
+    /// connections live on in the successor) and without an end event.
+    fn moved(self) {
+        let Session {
+            mut relay,
+            slot,
+            _registered,
+        } = self;
+        let ctx = relay.ctx.clone();
+        relay.c2u.finish(&ctx.pool);
+        relay.u2c.finish(&ctx.pool);
+        tracing::debug!(endpoint = %relay.endpoint.cfg.id, session = %relay.ctl.id, "session moved to the successor");
+        ctx.events.send(Event::Moved { id: relay.ctl.id });
+        drop(relay);
+        drop(slot);
     }
 
     /// Closed: buffers back to the pool, the close counted, logged and
@@ -518,6 +661,21 @@ pub struct Relay {
     ping_sent: Option<Instant>,
     missed_pongs: u32,
     ping_seq: u64,
+    /// Binary upgrade: since when the session is coming to rest.
+    park_since: Option<Instant>,
+}
+
+/// How long a session may take to come to rest at a frame boundary on both
+/// legs before it stays in the old process (and is closed with 1012 at the
+/// drain deadline).
+pub const PARK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How a session's relay future ends.
+pub enum Outcome {
+    /// Both legs closed (or were given up on): how, and the level to log at.
+    Ended(SessionEnd, tracing::Level),
+    /// At rest at a frame boundary on both legs, for the successor.
+    Parked,
 }
 
 impl Relay {
@@ -537,8 +695,8 @@ impl Relay {
             metrics,
             client,
             upstream,
-            c2u: Pump::new(crate::bridge::Direction::In, now, s1),
-            u2c: Pump::new(crate::bridge::Direction::Out, now, s2),
+            c2u: Pump::new(Direction::In, now, s1),
+            u2c: Pump::new(Direction::Out, now, s2),
             ctl,
             // `timer_at` in the past: the first poll computes the deadlines
             // and registers the timer.
@@ -548,7 +706,108 @@ impl Relay {
             ping_sent: None,
             missed_pongs: 0,
             ping_seq: s1 ^ s2,
+            park_since: None,
         }
+    }
+
+    /// The relay of a session handed over by the predecessor, resumed from
+    /// its record.
+    fn adopt(
+        ctx: &Rc<ShardCtx>,
+        endpoint: std::sync::Arc<Endpoint>,
+        metrics: Rc<EndpointMetrics>,
+        client: TcpStream,
+        upstream: UpStream,
+        ctl: Rc<SessionCtl>,
+        rec: &SessionRecord,
+    ) -> Relay {
+        let now = Instant::now();
+        let mut r = Relay::new(ctx, endpoint, metrics, client, upstream, ctl);
+        let (s1, s2) = ctx.mask_seeds();
+        r.c2u = Pump::adopt(Direction::In, now, s1, &rec.c2u, &ctx.pool);
+        r.u2c = Pump::adopt(Direction::Out, now, s2, &rec.u2c, &ctx.pool);
+        r.ping_sent = rec
+            .ping_ago_ms
+            .map(|ms| now.checked_sub(Duration::from_millis(ms)).unwrap_or(now));
+        r.missed_pongs = rec.missed_pongs;
+        r.ping_seq = rec.ping_seq;
+        r
+    }
+
+    /// Starts coming to rest for the successor, if the session can move:
+    /// both legs plain TCP and no close under way.
+    fn begin_park(&mut self, now: Instant) {
+        let plain = matches!(self.upstream, UpStream::Plain(_));
+        if plain && self.phase.is_relaying() {
+            self.c2u.park();
+            self.u2c.park();
+            self.park_since = Some(now);
+        } else {
+            let why = if plain {
+                "closing"
+            } else {
+                "TLS on the target leg"
+            };
+            tracing::debug!(session = %self.ctl.id, reason = why, "session cannot move to the successor");
+            self.ctl.parking.set(false);
+        }
+    }
+
+    /// Relays as usual again: the session stays in this process.
+    fn stop_parking(&mut self) {
+        self.c2u.unpark();
+        self.u2c.unpark();
+        self.park_since = None;
+        self.ctl.parking.set(false);
+    }
+
+    /// The session's state for the successor (at rest).
+    fn record(&self) -> SessionRecord {
+        let now = Instant::now();
+        SessionRecord {
+            id: self.ctl.id,
+            node: self.ctx.shared.node.clone(),
+            endpoint: self.endpoint.cfg.id.clone(),
+            client: self
+                .client
+                .peer_addr()
+                .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
+            started_at_ms: self.ctl.started_at_ms.get(),
+            c2u: self.c2u.export(now),
+            u2c: self.u2c.export(now),
+            ping_ago_ms: self
+                .ping_sent
+                .map(|t| now.saturating_duration_since(t).as_millis() as u64),
+            missed_pongs: self.missed_pongs,
+            ping_seq: self.ping_seq,
+        }
+    }
+
+    /// Sends the session at rest to the successor (through the shard's
+    /// handover channel and the control thread) and waits for its answer.
+    async fn hand_off(&self) -> Result<(), String> {
+        let Some(tx) = self.ctx.handover.borrow().clone() else {
+            return Err("the handover is over".into());
+        };
+        let fds = SessionFds {
+            client: crate::sys::dup_fd(self.client.as_raw_fd())
+                .map_err(|e| format!("client descriptor: {e}"))?,
+            target: crate::sys::dup_fd(self.upstream.as_raw_fd())
+                .map_err(|e| format!("target descriptor: {e}"))?,
+        };
+        let (reply, answer) = async_channel::bounded(1);
+        let parcel = Parcel::Session {
+            record: Box::new(self.record()),
+            fds,
+            reply,
+        };
+        tx.send(parcel)
+            .await
+            .map_err(|_| "the control thread is gone".to_string())?;
+        answer
+            .recv()
+            .await
+            .unwrap_or_else(|_| Err("no answer from the control thread".into()))
     }
 
     /// Messages and bytes relayed so far.
@@ -641,7 +900,15 @@ impl Relay {
             self.begin_close(CloseReason::Requested { code, reason }, now);
             again = true;
         }
+        if self.ctl.park_req.take() {
+            self.begin_park(now);
+        }
         again
+    }
+
+    fn ended(&mut self) -> Outcome {
+        let (end, level) = self.take_end();
+        Outcome::Ended(end, level)
     }
 
     /// How the session ended (set by the first close; a session cannot be
@@ -783,7 +1050,7 @@ impl Relay {
 }
 
 impl Future for &mut Relay {
-    type Output = (SessionEnd, tracing::Level);
+    type Output = Outcome;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut **self.get_mut();
@@ -838,11 +1105,23 @@ impl Future for &mut Relay {
             };
             let mut again = this.react(now);
             if this.done() {
-                return Poll::Ready(this.take_end());
+                return Poll::Ready(this.ended());
             }
             let close_deadline = this.phase.closing_since().map(|s| s + CLOSE_TIMEOUT);
             if close_deadline.is_some_and(|d| now >= d) {
-                return Poll::Ready(this.take_end());
+                return Poll::Ready(this.ended());
+            }
+            if let Some(since) = this.park_since {
+                if !this.phase.is_relaying() {
+                    this.stop_parking(); // a close came first: it finishes here
+                    again = true;
+                } else if this.c2u.at_rest() && this.u2c.at_rest() {
+                    return Poll::Ready(Outcome::Parked);
+                } else if now >= since + PARK_TIMEOUT {
+                    tracing::info!(session = %this.ctl.id, "session not at a frame boundary in time; it stays in this process");
+                    this.stop_parking();
+                    again = true;
+                }
             }
             let mut rearm = None;
             if now >= this.timer_at {
@@ -858,6 +1137,11 @@ impl Future for &mut Relay {
                     .chain(this.stall_deadline())
                     .min();
                 if let Some(d) = soonest.filter(|d| *d < this.timer_at) {
+                    rearm = Some(d);
+                }
+            }
+            if let Some(d) = this.park_since.map(|s| s + PARK_TIMEOUT) {
+                if d < rearm.unwrap_or(this.timer_at) {
                     rearm = Some(d);
                 }
             }
