@@ -461,3 +461,64 @@ fn a_successor_that_dies_mid_handover_leaves_the_sessions_with_the_old_process()
     );
     drop(first);
 }
+
+/// Kills a process this test did not start as a child (a successor started
+/// by the relay itself) when dropped.
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .arg("-KILL")
+            .arg(self.0.to_string())
+            .status();
+    }
+}
+
+/// systemd's way (deploy/wsrelay.service: `Type=notify`, `NotifyAccess=all`):
+/// the relay says READY=1; SIGUSR2 starts `wsrelay serve --takeover` from
+/// the installed binary, which takes over, tells systemd it is the main
+/// process (`MAINPID=` + `READY=1`), and the old process exits 0 without
+/// telling systemd the service stops. A session lives through it.
+#[test]
+fn sigusr2_upgrades_and_systemd_hears_the_new_main_pid() {
+    let t = target(Behaviour::Echo);
+    let dir = TempDir::new();
+    let notify_path = dir.0.join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let recv = |n: &std::os::unix::net::UnixDatagram| {
+        let mut b = [0u8; 512];
+        n.recv(&mut b)
+            .map(|k| String::from_utf8_lossy(&b[..k]).to_string())
+    };
+    let cfg = base_config(1) + &endpoint("echo", &t.url(), "");
+    let mut first = Relay::start_with(&cfg, &[("NOTIFY_SOCKET", notify_path.to_str().unwrap())]);
+    assert_eq!(recv(&notify).expect("READY=1"), "READY=1\n");
+    let (mut long, _) = connect(&first.url("echo")).unwrap();
+    echo_checked(&mut long, "before", 2);
+
+    first.signal("-USR2");
+    let msg = recv(&notify).expect("the successor's notification");
+    let pid: u32 = msg
+        .lines()
+        .find_map(|l| l.strip_prefix("MAINPID="))
+        .unwrap_or_else(|| panic!("{msg:?}"))
+        .parse()
+        .unwrap();
+    let _successor = KillOnDrop(pid);
+    assert!(msg.contains("READY=1\n"), "{msg:?}");
+    assert_ne!(pid, first.child.id());
+    let status = first.wait_exit(Duration::from_secs(20));
+    assert!(status.success(), "{status:?}");
+    echo_checked(&mut long, "after", 2);
+    one_session(&first.url("echo")).expect("the successor serves");
+    // Nothing more: in particular no STOPPING=1 from the old process.
+    notify
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let more = recv(&notify);
+    assert!(more.is_err(), "unexpected notification {more:?}");
+    let log = first.log_text();
+    assert!(log.contains("SIGUSR2: started a successor"), "{log}");
+}

@@ -259,6 +259,10 @@ pub fn run(
     path: Option<std::path::PathBuf>,
     takeover: bool,
 ) -> Result<(), StartError> {
+    // The binary's path as started: a successor started by SIGUSR2 runs
+    // what is installed there now (the new binary), not this process's
+    // image.
+    let exe = std::env::current_exe().ok();
     let cpus = shard_cpus(&cfg)?;
     let nofile = crate::sys::raise_nofile();
     if nofile < 2 * cfg.limits.max_connections as u64 + 64 {
@@ -353,6 +357,7 @@ pub fn run(
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGHUP,
+        signal_hook::consts::SIGUSR2,
     ])
     .map_err(|e| StartError(format!("cannot install signal handlers: {e}")))?;
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -420,6 +425,12 @@ pub fn run(
             // socket for the next upgrade.
             match got.confirm_ready() {
                 Ok(()) => {
+                    // systemd (Type=notify, NotifyAccess=all): this process
+                    // is the service's main process from now on.
+                    notify_systemd(&[
+                        sd_notify::NotifyState::MainPid(std::process::id()),
+                        sd_notify::NotifyState::Ready,
+                    ]);
                     let mut next = 0;
                     match got.adopt_sessions(|record, fds| {
                         next += 1;
@@ -452,14 +463,22 @@ pub fn run(
                 }
             }
         }
-        _ => control_listener,
+        _ => {
+            notify_systemd(&[sd_notify::NotifyState::Ready]);
+            control_listener
+        }
     };
+    // Cleared once a successor has taken over: this process is no longer
+    // the service's main process (no STOPPING=1, no second successor).
+    let serving = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let control_file = match (control_listener, control) {
         (Some(l), Some(p)) => {
             let file = Arc::new(crate::handover::ControlFile::new(p));
             let cmds = commands.clone();
             let stop_admin = admin_rt.stop_accepting.clone();
+            let serving = serving.clone();
             crate::handover::serve_control(l, file.clone(), handover_fds, move || {
+                serving.store(false, std::sync::atomic::Ordering::Release);
                 stop_admin.notify_one();
                 let (tx, parcels) = async_channel::bounded(256);
                 let shards = cmds
@@ -478,7 +497,20 @@ pub fn run(
     };
 
     let live = admin_rt.state.live.clone();
-    spawn_signal_thread(signals, commands, path, admin_rt, control_file.clone())?;
+    let upgrade = Upgrade {
+        exe,
+        config: path.clone(),
+        offered: control_file.is_some(),
+        serving,
+    };
+    spawn_signal_thread(
+        signals,
+        commands,
+        path,
+        admin_rt,
+        control_file.clone(),
+        upgrade,
+    )?;
     for h in handles {
         if h.join().is_err() {
             tracing::error!("a shard thread ended abnormally");
@@ -528,20 +560,85 @@ fn adopt_on_shard(
 /// How long a drained process waits for the store writer before exiting.
 pub const FINAL_FLUSH: Duration = Duration::from_secs(5);
 
+/// Tells systemd (when started by it with `Type=notify`) how things stand;
+/// nothing without `NOTIFY_SOCKET`.
+fn notify_systemd(state: &[sd_notify::NotifyState]) {
+    if let Err(e) = sd_notify::notify(state) {
+        tracing::warn!("cannot notify systemd: {e}");
+    }
+}
+
+/// How SIGUSR2 starts a successor.
+struct Upgrade {
+    exe: Option<std::path::PathBuf>,
+    config: Option<std::path::PathBuf>,
+    /// Whether this process serves a control socket.
+    offered: bool,
+    /// Not yet taken over by a successor.
+    serving: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Upgrade {
+    fn serving(&self) -> bool {
+        self.serving.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Starts `<exe> serve --takeover [--config FILE]` as a child (in the
+    /// same cgroup, so systemd's `NotifyAccess=all` hears its `MAINPID=`),
+    /// and reaps it if it fails before it took over.
+    fn start(&self) {
+        if !self.serving() {
+            tracing::warn!("SIGUSR2: a successor has taken over already");
+            return;
+        }
+        let Some(exe) = self.exe.as_ref().filter(|_| self.offered) else {
+            tracing::error!("SIGUSR2: no binary upgrade without server.control_socket");
+            return;
+        };
+        let mut cmd = std::process::Command::new(exe);
+        cmd.args(["serve", "--takeover"]);
+        if let Some(c) = &self.config {
+            cmd.arg("--config").arg(c);
+        }
+        cmd.stdin(std::process::Stdio::null());
+        match cmd.spawn() {
+            Ok(mut child) => {
+                let pid = child.id();
+                tracing::info!(pid, exe = %exe.display(), "SIGUSR2: started a successor");
+                let _ = std::thread::Builder::new()
+                    .name("successor".into())
+                    .spawn(move || {
+                        if let Ok(status) = child.wait() {
+                            tracing::warn!(pid, %status, "the successor exited");
+                        }
+                    });
+            }
+            Err(e) => tracing::error!(exe = %exe.display(), "SIGUSR2: cannot start a successor: {e}"),
+        }
+    }
+}
+
 /// First SIGTERM/SIGINT: drain. Second: close every session now. SIGHUP:
 /// write the config file's endpoints to the store and reload the shards.
+/// SIGUSR2: binary upgrade — start `wsrelay serve --takeover` (the binary
+/// now installed at this process's path).
 fn spawn_signal_thread(
     mut signals: signal_hook::iterator::Signals,
     commands: Vec<async_channel::Sender<ShardCommand>>,
     path: Option<std::path::PathBuf>,
     admin: runtime::Running,
     control: Option<Arc<crate::handover::ControlFile>>,
+    upgrade: Upgrade,
 ) -> Result<(), StartError> {
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             let mut seen = 0;
             for sig in signals.forever() {
+                if sig == signal_hook::consts::SIGUSR2 {
+                    upgrade.start();
+                    continue;
+                }
                 if sig == signal_hook::consts::SIGHUP {
                     let done = match &path {
                         None => {
@@ -557,6 +654,9 @@ fn spawn_signal_thread(
                 }
                 seen += 1;
                 tracing::info!(signal = sig, "signal received");
+                if seen == 1 && upgrade.serving() {
+                    notify_systemd(&[sd_notify::NotifyState::Stopping]);
+                }
                 // A draining process offers no takeover.
                 if let Some(c) = &control {
                     c.release();
