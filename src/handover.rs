@@ -151,38 +151,64 @@ impl Inherited {
     }
 
     /// Receives the old process's live sessions (after
-    /// [`Inherited::confirm_ready`]) and gives each to `adopt`, answering
-    /// the old process with its outcome, until the old process says there
-    /// are no more. An error (a truncated or malformed parcel, a link that
-    /// fails) ends it: the sessions not yet adopted stay with the old
-    /// process.
+    /// [`Inherited::confirm_ready`]) and gives each to `adopt`, which starts
+    /// its adoption and returns a wait for the outcome; the outcomes go back
+    /// to the old process in order, from a thread of their own, so the next
+    /// parcel is read while a shard adopts the last. Ends when the old
+    /// process says there are no more. An error (a truncated or malformed
+    /// parcel, a link that fails) ends it: the sessions not yet adopted stay
+    /// with the old process.
     pub fn adopt_sessions(
         self,
-        mut adopt: impl FnMut(Box<wire::SessionRecord>, wire::SessionFds) -> Result<(), String>,
+        mut adopt: impl FnMut(Box<wire::SessionRecord>, wire::SessionFds) -> Adopting,
     ) -> Result<Adopted, (Adopted, String)> {
         let link = self.link;
-        let mut n = Adopted::default();
         if let Err(e) = link.set_read_timeout(Some(SESSIONS_TIMEOUT)) {
-            return Err((n, e.to_string()));
+            return Err((Adopted::default(), e.to_string()));
         }
-        loop {
-            match wire::read_parcel(&link) {
-                Ok(wire::Received::End) => return Ok(n),
-                Ok(wire::Received::Session(record, fds)) => {
-                    let outcome = adopt(record, fds);
+        std::thread::scope(|scope| {
+            let (waiting, outcomes) = std::sync::mpsc::channel::<Adopting>();
+            let link = &link;
+            let answers = scope.spawn(move || {
+                let mut n = Adopted::default();
+                for wait in outcomes {
+                    let outcome = wait();
                     match &outcome {
                         Ok(()) => n.adopted += 1,
                         Err(_) => n.refused += 1,
                     }
-                    if let Err(e) = wire::send_answer(&link, &outcome) {
+                    if let Err(e) = wire::send_answer(link, &outcome) {
                         return Err((n, format!("answering the old process: {e}")));
                     }
                 }
-                Err(e) => return Err((n, e.to_string())),
+                Ok(n)
+            });
+            let read = loop {
+                match wire::read_parcel(link) {
+                    Ok(wire::Received::End) => break Ok(()),
+                    Ok(wire::Received::Session(record, fds)) => {
+                        if waiting.send(adopt(record, fds)).is_err() {
+                            break Ok(()); // the answers failed: reported below
+                        }
+                    }
+                    Err(e) => break Err(e.to_string()),
+                }
+            };
+            drop(waiting);
+            let answered = answers.join().unwrap_or_else(|_| {
+                Err((Adopted::default(), "the answering thread panicked".into()))
+            });
+            match (answered, read) {
+                (Ok(n), Ok(())) => Ok(n),
+                (Ok(n), Err(e)) => Err((n, e)),
+                (Err(e), _) => Err(e),
             }
-        }
+        })
     }
 }
+
+/// A session's adoption under way in a shard: waits for its outcome.
+pub type Adopting = Box<dyn FnOnce() -> Result<(), String> + Send>;
 
 /// Binds the control socket (owner-only). A socket file that answers is
 /// another wsrelay serving: refused, with the way to replace it; one that
@@ -307,55 +333,83 @@ pub fn serve_control(
 }
 
 /// Passes each session parcel to the successor and its answer back to the
-/// session, until every shard is done; then ends the sessions. Once the
-/// link fails, every later session stays (its shard closes it with 1012 at
-/// the drain deadline).
+/// session, until every shard is done; then ends the sessions. Parcels go
+/// out as they come (a thread of its own reads the answers, which come in
+/// the same order), so the sessions' pause is not one round trip each in a
+/// row. Once the link fails, every session not yet answered stays (its
+/// shard closes it with 1012 at the drain deadline).
 fn move_sessions(conn: &UnixStream, from: SessionSource) {
     use crate::bridge::Parcel;
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    type Reply = async_channel::Sender<Result<(), String>>;
     let _ = conn.set_read_timeout(Some(REPLY_TIMEOUT));
-    let mut answers = BufReader::new(conn);
-    let mut link: Result<(), String> = Ok(());
-    let (mut moved, mut stayed, mut done) = (0u64, 0u64, 0);
-    while done < from.shards {
-        let Ok(parcel) = from.parcels.recv_blocking() else {
-            break;
-        };
-        let Parcel::Session { record, fds, reply } = parcel else {
-            done += 1;
-            continue;
-        };
-        let outcome = match &link {
-            Err(e) => Err(e.clone()),
-            Ok(()) => {
-                let sent = wire::send_session(
-                    conn,
-                    &record,
-                    fds.client.as_raw_fd(),
-                    fds.target.as_raw_fd(),
-                );
-                match sent.and_then(|()| wire::read_answer(&mut answers)) {
-                    Ok(o) => o,
-                    Err(e) => {
-                        tracing::warn!(
-                            "the successor failed during the session handover ({e}); the rest stay here"
-                        );
-                        link = Err(format!("the successor failed: {e}"));
-                        Err(format!("the successor failed: {e}"))
-                    }
-                }
-            }
-        };
-        drop(fds);
-        match outcome {
-            Ok(()) => moved += 1,
-            Err(_) => stayed += 1,
+    let failed = std::sync::OnceLock::<String>::new();
+    let fail = |e: std::io::Error| {
+        let m = format!("the successor failed: {e}");
+        if failed.set(m.clone()).is_ok() {
+            tracing::warn!(
+                "the successor failed during the session handover ({e}); the rest stay here"
+            );
         }
+        m
+    };
+    let (moved, stayed) = (AtomicU64::new(0), AtomicU64::new(0));
+    let answer = |reply: Reply, outcome: Result<(), String>| {
+        match outcome {
+            Ok(()) => moved.fetch_add(1, Relaxed),
+            Err(_) => stayed.fetch_add(1, Relaxed),
+        };
         let _ = reply.send_blocking(outcome);
-    }
-    if link.is_ok() {
-        let _ = wire::send_end(conn);
-    }
-    tracing::info!(moved, stayed, "live sessions handed over to the successor");
+    };
+    std::thread::scope(|scope| {
+        let (waiting, answered) = std::sync::mpsc::channel::<Reply>();
+        scope.spawn(|| {
+            let mut answers = BufReader::new(conn);
+            for reply in answered {
+                let outcome = match failed.get() {
+                    Some(e) => Err(e.clone()),
+                    None => wire::read_answer(&mut answers).unwrap_or_else(|e| Err(fail(e))),
+                };
+                answer(reply, outcome);
+            }
+        });
+        let mut done = 0;
+        while done < from.shards {
+            let Ok(parcel) = from.parcels.recv_blocking() else {
+                break;
+            };
+            let Parcel::Session { record, fds, reply } = parcel else {
+                done += 1;
+                continue;
+            };
+            if let Some(e) = failed.get() {
+                answer(reply, Err(e.clone()));
+                continue;
+            }
+            let sent = wire::send_session(
+                conn,
+                &record,
+                fds.client.as_raw_fd(),
+                fds.target.as_raw_fd(),
+            );
+            match sent {
+                Ok(()) => {
+                    let _ = waiting.send(reply);
+                }
+                Err(e) => answer(reply, Err(fail(e))),
+            }
+        }
+        if failed.get().is_none() {
+            let _ = wire::send_end(conn);
+        }
+        // The reader answers what is still waiting, then ends.
+        drop(waiting);
+    });
+    tracing::info!(
+        moved = moved.load(Relaxed),
+        stayed = stayed.load(Relaxed),
+        "live sessions handed over to the successor"
+    );
     // A session that came to rest after its shard was done stays.
     while let Ok(p) = from.parcels.recv_blocking() {
         if let Parcel::Session { reply, .. } = p {

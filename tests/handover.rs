@@ -166,6 +166,11 @@ fn upgrades_refuse_no_connect_and_move_live_sessions() {
         .unwrap();
     long[0].flush().unwrap();
 
+    // An /ops reader of the old process.
+    let token = admin::login(&first, ADMIN_EMAIL, ADMIN_PASSWORD).unwrap();
+    let ops_url = format!("ws://{}/ops?token={token}", first.admin);
+    let (mut ops, _) = connect(&ops_url).unwrap();
+
     // 2 shards → 1.
     std::fs::write(&first.cfg, cfg.replace("shards = 2", "shards = 1")).unwrap();
     let mut second = first.take_over("second.log");
@@ -193,6 +198,19 @@ fn upgrades_refuse_no_connect_and_move_live_sessions() {
     for (i, ws) in long.iter_mut().enumerate() {
         echo_checked(ws, &format!("s{i}-after-1"), 3);
     }
+    // The /ops reader lost the old process and reconnects to the same
+    // admin port: the successor reports the moved sessions under their ids.
+    while ops.read().is_ok() {}
+    let (mut ops, _) = connect(&ops_url).unwrap();
+    let ops_echoes = std::cell::Cell::new(0);
+    let updated = admin::eventually("a moved session in /ops", || {
+        echo_checked(&mut long[1], "ops", 1);
+        ops_echoes.set(ops_echoes.get() + 1);
+        let m = admin::next(&mut ops, "sessionUpdated");
+        let id = m["session"]["id"].as_str()?.to_string();
+        ids.contains(&id).then_some(m)
+    });
+    assert_eq!(updated["session"]["state"], "ACTIVE", "{updated}");
     assert!(
         second
             .log_text()
@@ -225,7 +243,8 @@ fn upgrades_refuse_no_connect_and_move_live_sessions() {
         &failed[..failed.len().min(5)]
     );
     // The same sessions, still ACTIVE in the store, with their counters
-    // carried on (3 + 3 + 3 echoes, and the fragmented message, in).
+    // carried on (3 + 3 + 3 echoes, and the fragmented message, in; and
+    // the echoes that looked for /ops updates).
     let token = admin::login(&third, ADMIN_EMAIL, ADMIN_PASSWORD).unwrap();
     let counters = admin::eventually("the moved sessions' counters", || {
         let rep = admin::call(
@@ -249,7 +268,7 @@ fn upgrades_refuse_no_connect_and_move_live_sessions() {
             .collect();
         rows.sort();
         let sum: i64 = rows.iter().map(|r| r.2).sum();
-        (rows.len() == ids.len() && sum == 9 * 10 + 1).then_some(rows)
+        (rows.len() == ids.len() && sum == 9 * 10 + 1 + ops_echoes.get()).then_some(rows)
     });
     assert!(
         counters.iter().all(|r| r.1 == "ACTIVE"),

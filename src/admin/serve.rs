@@ -535,12 +535,13 @@ pub fn run(
 /// refuses it (the session stays with the old process).
 pub const ADOPT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Has shard `to` adopt a session handed over by the predecessor.
+/// Has shard `to` adopt a session handed over by the predecessor; returns
+/// the wait for its answer.
 fn adopt_on_shard(
     to: &async_channel::Sender<ShardCommand>,
     record: Box<crate::handover::wire::SessionRecord>,
     fds: crate::handover::wire::SessionFds,
-) -> Result<(), String> {
+) -> crate::handover::Adopting {
     let (reply, answer) = std::sync::mpsc::sync_channel(1);
     let adoption = crate::bridge::Adoption {
         record,
@@ -548,13 +549,19 @@ fn adopt_on_shard(
         deadline: std::time::Instant::now() + ADOPT_TIMEOUT,
         reply,
     };
-    to.send_blocking(ShardCommand::Adopt(Box::new(adoption)))
-        .map_err(|_| "the shard is gone".to_string())?;
+    if to
+        .send_blocking(ShardCommand::Adopt(Box::new(adoption)))
+        .is_err()
+    {
+        return Box::new(|| Err("the shard is gone".to_string()));
+    }
     // Past the deadline the shard refuses, so an answer this side gave up
     // on cannot turn into an adoption.
-    answer
-        .recv_timeout(2 * ADOPT_TIMEOUT)
-        .unwrap_or_else(|_| Err("the shard did not answer".into()))
+    Box::new(move || {
+        answer
+            .recv_timeout(2 * ADOPT_TIMEOUT)
+            .unwrap_or_else(|_| Err("the shard did not answer".into()))
+    })
 }
 
 /// How long a drained process waits for the store writer before exiting.
@@ -613,7 +620,9 @@ impl Upgrade {
                         }
                     });
             }
-            Err(e) => tracing::error!(exe = %exe.display(), "SIGUSR2: cannot start a successor: {e}"),
+            Err(e) => {
+                tracing::error!(exe = %exe.display(), "SIGUSR2: cannot start a successor: {e}")
+            }
         }
     }
 }
