@@ -541,3 +541,99 @@ fn sigusr2_upgrades_and_systemd_hears_the_new_main_pid() {
     let log = first.log_text();
     assert!(log.contains("SIGUSR2: started a successor"), "{log}");
 }
+
+/// A successor that refuses the sessions (here: all of them) leaves them
+/// with the old process, which relays on and closes them with 1012 at its
+/// drain deadline.
+#[test]
+fn sessions_the_successor_refuses_stay_with_the_old_process() {
+    let t = target(Behaviour::Echo);
+    let cfg = base_config(1) + &endpoint("echo", &t.url(), "");
+    let mut first = Relay::start(&cfg);
+    let mut long: Vec<Ws> = (0..3)
+        .map(|_| connect(&first.url("echo")).unwrap().0)
+        .collect();
+    for (i, ws) in long.iter_mut().enumerate() {
+        echo_checked(ws, &format!("s{i}"), 2);
+    }
+    let path = first.dir.join("wsrelay.sock");
+    let mut got = wsrelay::handover::take_over(&path).expect("take over");
+    got.confirm_ready().expect("released");
+    let n = got
+        .adopt_sessions(|_, _| Box::new(|| Err("not today".to_string())))
+        .expect("the handover completes");
+    assert_eq!((n.adopted, n.refused), (0, 3));
+    for (i, ws) in long.iter_mut().enumerate() {
+        echo_checked(ws, &format!("s{i}-kept"), 2);
+    }
+    for ws in long.iter_mut() {
+        let (code, reason) = read_close(ws);
+        assert_eq!((code, reason.as_str()), (1012, "service restart"));
+    }
+    assert!(first.wait_exit(Duration::from_secs(20)).success());
+    let log = first.log_text();
+    assert!(log.contains("not today"), "{log}");
+}
+
+/// A session streaming 64 KiB messages (each more than a relay buffer, so
+/// frames span reads), four in flight, through an upgrade: every echo is
+/// whole, in order and unchanged, and the session moved (it outlives the
+/// old process).
+#[test]
+fn a_streaming_session_moves_without_losing_a_byte() {
+    let t = target(Behaviour::Echo);
+    let cfg = base_config(1) + &endpoint("echo", &t.url(), "");
+    let mut first = Relay::start(&cfg);
+    let (mut ws, _) = connect(&first.url("echo")).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let rounds = Arc::new(AtomicU64::new(0));
+    let streamer = {
+        let (stop, rounds) = (stop.clone(), rounds.clone());
+        std::thread::spawn(move || {
+            let msg = |i: u64| -> Vec<u8> {
+                (0..65536u64)
+                    .map(|k| (k.wrapping_mul(31) ^ i) as u8)
+                    .collect()
+            };
+            let mut next = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for i in next..next + 4 {
+                    ws.send(tungstenite::Message::binary(msg(i)))
+                        .map_err(|e| format!("send {i}: {e}"))?;
+                }
+                for i in next..next + 4 {
+                    match ws.read() {
+                        Ok(tungstenite::Message::Binary(b)) if b[..] == msg(i)[..] => {}
+                        Ok(other) => return Err(format!("echo {i}: {} bytes, wrong", other.len())),
+                        Err(e) => return Err(format!("echo {i}: {e}")),
+                    }
+                }
+                next += 4;
+                rounds.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok::<u64, String>(next)
+        })
+    };
+    let wait_rounds = |n: u64| {
+        let target = rounds.load(Ordering::Relaxed) + n;
+        admin::eventually("streaming rounds", || {
+            (rounds.load(Ordering::Relaxed) >= target).then_some(())
+        })
+    };
+    wait_rounds(20);
+    let second = first.take_over("second.log");
+    assert!(first.wait_exit(Duration::from_secs(20)).success());
+    wait_rounds(20); // after the old process is gone
+    stop.store(true, Ordering::Relaxed);
+    let echoed = streamer.join().unwrap().expect("every echo right");
+    assert!(echoed >= 160, "{echoed}");
+    assert!(
+        second
+            .log_text()
+            .contains("live sessions taken over from the predecessor"),
+        "{}",
+        second.log_text()
+    );
+    drop(second);
+    drop(first);
+}
