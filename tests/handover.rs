@@ -151,20 +151,14 @@ fn upgrades_refuse_no_connect_and_move_live_sessions() {
     wait_for_more(50);
 
     // The first fragment of a message before the upgrade, the rest after.
+    use tungstenite::protocol::frame::coding::Data;
     use tungstenite::protocol::frame::{coding::OpCode, Frame};
-    let frag = |op, fin, data: &str| {
-        let mut f = Frame::message(data.as_bytes().to_vec(), op, fin);
-        f.header_mut().is_final = fin;
-        f
+    let fragment = |ws: &mut Ws, data: Data, fin: bool, text: &str| {
+        let f = Frame::message(text.as_bytes().to_vec(), OpCode::Data(data), fin);
+        ws.write(tungstenite::Message::Frame(f)).unwrap();
+        ws.flush().unwrap();
     };
-    long[0]
-        .write(tungstenite::Message::Frame(frag(
-            OpCode::Data(tungstenite::protocol::frame::coding::Data::Text),
-            false,
-            "before-",
-        )))
-        .unwrap();
-    long[0].flush().unwrap();
+    fragment(&mut long[0], Data::Text, false, "before-");
 
     // An /ops reader of the old process.
     let token = admin::login(&first, ADMIN_EMAIL, ADMIN_PASSWORD).unwrap();
@@ -183,14 +177,7 @@ fn upgrades_refuse_no_connect_and_move_live_sessions() {
         "{}",
         first.log_text()
     );
-    long[0]
-        .write(tungstenite::Message::Frame(frag(
-            OpCode::Data(tungstenite::protocol::frame::coding::Data::Continue),
-            true,
-            "after",
-        )))
-        .unwrap();
-    long[0].flush().unwrap();
+    fragment(&mut long[0], Data::Continue, true, "after");
     match long[0].read() {
         Ok(tungstenite::Message::Text(t)) => assert_eq!(t.as_str(), "before-after"),
         other => panic!("the message across the upgrade: {other:?}"),
@@ -211,13 +198,7 @@ fn upgrades_refuse_no_connect_and_move_live_sessions() {
         ids.contains(&id).then_some(m)
     });
     assert_eq!(updated["session"]["state"], "ACTIVE", "{updated}");
-    assert!(
-        second
-            .log_text()
-            .contains("live sessions taken over from the predecessor"),
-        "{}",
-        second.log_text()
-    );
+    assert_took_sessions_over(&second);
     wait_for_more(50);
 
     // 1 shard → 2, again under load.
@@ -439,26 +420,49 @@ fn sessions_that_cannot_move_are_closed_with_1012() {
     drop(first);
 }
 
+/// The successor logged that it took the predecessor's sessions over.
+fn assert_took_sessions_over(successor: &Relay) {
+    let log = successor.log_text();
+    assert!(
+        log.contains("live sessions taken over from the predecessor"),
+        "{log}"
+    );
+}
+
+/// A relay (1 shard) with `n` sessions open on an echo endpoint, each
+/// checked with two echoes.
+fn relay_with_sessions(n: usize) -> (Target, Relay, Vec<Ws>) {
+    let t = target(Behaviour::Echo);
+    let cfg = base_config(1) + &endpoint("echo", &t.url(), "");
+    let first = Relay::start(&cfg);
+    let mut long: Vec<Ws> = (0..n)
+        .map(|_| connect(&first.url("echo")).unwrap().0)
+        .collect();
+    for (i, ws) in long.iter_mut().enumerate() {
+        echo_checked(ws, &format!("s{i}"), 2);
+    }
+    (t, first, long)
+}
+
+/// A successor of our own (the library's side of the protocol): it has
+/// taken the listeners of `old` and said ready; the sessions are next.
+fn successor_of_our_own(old: &Relay) -> wsrelay::handover::Inherited {
+    let path = old.dir.join("wsrelay.sock");
+    let mut got = wsrelay::handover::take_over(&path).expect("take over");
+    got.confirm_ready().expect("released");
+    got
+}
+
 /// A successor that dies in the middle of the session handover (it read a
 /// session and never answered): the old process takes its sessions back —
 /// they relay on there — and closes them with 1012 at its drain deadline;
 /// it exits 0.
 #[test]
 fn a_successor_that_dies_mid_handover_leaves_the_sessions_with_the_old_process() {
-    let t = target(Behaviour::Echo);
-    let cfg = base_config(1) + &endpoint("echo", &t.url(), "");
-    let mut first = Relay::start(&cfg);
-    let mut long: Vec<Ws> = (0..3)
-        .map(|_| connect(&first.url("echo")).unwrap().0)
-        .collect();
-    for (i, ws) in long.iter_mut().enumerate() {
-        echo_checked(ws, &format!("s{i}"), 2);
-    }
+    let (_t, mut first, mut long) = relay_with_sessions(3);
     // A successor of our own: takes the listeners, says ready, and dies
     // (unwinds, dropping its end of the link) on the first session.
-    let path = first.dir.join("wsrelay.sock");
-    let mut got = wsrelay::handover::take_over(&path).expect("take over");
-    got.confirm_ready().expect("released");
+    let got = successor_of_our_own(&first);
     let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
         let _ = got.adopt_sessions(|_, _| panic!("the successor crashes"));
     }));
@@ -547,18 +551,8 @@ fn sigusr2_upgrades_and_systemd_hears_the_new_main_pid() {
 /// drain deadline.
 #[test]
 fn sessions_the_successor_refuses_stay_with_the_old_process() {
-    let t = target(Behaviour::Echo);
-    let cfg = base_config(1) + &endpoint("echo", &t.url(), "");
-    let mut first = Relay::start(&cfg);
-    let mut long: Vec<Ws> = (0..3)
-        .map(|_| connect(&first.url("echo")).unwrap().0)
-        .collect();
-    for (i, ws) in long.iter_mut().enumerate() {
-        echo_checked(ws, &format!("s{i}"), 2);
-    }
-    let path = first.dir.join("wsrelay.sock");
-    let mut got = wsrelay::handover::take_over(&path).expect("take over");
-    got.confirm_ready().expect("released");
+    let (_t, mut first, mut long) = relay_with_sessions(3);
+    let got = successor_of_our_own(&first);
     let n = got
         .adopt_sessions(|_, _| Box::new(|| Err("not today".to_string())))
         .expect("the handover completes");
@@ -627,13 +621,7 @@ fn a_streaming_session_moves_without_losing_a_byte() {
     stop.store(true, Ordering::Relaxed);
     let echoed = streamer.join().unwrap().expect("every echo right");
     assert!(echoed >= 160, "{echoed}");
-    assert!(
-        second
-            .log_text()
-            .contains("live sessions taken over from the predecessor"),
-        "{}",
-        second.log_text()
-    );
+    assert_took_sessions_over(&second);
     drop(second);
     drop(first);
 }

@@ -43,6 +43,19 @@ impl Stats {
     }
 
     /// Counts an error, keeping the first message.
+    /// One message echoed (or session completed) that started at `t`;
+    /// its latency is recorded when `t` is inside the measurement window.
+    pub fn done(&self, t: Instant, measure_from: Instant) {
+        self.received.set(self.received.get() + 1);
+        if t >= measure_from {
+            let _ = self
+                .hist
+                .borrow_mut()
+                .record(t.elapsed().as_nanos().max(1) as u64);
+            self.measured.set(self.measured.get() + 1);
+        }
+    }
+
     pub fn error(&self, e: impl Into<String>) {
         self.errors.set(self.errors.get() + 1);
         let mut f = self.first_error.borrow_mut();

@@ -65,6 +65,16 @@ impl Clock {
 const IN_BUF: usize = 64 * 1024;
 const GRACE: Duration = Duration::from_secs(2);
 
+/// Waits for connection `i`'s point of the ramp (connections open evenly
+/// over `c.ramp` from `start`).
+async fn ramp_slot(i: usize, c: &Common, start: Instant) {
+    let at = start + c.ramp.mul_f64(i as f64 / c.connections.max(1) as f64);
+    let now = Instant::now();
+    if at > now {
+        Timer::new(at - now).await;
+    }
+}
+
 /// Opens connection `i` of `n` at its point of the ramp, then drives it.
 pub async fn connection(
     i: usize,
@@ -74,11 +84,7 @@ pub async fn connection(
     stats: Rc<Stats>,
     start: Instant,
 ) {
-    let at = start + c.ramp.mul_f64(i as f64 / c.connections.max(1) as f64);
-    let now = Instant::now();
-    if at > now {
-        Timer::new(at - now).await;
-    }
+    ramp_slot(i, &c, start).await;
     let (stream, early) = match ws::connect(&c.url).await {
         Ok(x) => x,
         Err(e) => return stats.error(e),
@@ -333,16 +339,7 @@ pub async fn connect_worker(c: Common, clock: Clock, stats: Rc<Stats>, echo: boo
         let t = Instant::now();
         stats.sent.set(stats.sent.get() + 1);
         match cycle(&c.url, echo).await {
-            Ok(()) => {
-                stats.received.set(stats.received.get() + 1);
-                if t >= clock.measure_from {
-                    let _ = stats
-                        .hist
-                        .borrow_mut()
-                        .record(t.elapsed().as_nanos().max(1) as u64);
-                    stats.measured.set(stats.measured.get() + 1);
-                }
-            }
+            Ok(()) => stats.done(t, clock.measure_from),
             Err(e) => stats.error(e),
         }
     }
@@ -438,11 +435,7 @@ pub async fn hold_session(
     start: Instant,
     stats: Rc<Stats>,
 ) -> bool {
-    let at = start + c.ramp.mul_f64(i as f64 / c.connections.max(1) as f64);
-    let now = Instant::now();
-    if at > now {
-        Timer::new(at - now).await;
-    }
+    ramp_slot(i, &c, start).await;
     let r = async {
         let (mut s, early) = ws::connect(&c.url).await?;
         let mut frames = Frames::new(early);
@@ -474,14 +467,7 @@ pub async fn hold_session(
                     String::from_utf8_lossy(&got)
                 ));
             }
-            stats.received.set(stats.received.get() + 1);
-            if t >= clock.measure_from {
-                let _ = stats
-                    .hist
-                    .borrow_mut()
-                    .record(t.elapsed().as_nanos().max(1) as u64);
-                stats.measured.set(stats.measured.get() + 1);
-            }
+            stats.done(t, clock.measure_from);
             seq += 1;
             next += every;
         }
@@ -504,11 +490,7 @@ pub async fn idle_connection(
     start: Instant,
     hold_until: Instant,
 ) -> Option<TcpStream> {
-    let at = start + c.ramp.mul_f64(i as f64 / c.connections.max(1) as f64);
-    let now = Instant::now();
-    if at > now {
-        Timer::new(at - now).await;
-    }
+    ramp_slot(i, &c, start).await;
     let r = async {
         let (mut s, _) = ws::connect(&c.url).await?;
         s.write_all(&[0x82, 0x81, 1, 2, 3, 4, 7 ^ 1])

@@ -283,7 +283,7 @@ pub fn adopt(ctx: &Rc<ShardCtx>, rec: Box<SessionRecord>, fds: SessionFds) -> Re
     let ctl = Rc::new(SessionCtl::new(rec.id, &endpoint.cfg.id));
     ctl.started_at_ms.set(rec.started_at_ms);
     let registered = Registered::new(ctx, &ctl, &metrics);
-    let relay = Relay::adopt(ctx, endpoint, metrics, client, upstream, ctl.clone(), &rec);
+    let relay = Relay::new(ctx, endpoint, metrics, client, upstream, ctl.clone()).resume(&rec);
     let counts = relay.counts();
     ctl.counts.set(counts);
     ctl.reported.set(counts);
@@ -566,18 +566,26 @@ impl Session {
         }
     }
 
-    /// Moved to the successor: this process lets go of it without a close
-    /// (dropping the streams closes only this process's descriptors; the
-    /// connections live on in the successor) and without an end event.
-    fn moved(self) {
+    /// The session's parts, its buffers back in the pool; dropped by the
+    /// caller in this order (the registration last).
+    fn take_apart(self) -> (Relay, limits::Slot, Registered) {
         let Session {
             mut relay,
             slot,
             _registered,
         } = self;
+        let pool = relay.ctx.pool.clone();
+        relay.c2u.finish(&pool);
+        relay.u2c.finish(&pool);
+        (relay, slot, _registered)
+    }
+
+    /// Moved to the successor: this process lets go of it without a close
+    /// (dropping the streams closes only this process's descriptors; the
+    /// connections live on in the successor) and without an end event.
+    fn moved(self) {
+        let (relay, slot, _registered) = self.take_apart();
         let ctx = relay.ctx.clone();
-        relay.c2u.finish(&ctx.pool);
-        relay.u2c.finish(&ctx.pool);
         tracing::debug!(endpoint = %relay.endpoint.cfg.id, session = %relay.ctl.id, "session moved to the successor");
         ctx.events.send(Event::Moved { id: relay.ctl.id });
         drop(relay);
@@ -587,14 +595,8 @@ impl Session {
     /// Closed: buffers back to the pool, the close counted, logged and
     /// reported; then the admission slot and the registration are released.
     fn finish(self, end: SessionEnd, level: tracing::Level) {
-        let Session {
-            mut relay,
-            slot,
-            _registered,
-        } = self;
+        let (relay, slot, _registered) = self.take_apart();
         let ctx = relay.ctx.clone();
-        relay.c2u.finish(&ctx.pool);
-        relay.u2c.finish(&ctx.pool);
         relay.metrics.record_close(end.code, end.by);
         let counts = relay.counts();
         let [msgs_in, msgs_out] = counts.msgs;
@@ -710,28 +712,20 @@ impl Relay {
         }
     }
 
-    /// The relay of a session handed over by the predecessor, resumed from
-    /// its record.
-    fn adopt(
-        ctx: &Rc<ShardCtx>,
-        endpoint: std::sync::Arc<Endpoint>,
-        metrics: Rc<EndpointMetrics>,
-        client: TcpStream,
-        upstream: UpStream,
-        ctl: Rc<SessionCtl>,
-        rec: &SessionRecord,
-    ) -> Relay {
+    /// This new relay resumes a session handed over by the predecessor,
+    /// from its record.
+    fn resume(mut self, rec: &SessionRecord) -> Relay {
         let now = Instant::now();
-        let mut r = Relay::new(ctx, endpoint, metrics, client, upstream, ctl);
+        let ctx = self.ctx.clone();
         let (s1, s2) = ctx.mask_seeds();
-        r.c2u = Pump::adopt(Direction::In, now, s1, &rec.c2u, &ctx.pool);
-        r.u2c = Pump::adopt(Direction::Out, now, s2, &rec.u2c, &ctx.pool);
-        r.ping_sent = rec
+        self.c2u = Pump::adopt(Direction::In, now, s1, &rec.c2u, &ctx.pool);
+        self.u2c = Pump::adopt(Direction::Out, now, s2, &rec.u2c, &ctx.pool);
+        self.ping_sent = rec
             .ping_ago_ms
             .map(|ms| now.checked_sub(Duration::from_millis(ms)).unwrap_or(now));
-        r.missed_pongs = rec.missed_pongs;
-        r.ping_seq = rec.ping_seq;
-        r
+        self.missed_pongs = rec.missed_pongs;
+        self.ping_seq = rec.ping_seq;
+        self
     }
 
     /// Starts coming to rest for the successor, if the session can move:
