@@ -15,6 +15,8 @@ pub mod echo;
 #[allow(clippy::disallowed_types, clippy::disallowed_methods)]
 pub mod events;
 pub mod json;
+#[allow(clippy::disallowed_methods)]
+pub mod memory;
 pub mod metrics;
 pub mod ops;
 #[allow(clippy::disallowed_types)]

@@ -134,6 +134,9 @@ pub struct LimitsConfig {
     /// `SO_RCVBUF` of relayed sockets, bytes; the kernel doubles it. 0 = the
     /// kernel's autotuning. Default 262144.
     pub socket_recv_buffer_bytes: usize,
+    /// Resident memory (RSS) ceiling in bytes: above 90 % of it new upgrades
+    /// get 503 (`memory`), below 80 % they are admitted again. 0 = off.
+    pub max_memory_bytes: u64,
 }
 
 impl Default for LimitsConfig {
@@ -149,6 +152,7 @@ impl Default for LimitsConfig {
             send_timeout_ms: 30_000,
             socket_send_buffer_bytes: 262_144,
             socket_recv_buffer_bytes: 262_144,
+            max_memory_bytes: 0,
         }
     }
 }

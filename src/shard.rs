@@ -45,6 +45,8 @@ pub struct Shared {
     pub draining_shards: AtomicUsize,
     /// This node's id (sessions handed over in a binary upgrade name it).
     pub node: String,
+    /// Load shedding on resident memory.
+    pub memory: Arc<limits::MemoryPressure>,
 }
 
 /// What a command asked of the loop that received it.
@@ -530,6 +532,7 @@ mod tests {
                 tls: upstream::tls_connector(None).unwrap(),
                 draining_shards: Default::default(),
                 node: "test:0".into(),
+                memory: Default::default(),
             }),
             snapshot: Default::default(),
             metrics: ShardMetrics::new(),

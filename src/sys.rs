@@ -101,6 +101,26 @@ pub fn recv_with_fds(
 /// Descriptors one handover message may carry.
 pub const MAX_FDS: usize = 256;
 
+/// This process's resident set size in bytes (`/proc/self/statm`).
+pub fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok()?)
+}
+
+/// Returns memory the allocator holds free to the kernel (glibc keeps freed
+/// heap memory for reuse, so resident memory would not fall after sessions
+/// end; elsewhere this does nothing).
+pub fn release_free_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// The soft `RLIMIT_MEMLOCK` in bytes (`None` = unlimited).
 pub fn memlock_limit() -> std::io::Result<Option<u64>> {
     let mut r = libc::rlimit {

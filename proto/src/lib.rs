@@ -28,11 +28,12 @@ pub enum Reject {
     UpstreamFailed,
     UpstreamTimeout,
     Fragmented,
+    Memory,
 }
 
 impl Reject {
     /// Every reason, for reports.
-    pub const ALL: [Reject; 15] = [
+    pub const ALL: [Reject; 16] = [
         Reject::BadRequest,
         Reject::UpgradeRequired,
         Reject::HeadersTooLarge,
@@ -48,6 +49,7 @@ impl Reject {
         Reject::UpstreamFailed,
         Reject::UpstreamTimeout,
         Reject::Fragmented,
+        Reject::Memory,
     ];
 
     /// Metric label.
@@ -68,6 +70,7 @@ impl Reject {
             Reject::UpstreamFailed => "upstream_failed",
             Reject::UpstreamTimeout => "upstream_timeout",
             Reject::Fragmented => "fragmented_request",
+            Reject::Memory => "memory",
         }
     }
 }

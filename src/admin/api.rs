@@ -74,6 +74,8 @@ pub struct AdminState {
     pub echo_active: AtomicUsize,
     /// `/ops` readers that want per-message metadata, by endpoint.
     pub meta_subs: Mutex<std::collections::HashMap<String, usize>>,
+    /// Resident memory against `limits.max_memory_bytes`.
+    pub memory: Arc<crate::shard::limits::MemoryPressure>,
 }
 
 /// Shared state as handlers get it.

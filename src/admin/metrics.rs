@@ -47,6 +47,12 @@ pub mod names {
     pub const SESSION_PANICS: &str = "wsrelay_session_panics_total";
     /// Gauge.
     pub const UPTIME: &str = "wsrelay_uptime_seconds";
+    /// Gauge: 1 while new upgrades are shed for memory.
+    pub const MEMORY_SHEDDING: &str = "wsrelay_memory_shedding";
+    /// Gauge: `limits.max_memory_bytes` (0: off).
+    pub const MEMORY_LIMIT: &str = "wsrelay_memory_limit_bytes";
+    /// Gauge: resident memory, bytes (the standard name).
+    pub const RESIDENT: &str = "process_resident_memory_bytes";
 }
 
 /// Quantiles exported for the latency summaries.
@@ -260,6 +266,27 @@ pub fn text(st: &AppState) -> String {
         "gauge",
         "Seconds since the process started.",
         st.started.elapsed().as_secs(),
+    );
+    single(
+        &mut out,
+        MEMORY_SHEDDING,
+        "gauge",
+        "1 while new upgrades get 503 because resident memory passed 90 % of limits.max_memory_bytes (until it is below 80 %).",
+        u8::from(st.memory.shedding()),
+    );
+    single(
+        &mut out,
+        MEMORY_LIMIT,
+        "gauge",
+        "limits.max_memory_bytes (0: no ceiling).",
+        st.memory.limit,
+    );
+    single(
+        &mut out,
+        RESIDENT,
+        "gauge",
+        "Resident memory size in bytes.",
+        crate::sys::resident_bytes().unwrap_or(0),
     );
     out
 }

@@ -43,6 +43,8 @@ pub struct RuntimeSpec {
     pub listener: std::net::TcpListener,
     /// Allowed CORS origins (empty: CORS off).
     pub cors_origins: Vec<String>,
+    /// Resident memory against `limits.max_memory_bytes`.
+    pub memory: Arc<crate::shard::limits::MemoryPressure>,
 }
 
 /// A running admin side.
@@ -78,6 +80,7 @@ pub fn start(spec: RuntimeSpec) -> Result<Running, StartError> {
         ops,
         echo_active: Default::default(),
         meta_subs: Default::default(),
+        memory: spec.memory,
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(WORKERS)

@@ -337,6 +337,9 @@ pub fn run(
     };
     let tls = shard::upstream::tls_connector(tls_extra.as_deref())
         .map_err(|m| StartError(format!("config: server.upstream_ca_file: {m}")))?;
+    let memory = Arc::new(shard::limits::MemoryPressure::new(
+        cfg.limits.max_memory_bytes,
+    ));
     let mut registry = Registry::default();
     let snapshot = registry
         .snapshot(&endpoints)
@@ -347,9 +350,12 @@ pub fn run(
         tls,
         draining_shards: AtomicUsize::new(cpus.len()),
         node: node.clone(),
+        memory: memory.clone(),
     });
     let cors = cfg.server.admin_cors_origins.clone();
     let cfg = Arc::new(cfg);
+    crate::admin::memory::watch(&memory)
+        .map_err(|e| StartError(format!("cannot start the memory thread: {e}")))?;
 
     // Handlers are installed before the ready line, so a signal sent as soon
     // as wsrelay reports ready is never lost or fatal.
@@ -405,6 +411,7 @@ pub fn run(
         events: queues,
         listener: admin,
         cors_origins: cors,
+        memory,
     })?;
     tracing::info!(data = %data_addr, admin = %admin_addr, shards = cpus.len(), cpus = ?cpus, node = %node, "wsrelay ready");
     {

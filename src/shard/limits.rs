@@ -5,7 +5,7 @@
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -130,6 +130,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn memory_shedding_starts_above_90_and_stops_below_80_percent() {
+        let m = MemoryPressure::new(1000);
+        assert_eq!(m.update(900), None, "90 % is not above 90 %");
+        assert!(!m.shedding());
+        assert_eq!(m.update(901), Some(true));
+        assert!(m.shedding());
+        assert_eq!(m.update(850), None, "between 80 and 90 %: still shedding");
+        assert_eq!(m.update(800), None);
+        assert_eq!(m.update(799), Some(false));
+        assert!(!m.shedding());
+        assert_eq!(m.update(850), None, "not again until above 90 %");
+        let off = MemoryPressure::new(0);
+        assert_eq!(off.update(u64::MAX), None);
+        assert!(!off.shedding());
+        assert_eq!(off.rss.load(Ordering::Relaxed), u64::MAX);
+        let huge = MemoryPressure::new(u64::MAX);
+        assert_eq!(huge.update(u64::MAX - 1), Some(true), "no overflow");
+    }
+
+    #[test]
     fn admission_is_exact_under_threads() {
         let global = Arc::new(AtomicUsize::new(0));
         let ep = Arc::new(AtomicUsize::new(0));
@@ -192,5 +212,50 @@ mod tests {
         for _ in 0..100 {
             b.check_at("1.1.1.1".parse().unwrap(), 0).unwrap();
         }
+    }
+}
+
+/// Load shedding on resident memory (`limits.max_memory_bytes`): set above
+/// 90 % of the ceiling, cleared below 80 % (the gap keeps it from flapping).
+/// A sampling thread on the admin side updates it; shards read one atomic
+/// at admission.
+#[derive(Debug, Default)]
+pub struct MemoryPressure {
+    /// The ceiling in bytes (0: off).
+    pub limit: u64,
+    /// The last resident size sampled, bytes.
+    pub rss: AtomicU64,
+    shedding: AtomicBool,
+}
+
+impl MemoryPressure {
+    /// Shedding above 90 % of `limit` bytes (0: never).
+    pub fn new(limit: u64) -> MemoryPressure {
+        MemoryPressure {
+            limit,
+            ..Default::default()
+        }
+    }
+
+    /// Whether new upgrades are refused now.
+    pub fn shedding(&self) -> bool {
+        self.shedding.load(Ordering::Relaxed)
+    }
+
+    /// Takes a sample of the resident size; returns the new state when it
+    /// changed.
+    pub fn update(&self, rss: u64) -> Option<bool> {
+        self.rss.store(rss, Ordering::Relaxed);
+        if self.limit == 0 {
+            return None;
+        }
+        let was = self.shedding();
+        // u128: no overflow for any ceiling.
+        let pct = |p: u128| (self.limit as u128 * p / 100) as u64;
+        let now = if was { rss >= pct(80) } else { rss > pct(90) };
+        (now != was).then(|| {
+            self.shedding.store(now, Ordering::Relaxed);
+            now
+        })
     }
 }

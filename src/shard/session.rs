@@ -360,6 +360,8 @@ async fn establish(
         Route::Healthz => {
             let (status, body) = if ctx.draining.get() {
                 (503, "draining")
+            } else if ctx.shared.memory.shedding() {
+                (503, "degraded")
             } else {
                 (200, "ok")
             };
@@ -370,6 +372,9 @@ async fn establish(
     let refusal = |status, reason| Refusal { status, reason };
     if ctx.draining.get() {
         return refuse(&ctx, &mut client, refusal(503, Reject::Draining), Some(1)).await;
+    }
+    if ctx.shared.memory.shedding() {
+        return refuse(&ctx, &mut client, refusal(503, Reject::Memory), Some(1)).await;
     }
     if let Err(wait) = ctx.shared.ip_buckets.check(peer.ip()) {
         return refuse(

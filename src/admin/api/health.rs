@@ -35,7 +35,9 @@ pub async fn healthz(
     st.live.store_ok.store(db_ok, Ordering::Relaxed);
     let running = st.commands.iter().filter(|c| !c.is_closed()).count();
     let shards_ok = running == st.commands.len();
-    let ok = db_ok && shards_ok;
+    let memory = &st.memory;
+    let shedding = memory.shedding();
+    let ok = db_ok && shards_ok && !shedding;
     let mut body = json!({
         "status": if ok { "ok" } else { "degraded" },
         "uptime": st.started.elapsed().as_secs(),
@@ -44,6 +46,11 @@ pub async fn healthz(
         "checks": {
             "database": db_text,
             "shards": if shards_ok { "ok".to_string() } else { format!("{running} of {} running", st.commands.len()) },
+            "memory": if shedding {
+                format!("shedding: resident {} of {} bytes", memory.rss.load(Ordering::Relaxed), memory.limit)
+            } else {
+                "ok".to_string()
+            },
         },
     });
     if q.get("detailed").is_some_and(|v| v == "true" || v == "1") {
