@@ -18,6 +18,8 @@ pub mod json;
 #[allow(clippy::disallowed_methods)]
 pub mod memory;
 pub mod metrics;
+#[allow(clippy::disallowed_types)]
+pub mod nodes;
 pub mod ops;
 #[allow(clippy::disallowed_types)]
 pub mod runtime;

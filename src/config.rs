@@ -84,6 +84,9 @@ pub struct ServerConfig {
     /// to the working directory; empty: no binary upgrade. Default
     /// `wsrelay.sock`.
     pub control_socket: String,
+    /// Milliseconds between heartbeats of this node's row (SPEC 7); a node
+    /// silent for 3 intervals is marked down by a live one. Default 5000.
+    pub node_heartbeat_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -100,6 +103,7 @@ impl Default for ServerConfig {
             spin_before_park_us: 0,
             admin_cors_origins: Vec::new(),
             control_socket: "wsrelay.sock".into(),
+            node_heartbeat_ms: 5_000,
         }
     }
 }
@@ -510,6 +514,9 @@ impl Config {
         }
         if self.server.shards > 1024 {
             return Err(invalid("server.shards", "must be 0-1024"));
+        }
+        if !(100..=600_000).contains(&self.server.node_heartbeat_ms) {
+            return Err(invalid("server.node_heartbeat_ms", "must be 100-600000"));
         }
         let db = &self.server.database;
         if !(db.starts_with("sqlite://")

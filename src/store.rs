@@ -159,6 +159,26 @@ pub struct AuditFilter {
     pub until: Option<i64>,
 }
 
+/// One `node` row (SPEC 6, 7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRow {
+    /// Node id (`WSRELAY_NODE_ID`, or host:data port).
+    pub id: String,
+    /// Host name.
+    pub host: String,
+    /// wsrelay version it runs.
+    pub version: String,
+    /// Unix ms.
+    pub started_at: i64,
+    /// Unix ms.
+    pub last_heartbeat: i64,
+    /// `up`, `draining` or `down`, as stored (a silent node may not be
+    /// marked down yet).
+    pub state: String,
+    /// Sessions at its last heartbeat.
+    pub sessions: i64,
+}
+
 /// One `live_session` row (SPEC 4.4).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionRow {
@@ -330,6 +350,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("../migrations/sqlite/0003_session_closed_by.sql"),
     ),
+    (4, include_str!("../migrations/sqlite/0004_node_state.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -340,6 +361,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         3,
         include_str!("../migrations/postgres/0003_session_closed_by.sql"),
+    ),
+    (
+        4,
+        include_str!("../migrations/postgres/0004_node_state.sql"),
     ),
 ];
 
@@ -373,6 +398,9 @@ impl Store {
             Backend::Sqlite => SQLITE_MIGRATIONS,
             Backend::Postgres => POSTGRES_MIGRATIONS,
         };
+        // Nodes that start at the same moment on an empty database: one
+        // migrates, the others wait and then find everything applied.
+        let _lock = self.db.lock_migrations()?;
         self.db.batch(
             "CREATE TABLE IF NOT EXISTS schema_migration (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
         )?;
@@ -595,23 +623,98 @@ impl Store {
 
     // ---- nodes and sessions ----
 
-    /// Registers (or re-registers) this process as a node.
-    pub fn register_node(&self, id: &str, host: &str) -> Result<()> {
+    /// Registers (or re-registers) this process as a node: `up`, running
+    /// `version`, started now.
+    pub fn register_node(&self, id: &str, host: &str, version: &str) -> Result<()> {
         let now = now_ms();
         self.db.execute(
-            "INSERT INTO node (id, host, started_at, last_heartbeat) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO UPDATE SET host = excluded.host, started_at = excluded.started_at, last_heartbeat = excluded.last_heartbeat",
-            &[Value::text(id), Value::text(host), Value::I64(now), Value::I64(now)],
+            "INSERT INTO node (id, host, started_at, last_heartbeat, version, state, sessions) VALUES ($1, $2, $3, $4, $5, 'up', 0) ON CONFLICT (id) DO UPDATE SET host = excluded.host, started_at = excluded.started_at, last_heartbeat = excluded.last_heartbeat, version = excluded.version, state = 'up', sessions = 0",
+            &[
+                Value::text(id),
+                Value::text(host),
+                Value::I64(now),
+                Value::I64(now),
+                Value::text(version),
+            ],
         )?;
         Ok(())
     }
 
-    /// Refreshes the node's `last_heartbeat`.
-    pub fn heartbeat_node(&self, id: &str) -> Result<()> {
+    /// Refreshes the node's `last_heartbeat`, state (`up` or `draining`) and
+    /// session count.
+    pub fn heartbeat_node(&self, id: &str, state: &str, sessions: u64) -> Result<()> {
         self.db.execute(
-            "UPDATE node SET last_heartbeat = $1 WHERE id = $2",
+            "UPDATE node SET last_heartbeat = $1, state = $2, sessions = $3 WHERE id = $4",
+            &[
+                Value::I64(now_ms()),
+                Value::text(state),
+                Value::I64(sessions as i64),
+                Value::text(id),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Marks the node `down` (it exits with no session left).
+    pub fn node_down(&self, id: &str) -> Result<()> {
+        self.db.execute(
+            "UPDATE node SET state = 'down', sessions = 0, last_heartbeat = $1 WHERE id = $2",
             &[Value::I64(now_ms()), Value::text(id)],
         )?;
         Ok(())
+    }
+
+    /// Every node, by id.
+    pub fn list_nodes(&self) -> Result<Vec<NodeRow>> {
+        let rows = self.db.query(
+            "SELECT id, host, version, started_at, last_heartbeat, state, sessions FROM node ORDER BY id",
+            &[],
+        )?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let text = |i: usize| {
+                    r.get(i)
+                        .cloned()
+                        .and_then(Value::into_text)
+                        .unwrap_or_default()
+                };
+                let int = |i: usize| r.get(i).and_then(Value::as_i64).unwrap_or(0);
+                NodeRow {
+                    id: text(0),
+                    host: text(1),
+                    version: text(2),
+                    started_at: int(3),
+                    last_heartbeat: int(4),
+                    state: text(5),
+                    sessions: int(6),
+                }
+            })
+            .collect())
+    }
+
+    /// Ghosts (SPEC 7): nodes other than `me` silent since before `cutoff`
+    /// (Unix ms) are marked `down`, and every `ACTIVE` session of a `down`
+    /// node is closed with reason `node lost`. Claiming a node is one
+    /// conditional update, so of several live nodes only one marks it, and
+    /// closing only touches `ACTIVE` rows, so nothing is done twice.
+    /// Returns (the nodes marked down, the sessions closed).
+    pub fn sweep_lost_nodes(&self, me: &str, cutoff: i64) -> Result<(Vec<String>, u64)> {
+        let lost: Vec<String> = self
+            .db
+            .query(
+                "UPDATE node SET state = 'down' WHERE state <> 'down' AND last_heartbeat < $1 AND id <> $2 RETURNING id",
+                &[Value::I64(cutoff), Value::text(me)],
+            )?
+            .into_iter()
+            .filter_map(|r| r.into_iter().next().and_then(Value::into_text))
+            .collect();
+        let now = now_ms();
+        let closed = self.db.execute(
+            "UPDATE live_session SET state = 'CLOSED', ended_at = $1, close_reason = 'node lost', closed_by = 'wsrelay', updated_at = $2 WHERE state = 'ACTIVE' AND node_id IN (SELECT id FROM node WHERE state = 'down')",
+            &[Value::I64(now), Value::I64(now)],
+        )?;
+        Ok((lost, closed))
     }
 
     /// Records a session that started (state `ACTIVE`).

@@ -28,7 +28,7 @@ fn sqlite_store(test: &str) -> (Store, std::path::PathBuf) {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("t.db");
     let sqlite = Store::connect(&format!("sqlite://{}", path.display())).unwrap();
-    assert_eq!(sqlite.migrate().unwrap(), 3);
+    assert_eq!(sqlite.migrate().unwrap(), 4);
     (sqlite, path)
 }
 
@@ -46,7 +46,7 @@ fn postgres_store(url: &str, test: &str) -> Store {
     let db = wsrelay::store::postgres::PostgresDb::with_config(config).unwrap();
     let store = Store::from_db(std::sync::Arc::new(db));
     assert_eq!(store.backend(), Backend::Postgres);
-    assert_eq!(store.migrate().unwrap(), 3);
+    assert_eq!(store.migrate().unwrap(), 4);
     store
 }
 
@@ -256,9 +256,9 @@ fn the_database_refuses_to_change_the_audit_log() {
 #[test]
 fn stale_sessions_of_this_node_are_closed() {
     for s in stores("stale") {
-        s.register_node("node-a", "host-a").unwrap();
+        s.register_node("node-a", "host-a", "1.0.0").unwrap();
         // Re-registering after a restart is not a conflict.
-        s.register_node("node-a", "host-a").unwrap();
+        s.register_node("node-a", "host-a", "1.0.1").unwrap();
         s.insert_session("s1", "node-a", "echo", "127.0.0.1:1", 10)
             .unwrap();
         s.insert_session("s2", "node-a", "echo", "127.0.0.1:2", 11)
@@ -271,6 +271,70 @@ fn stale_sessions_of_this_node_are_closed() {
         // Another node's sessions are not this node's to close.
         assert_eq!(s.session_ids("node-b", "ACTIVE").unwrap(), ["s3"]);
         assert_eq!(s.close_stale_sessions("node-a").unwrap(), 0);
+    }
+}
+
+/// The node directory: heartbeats, listing, and the sweep of silent
+/// nodes, which marks each once and closes its sessions once.
+#[test]
+fn silent_nodes_are_swept_once() {
+    for s in stores("sweep") {
+        s.register_node("a", "host", "1").unwrap();
+        s.register_node("b", "host", "1").unwrap();
+        s.heartbeat_node("b", "draining", 3).unwrap();
+        let b = s
+            .list_nodes()
+            .unwrap()
+            .into_iter()
+            .find(|n| n.id == "b")
+            .unwrap();
+        assert_eq!(
+            (b.state.as_str(), b.sessions, b.version.as_str()),
+            ("draining", 3, "1")
+        );
+        s.insert_session("sb", "b", "echo", "127.0.0.1:1", 10)
+            .unwrap();
+        s.insert_session("sa", "a", "echo", "127.0.0.1:2", 10)
+            .unwrap();
+        // Nobody is silent before the cutoff.
+        assert_eq!(s.sweep_lost_nodes("a", 0).unwrap(), (vec![], 0));
+        // b is; a never sweeps itself.
+        let future = wsrelay::store::now_ms() + 1000;
+        assert_eq!(
+            s.sweep_lost_nodes("a", future).unwrap(),
+            (vec!["b".to_string()], 1)
+        );
+        let row = s.get_session("sb").unwrap().unwrap();
+        assert_eq!(
+            (row.state.as_str(), row.close_reason.as_deref()),
+            ("CLOSED", Some("node lost"))
+        );
+        assert_eq!(s.get_session("sa").unwrap().unwrap().state, "ACTIVE");
+        // A second live node finds nothing left to do.
+        assert_eq!(
+            s.sweep_lost_nodes("c", future).unwrap(),
+            (vec!["a".to_string()], 1),
+            "{:?}",
+            s.backend()
+        );
+        assert_eq!(s.sweep_lost_nodes("c", future).unwrap(), (vec![], 0));
+        // Registering again brings a node back up.
+        s.register_node("b", "host", "2").unwrap();
+        let b = s
+            .list_nodes()
+            .unwrap()
+            .into_iter()
+            .find(|n| n.id == "b")
+            .unwrap();
+        assert_eq!((b.state.as_str(), b.version.as_str()), ("up", "2"));
+        s.node_down("b").unwrap();
+        let b = s
+            .list_nodes()
+            .unwrap()
+            .into_iter()
+            .find(|n| n.id == "b")
+            .unwrap();
+        assert_eq!(b.state, "down");
     }
 }
 

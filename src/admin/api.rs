@@ -29,6 +29,7 @@ pub mod audit;
 pub mod endpoints;
 pub mod health;
 pub mod login;
+pub mod nodes;
 pub mod sessions;
 pub mod users;
 
@@ -76,6 +77,10 @@ pub struct AdminState {
     pub meta_subs: Mutex<std::collections::HashMap<String, usize>>,
     /// Resident memory against `limits.max_memory_bytes`.
     pub memory: Arc<crate::shard::limits::MemoryPressure>,
+    /// Set when this node starts draining (its node row says so).
+    pub draining: std::sync::atomic::AtomicBool,
+    /// `server.node_heartbeat_ms`.
+    pub node_heartbeat: std::time::Duration,
 }
 
 /// Shared state as handlers get it.
@@ -572,6 +577,7 @@ pub fn router(st: AppState, cors_origins: &[String]) -> Router {
         .route("/api/endpoints/{id}/stats", get(endpoints::stats))
         .route("/api/endpoints/{id}/samples", get(endpoints::samples))
         .route("/api/endpoints/{id}/sessions", get(sessions::by_endpoint))
+        .route("/api/nodes", get(nodes::list))
         .route("/api/sessions", get(sessions::list))
         .route("/api/sessions/{id}", delete(sessions::kill_route))
         .route("/api/audit", get(audit::list))

@@ -180,19 +180,22 @@ pub fn seed_admin(
     let email = email
         .filter(|e| !e.is_empty())
         .unwrap_or("admin@localhost.localdomain");
-    match password.filter(|p| !p.is_empty()) {
+    let seeded = match password.filter(|p| !p.is_empty()) {
         Some(p) => {
-            let u = add_user(store, email, p, Role::Admin, mem)?;
-            Ok(Seeded::FromEnvironment(u.email))
+            add_user(store, email, p, Role::Admin, mem).map(|u| Seeded::FromEnvironment(u.email))
         }
         None => {
             let password = generate_password();
-            let u = add_user(store, email, &password, Role::Admin, mem)?;
-            Ok(Seeded::Generated {
+            add_user(store, email, &password, Role::Admin, mem).map(|u| Seeded::Generated {
                 email: u.email,
                 password,
             })
         }
+    };
+    match seeded {
+        // Another node sharing the database seeded it at the same moment.
+        Err(UserError::Store(StoreError::Conflict(_))) => Ok(Seeded::Existing),
+        other => other,
     }
 }
 

@@ -22,8 +22,6 @@ use crate::store::Store;
 
 /// Tokio worker threads of the admin runtime.
 pub const WORKERS: usize = 2;
-/// How often the node row's heartbeat is refreshed.
-pub const NODE_HEARTBEAT: Duration = Duration::from_secs(10);
 
 /// What the admin runtime is started with.
 pub struct RuntimeSpec {
@@ -45,6 +43,8 @@ pub struct RuntimeSpec {
     pub cors_origins: Vec<String>,
     /// Resident memory against `limits.max_memory_bytes`.
     pub memory: Arc<crate::shard::limits::MemoryPressure>,
+    /// `server.node_heartbeat_ms`.
+    pub node_heartbeat: Duration,
 }
 
 /// A running admin side.
@@ -81,6 +81,8 @@ pub fn start(spec: RuntimeSpec) -> Result<Running, StartError> {
         echo_active: Default::default(),
         meta_subs: Default::default(),
         memory: spec.memory,
+        draining: Default::default(),
+        node_heartbeat: spec.node_heartbeat,
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(WORKERS)
@@ -106,6 +108,7 @@ pub fn start(spec: RuntimeSpec) -> Result<Running, StartError> {
         .name("admin".into())
         .spawn(move || {
             rt.block_on(async move {
+                tokio::spawn(crate::admin::nodes::run(st.clone()));
                 tokio::spawn(tick(st));
                 let served = axum::serve(
                     listener,
@@ -126,15 +129,12 @@ pub fn start(spec: RuntimeSpec) -> Result<Running, StartError> {
     })
 }
 
-/// Once a second: per-endpoint `stats` on `/ops`; every
-/// [`NODE_HEARTBEAT`]: the node row's heartbeat.
+/// Once a second: per-endpoint `stats` on `/ops`.
 async fn tick(st: AppState) {
     let mut every = tokio::time::interval(Duration::from_secs(1));
-    let mut n = 0u64;
     let mut prev = std::collections::BTreeMap::new();
     loop {
         every.tick().await;
-        n += 1;
         if st.ops.has_readers() {
             let merged = crate::admin::stats::merge(&st.live.stats.lock().expect("stats"));
             for (id, t) in &merged {
@@ -145,11 +145,6 @@ async fn tick(st: AppState) {
                 st.ops.publish(OpsEvent::stats(id, v));
             }
             prev = merged;
-        }
-        if n % NODE_HEARTBEAT.as_secs() == 0 {
-            let store = st.store.clone();
-            let node = st.node_id.clone();
-            let _ = tokio::task::spawn_blocking(move || store.heartbeat_node(&node)).await;
         }
     }
 }

@@ -194,8 +194,33 @@ fn open_store(
             "closed stale sessions of a previous run (node restarted)"
         );
     }
-    store.register_node(node, &hostname()).map_err(fail)?;
+    store
+        .register_node(node, &hostname(), env!("CARGO_PKG_VERSION"))
+        .map_err(fail)?;
+    if store.backend() == crate::store::Backend::Sqlite {
+        warn_if_shared(&store, node, cfg.server.node_heartbeat_ms);
+    }
     Ok((store, endpoints, secret))
+}
+
+/// SQLite is single-node: another live node on the same file gets none of
+/// this one's endpoint changes or kills. Said once, at start.
+fn warn_if_shared(store: &Store, me: &str, heartbeat_ms: u64) {
+    let alive_since = crate::store::now_ms()
+        - crate::admin::nodes::lost_after_ms(Duration::from_millis(heartbeat_ms));
+    let others: Vec<String> = store
+        .list_nodes()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| n.id != me && n.state != "down" && n.last_heartbeat >= alive_since)
+        .map(|n| n.id)
+        .collect();
+    if !others.is_empty() {
+        tracing::warn!(
+            nodes = ?others,
+            "another wsrelay uses this SQLite file: SQLite is single-node (endpoint changes and session kills do not reach the other process); share a PostgreSQL database instead"
+        );
+    }
 }
 
 /// The control socket's path (`None`: upgrades off).
@@ -412,6 +437,7 @@ pub fn run(
         listener: admin,
         cors_origins: cors,
         memory,
+        node_heartbeat: Duration::from_millis(cfg.server.node_heartbeat_ms),
     })?;
     tracing::info!(data = %data_addr, admin = %admin_addr, shards = cpus.len(), cpus = ?cpus, node = %node, "wsrelay ready");
     {
@@ -504,6 +530,8 @@ pub fn run(
     };
 
     let live = admin_rt.state.live.clone();
+    let still_serving = serving.clone();
+    let final_store = admin_rt.state.store.clone();
     let upgrade = Upgrade {
         exe,
         config: path.clone(),
@@ -533,6 +561,13 @@ pub fn run(
     }
     if let Some(f) = control_file {
         f.release();
+    }
+    if still_serving.load(std::sync::atomic::Ordering::Acquire) {
+        // Other nodes see it gone at once (a successor of a binary upgrade
+        // has the same node id and row: then the row stays up).
+        if let Err(e) = final_store.node_down(&node) {
+            tracing::warn!("could not mark this node down: {e}");
+        }
     }
     tracing::info!("drained; exiting");
     Ok(())
@@ -672,6 +707,10 @@ fn spawn_signal_thread(
                 tracing::info!(signal = sig, "signal received");
                 if seen == 1 && upgrade.serving() {
                     notify_systemd(&[sd_notify::NotifyState::Stopping]);
+                    admin
+                        .state
+                        .draining
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
                 }
                 // A draining process offers no takeover.
                 if let Some(c) = &control {

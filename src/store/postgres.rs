@@ -14,6 +14,21 @@ pub struct PostgresDb {
     pool: r2d2::Pool<PostgresConnectionManager<NoTls>>,
 }
 
+/// The advisory lock key migrations hold ("wsrelay" in ASCII).
+const MIGRATION_LOCK: i64 = 0x0077_7372_656c_6179;
+
+/// Holds the advisory lock on its own connection; unlocks when dropped (the
+/// connection goes back to the pool, so the lock must not stay with it).
+struct MigrationLock(r2d2::PooledConnection<PostgresConnectionManager<NoTls>>);
+
+impl Drop for MigrationLock {
+    fn drop(&mut self) {
+        let _ = self
+            .0
+            .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]);
+    }
+}
+
 impl PostgresDb {
     /// Connects to `url` (`postgres://user:pass@host:port/db`); fails at once
     /// if the server cannot be reached.
@@ -172,6 +187,13 @@ impl Db for PostgresDb {
 
     fn batch(&self, sql: &str) -> Result<()> {
         self.conn()?.batch_execute(sql).map_err(query_error)
+    }
+
+    fn lock_migrations(&self) -> Result<Box<dyn std::any::Any>> {
+        let mut c = self.conn()?;
+        c.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+            .map_err(query_error)?;
+        Ok(Box::new(MigrationLock(c)))
     }
 
     fn migrate(&self, script: &str, record: &str, values: &[Value]) -> Result<()> {

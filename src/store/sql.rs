@@ -76,4 +76,10 @@ pub trait Db: Send + Sync {
     /// In one transaction: runs `script` (several statements), then `record`
     /// with `params` (the migration's bookkeeping row).
     fn migrate(&self, script: &str, record: &str, params: &[Value]) -> Result<()>;
+    /// Held while migrations run: other processes migrating the same
+    /// database wait for it (PostgreSQL: an advisory lock; SQLite's file
+    /// lock already serializes writers).
+    fn lock_migrations(&self) -> Result<Box<dyn std::any::Any>> {
+        Ok(Box::new(()))
+    }
 }

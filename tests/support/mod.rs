@@ -110,7 +110,9 @@ impl Relay {
         Relay::spawn(&self.dir, &self.cfg, log, &["--takeover"], &[])
     }
 
-    fn spawn(
+    /// Starts `wsrelay serve` (extra `args`, extra `env`) in `dir` with
+    /// config `cfg`, logging to `log`; waits for the ready line.
+    pub fn spawn(
         dir: &std::path::Path,
         cfg: &std::path::Path,
         log: &str,

@@ -90,6 +90,11 @@ pub async fn healthz(
             "writeErrors": w.errors.load(Ordering::Relaxed),
             "rowsDropped": w.dropped.load(Ordering::Relaxed),
         });
+        // Every node sharing the store (one of them: this one).
+        body["nodes"] = match super::nodes::list_json(&st).await {
+            Ok(n) => Value::Array(n),
+            Err(_) => Value::Null,
+        };
     }
     let status = if ok {
         StatusCode::OK

@@ -1,0 +1,203 @@
+//! Several nodes on one PostgreSQL (SPEC 7, issue 13): node rows, their
+//! heartbeat, `GET /api/nodes`, and no ghosts — a killed node is marked down
+//! and its sessions closed (`node lost`) by a live one. PostgreSQL only
+//! (SQLite is single-node); skipped without `DATABASE_URL`, a failure with
+//! `CI=true`.
+// Tests run on plain threads, not on shards: blocking calls and locks are fine here.
+#![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    clippy::result_large_err
+)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::admin::{backends, call, eventually, login, pg_schema_url};
+use support::*;
+
+/// Heartbeat of the test nodes, ms.
+const HEARTBEAT_MS: u64 = 200;
+
+fn postgres() -> Option<String> {
+    backends().into_iter().flatten().next()
+}
+
+fn node_config(t: &Target) -> String {
+    base_config(1).replace(
+        "[server]\n",
+        &format!("[server]\nnode_heartbeat_ms = {HEARTBEAT_MS}\n"),
+    ) + &endpoint("echo", &t.url(), "")
+}
+
+/// `GET /api/nodes` through `r`, by id.
+fn nodes(r: &Relay, token: &str) -> Vec<Value> {
+    let rep = call(r.admin, "GET", "/api/nodes", Some(token), None);
+    assert_eq!(rep.status, 200, "{}", rep.text);
+    rep.body["items"].as_array().unwrap().clone()
+}
+
+fn state_of<'a>(nodes: &'a [Value], id: &str) -> Option<&'a str> {
+    nodes
+        .iter()
+        .find(|n| n["id"] == id)
+        .and_then(|n| n["state"].as_str())
+}
+
+/// Two nodes started at the same moment on an empty database both come up
+/// (the migrations run once, under an advisory lock) and list each other.
+#[test]
+fn nodes_that_start_together_both_come_up_and_list_each_other() {
+    let Some(url) = postgres() else { return };
+    let db = pg_schema_url(&url, "nodes_together");
+    let t = target(Behaviour::Echo);
+    let cfg = node_config(&t);
+    let env = [("DATABASE_URL", db.as_str())];
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| Relay::start_with(&cfg, &env));
+        let b = s.spawn(|| Relay::start_with(&cfg, &env));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let mut c = postgres::Client::connect(&db, postgres::NoTls).unwrap();
+    let applied: i64 = c
+        .query_one("SELECT COUNT(*) FROM schema_migration", &[])
+        .unwrap()
+        .get(0);
+    let distinct: i64 = c
+        .query_one("SELECT COUNT(DISTINCT version) FROM schema_migration", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(applied, distinct, "each migration once");
+    let token = login(&a, ADMIN_EMAIL, ADMIN_PASSWORD).unwrap();
+    let (ida, idb) = (node_id(&a), node_id(&b));
+    let listed = eventually("both nodes up", || {
+        let n = nodes(&a, &token);
+        (state_of(&n, &ida) == Some("up") && state_of(&n, &idb) == Some("up")).then_some(n)
+    });
+    for n in &listed {
+        assert_eq!(n["version"], env!("CARGO_PKG_VERSION"), "{n}");
+        assert!(
+            n["startedAt"].is_string() && n["lastHeartbeat"].is_string(),
+            "{n}"
+        );
+    }
+    // /healthz?detailed=true shows them too.
+    let h = call(b.admin, "GET", "/healthz?detailed=true", None, None);
+    assert_eq!(
+        h.body["nodes"].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        h.text
+    );
+}
+
+/// This node's id, from `/healthz`.
+fn node_id(r: &Relay) -> String {
+    call(r.admin, "GET", "/healthz", None, None).body["node"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// A node killed with SIGKILL: a live node marks it down and closes its
+/// `ACTIVE` sessions with `node lost` within a few heartbeats; restarted
+/// (same node id), the dead node does not redo that work and is up again.
+#[test]
+fn a_killed_node_is_marked_down_and_its_sessions_closed_by_a_live_one() {
+    let Some(url) = postgres() else { return };
+    let db = pg_schema_url(&url, "nodes_ghosts");
+    let t = target(Behaviour::Echo);
+    let cfg = node_config(&t);
+    let a = Relay::start_with(&cfg, &[("DATABASE_URL", db.as_str())]);
+    let b_env = [("DATABASE_URL", db.as_str()), ("WSRELAY_NODE_ID", "node-b")];
+    let mut b = Relay::start_with(&cfg, &b_env);
+    let token = login(&a, ADMIN_EMAIL, ADMIN_PASSWORD).unwrap();
+    let (mut ws, _) = connect(&b.url("echo")).unwrap();
+    ws.send(tungstenite::Message::text("hi")).unwrap();
+    ws.read().unwrap();
+    let session = eventually("node-b's session in the store", || {
+        let rep = call(a.admin, "GET", "/api/sessions", Some(&token), None);
+        rep.body["items"]
+            .as_array()?
+            .iter()
+            .find(|s| s["node"] == "node-b")
+            .map(|s| s["id"].as_str().unwrap().to_string())
+    });
+
+    b.child.kill().unwrap();
+    let _ = b.child.wait();
+    let killed = Instant::now();
+    let closed = eventually("node-b's session closed by node a", || {
+        let rep = call(
+            a.admin,
+            "GET",
+            "/api/sessions?state=CLOSED&limit=100",
+            Some(&token),
+            None,
+        );
+        rep.body["items"]
+            .as_array()?
+            .iter()
+            .find(|s| s["id"] == session.as_str())
+            .cloned()
+    });
+    let took = killed.elapsed();
+    eprintln!("node-b's session closed {took:?} after SIGKILL (heartbeat {HEARTBEAT_MS} ms)");
+    assert_eq!(closed["closeReason"], "node lost", "{closed}");
+    assert_eq!(closed["closedBy"], "wsrelay", "{closed}");
+    assert!(
+        took < Duration::from_millis(10 * HEARTBEAT_MS),
+        "closed {took:?} after the kill"
+    );
+    assert_eq!(state_of(&nodes(&a, &token), "node-b"), Some("down"));
+    assert!(a.log_text().contains("marked down"), "{}", a.log_text());
+
+    // The dead node comes back: up again, and the session stays as node a
+    // closed it (its own start-up cleanup finds nothing ACTIVE).
+    let b2 = Relay::spawn(&b.dir, &b.cfg, "b2.log", &[], &b_env);
+    eventually("node-b up again", || {
+        (state_of(&nodes(&a, &token), "node-b") == Some("up")).then_some(())
+    });
+    let rep = call(
+        b2.admin,
+        "GET",
+        "/api/sessions?state=CLOSED&limit=100",
+        Some(&token),
+        None,
+    );
+    let again = rep.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == session.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(again["closeReason"], "node lost", "{again}");
+    assert_eq!(again["endedAt"], closed["endedAt"], "not closed twice");
+}
+
+/// SQLite is single-node: a second process on the same file says so at
+/// start (and still starts).
+#[test]
+fn a_second_process_on_one_sqlite_file_is_told_sqlite_is_single_node() {
+    let t = target(Behaviour::Echo);
+    let dir = TempDir::new();
+    let cfg = node_config(&t).replace(
+        "[server]\n",
+        &format!(
+            "[server]\ndatabase = \"sqlite://{}\"\ncontrol_socket = \"\"\n",
+            dir.0.join("shared.db").display()
+        ),
+    );
+    let a = Relay::start(&cfg);
+    assert!(!a.log_text().contains("single-node"), "{}", a.log_text());
+    let b = Relay::start(&cfg);
+    assert!(
+        b.log_text().contains("SQLite is single-node"),
+        "{}",
+        b.log_text()
+    );
+    drop((a, b));
+}
