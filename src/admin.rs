@@ -20,6 +20,8 @@ pub mod memory;
 pub mod metrics;
 #[allow(clippy::disallowed_types)]
 pub mod nodes;
+#[allow(clippy::disallowed_methods)]
+pub mod notify;
 pub mod ops;
 #[allow(clippy::disallowed_types)]
 pub mod runtime;

@@ -351,6 +351,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0003_session_closed_by.sql"),
     ),
     (4, include_str!("../migrations/sqlite/0004_node_state.sql")),
+    (
+        5,
+        include_str!("../migrations/sqlite/0005_endpoint_notify.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -365,6 +369,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         4,
         include_str!("../migrations/postgres/0004_node_state.sql"),
+    ),
+    (
+        5,
+        include_str!("../migrations/postgres/0005_endpoint_notify.sql"),
     ),
 ];
 
@@ -458,6 +466,15 @@ impl Store {
             &[Value::text(id)],
         )?;
         rows.into_iter().next().map(endpoint_from_row).transpose()
+    }
+
+    /// The endpoints' version: raised by every change to them (a trigger
+    /// in the changing transaction), 0 before the first.
+    pub fn endpoints_version(&self) -> Result<i64> {
+        Ok(self
+            .setting("endpoints_version")?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
     }
 
     /// Inserts a new endpoint; [`StoreError::Conflict`] if the id exists.

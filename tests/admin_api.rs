@@ -998,60 +998,6 @@ fn metrics_pass_promtool_check() {
     );
 }
 
-/// A TCP forwarder to the database that the test can cut and restore.
-struct DbLink {
-    addr: std::net::SocketAddr,
-    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    pipes: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
-}
-
-impl DbLink {
-    fn new(to: std::net::SocketAddr) -> DbLink {
-        use std::sync::atomic::Ordering;
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let link = DbLink {
-            addr: l.local_addr().unwrap(),
-            up: Default::default(),
-            pipes: Default::default(),
-        };
-        link.up.store(true, Ordering::SeqCst);
-        let (up, pipes) = (link.up.clone(), link.pipes.clone());
-        std::thread::spawn(move || {
-            for c in l.incoming().flatten() {
-                if !up.load(Ordering::SeqCst) {
-                    continue; // dropped: the database is "down"
-                }
-                let Ok(s) = std::net::TcpStream::connect(to) else {
-                    continue;
-                };
-                pipes
-                    .lock()
-                    .unwrap()
-                    .extend([c.try_clone().unwrap(), s.try_clone().unwrap()]);
-                for (mut from, mut to) in [(c.try_clone().unwrap(), s.try_clone().unwrap()), (s, c)]
-                {
-                    std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
-                        let _ = to.shutdown(std::net::Shutdown::Both);
-                    });
-                }
-            }
-        });
-        link
-    }
-
-    fn cut(&self) {
-        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
-        for p in self.pipes.lock().unwrap().drain(..) {
-            let _ = p.shutdown(std::net::Shutdown::Both);
-        }
-    }
-
-    fn restore(&self) {
-        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
 #[test]
 fn a_lost_database_refuses_writes_with_503_while_relaying_goes_on() {
     let Some(url) = backends().into_iter().flatten().next() else {
@@ -1060,12 +1006,8 @@ fn a_lost_database_refuses_writes_with_503_while_relaying_goes_on() {
     };
     let t = target(Behaviour::Echo);
     let schema_url = pg_schema_url(&url, "lost");
-    let cfg: postgres::Config = schema_url.parse().unwrap();
-    let port = cfg.get_ports().first().copied().unwrap_or(5432);
-    let link = DbLink::new(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
-    let mut via = url::Url::parse(&schema_url).unwrap();
-    via.set_host(Some("127.0.0.1")).unwrap();
-    via.set_port(Some(link.addr.port())).unwrap();
+    let link = db_link(&schema_url);
+    let via = via_link(&schema_url, &link);
     let relay = Relay::start_with(
         &(base_config(2) + &endpoint("e", &t.url(), "")),
         &[("DATABASE_URL", via.as_str())],

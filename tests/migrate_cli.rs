@@ -23,7 +23,7 @@ fn migrate_applies_once_then_reports_up_to_date() {
     let url = format!("sqlite://{}", dir.join("m.db").display());
     let (code, out, err) = migrate(&url);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("applied 4 migration(s)"), "{out}");
+    assert!(out.contains("applied 5 migration(s)"), "{out}");
     let (code, out, _) = migrate(&url);
     assert_eq!(code, 0);
     assert!(out.contains("applied 0 migration(s)"), "{out}");

@@ -201,3 +201,109 @@ fn a_second_process_on_one_sqlite_file_is_told_sqlite_is_single_node() {
     );
     drop((a, b));
 }
+
+/// The status node `r` answers an upgrade to `/ws/<id>` with (101 when it
+/// routes the endpoint).
+fn upgrade_status(r: &Relay, id: &str) -> u16 {
+    match connect(&r.url(id)) {
+        Ok((mut ws, _)) => {
+            let _ = ws.close(None);
+            101
+        }
+        Err(e) => status_of(e),
+    }
+}
+
+/// Polls until node `r` answers `/ws/<id>` with `want`; how long it took.
+fn time_until(r: &Relay, id: &str, want: u16) -> Duration {
+    let t0 = Instant::now();
+    loop {
+        if upgrade_status(r, id) == want {
+            return t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "node never answered {want} for {id}"
+        );
+    }
+}
+
+/// 100 endpoint changes made on node A (50 creations, 50 disablings): node
+/// B routes by each within a second (LISTEN/NOTIFY). Prints p50/p99/max.
+#[test]
+fn endpoint_changes_on_one_node_reach_the_other_within_a_second() {
+    let Some(url) = postgres() else { return };
+    let db = pg_schema_url(&url, "nodes_notify");
+    let t = target(Behaviour::Echo);
+    let cfg = node_config(&t);
+    let a = Relay::start_with(&cfg, &[("DATABASE_URL", db.as_str())]);
+    let b = Relay::start_with(&cfg, &[("DATABASE_URL", db.as_str())]);
+    let token = login(&a, ADMIN_EMAIL, ADMIN_PASSWORD).unwrap();
+    let mut took = Vec::new();
+    for i in 0..50 {
+        let id = format!("n{i}");
+        let made = call(
+            a.admin,
+            "POST",
+            "/api/endpoints",
+            Some(&token),
+            Some(&serde_json::json!({"id": id, "targetUrl": t.url()})),
+        );
+        assert_eq!(made.status, 201, "{}", made.text);
+        took.push(time_until(&b, &id, 101));
+        let off = call(
+            a.admin,
+            "PATCH",
+            &format!("/api/endpoints/{id}"),
+            Some(&token),
+            Some(&serde_json::json!({"enabled": false})),
+        );
+        assert_eq!(off.status, 200, "{}", off.text);
+        took.push(time_until(&b, &id, 403));
+    }
+    took.sort();
+    let p = |q: f64| took[((took.len() as f64 * q).ceil() as usize).min(took.len()) - 1];
+    eprintln!(
+        "endpoint change on node A -> routed by node B: {} changes, p50 {:?}, p99 {:?}, max {:?}",
+        took.len(),
+        p(0.5),
+        p(0.99),
+        took[took.len() - 1]
+    );
+    assert!(p(0.99) < Duration::from_secs(1), "p99 {:?}", p(0.99));
+}
+
+/// A change made while node B could not listen (its database link cut) is
+/// not lost: once the link is back, B reads the version and catches up.
+#[test]
+fn a_change_made_while_a_node_was_cut_off_is_caught_up() {
+    let Some(url) = postgres() else { return };
+    let db = pg_schema_url(&url, "nodes_catch_up");
+    let link = db_link(&db);
+    let t = target(Behaviour::Echo);
+    let cfg = node_config(&t);
+    let a = Relay::start_with(&cfg, &[("DATABASE_URL", db.as_str())]);
+    let b = Relay::start_with(&cfg, &[("DATABASE_URL", via_link(&db, &link).as_str())]);
+    let token = login(&a, ADMIN_EMAIL, ADMIN_PASSWORD).unwrap();
+    assert_eq!(upgrade_status(&b, "late"), 404);
+    link.cut();
+    let made = call(
+        a.admin,
+        "POST",
+        "/api/endpoints",
+        Some(&token),
+        Some(&serde_json::json!({"id": "late", "targetUrl": t.url()})),
+    );
+    assert_eq!(made.status, 201, "{}", made.text);
+    // B goes on routing by what it had.
+    assert_eq!(upgrade_status(&b, "late"), 404);
+    assert_eq!(upgrade_status(&b, "echo"), 101);
+    link.restore();
+    let took = time_until(&b, "late", 101);
+    eprintln!("node B caught up {took:?} after its link came back");
+    assert!(
+        b.log_text().contains("endpoints changed on another node"),
+        "{}",
+        b.log_text()
+    );
+}

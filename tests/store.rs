@@ -28,7 +28,7 @@ fn sqlite_store(test: &str) -> (Store, std::path::PathBuf) {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("t.db");
     let sqlite = Store::connect(&format!("sqlite://{}", path.display())).unwrap();
-    assert_eq!(sqlite.migrate().unwrap(), 4);
+    assert_eq!(sqlite.migrate().unwrap(), 5);
     (sqlite, path)
 }
 
@@ -46,7 +46,7 @@ fn postgres_store(url: &str, test: &str) -> Store {
     let db = wsrelay::store::postgres::PostgresDb::with_config(config).unwrap();
     let store = Store::from_db(std::sync::Arc::new(db));
     assert_eq!(store.backend(), Backend::Postgres);
-    assert_eq!(store.migrate().unwrap(), 4);
+    assert_eq!(store.migrate().unwrap(), 5);
     store
 }
 

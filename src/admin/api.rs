@@ -81,6 +81,8 @@ pub struct AdminState {
     pub draining: std::sync::atomic::AtomicBool,
     /// `server.node_heartbeat_ms`.
     pub node_heartbeat: std::time::Duration,
+    /// The endpoints' version the shards route by (SPEC 7).
+    pub endpoints_applied: std::sync::atomic::AtomicI64,
 }
 
 /// Shared state as handlers get it.

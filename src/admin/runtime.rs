@@ -45,6 +45,8 @@ pub struct RuntimeSpec {
     pub memory: Arc<crate::shard::limits::MemoryPressure>,
     /// `server.node_heartbeat_ms`.
     pub node_heartbeat: Duration,
+    /// The endpoints' version the first snapshot was read at.
+    pub endpoints_version: i64,
 }
 
 /// A running admin side.
@@ -83,6 +85,7 @@ pub fn start(spec: RuntimeSpec) -> Result<Running, StartError> {
         memory: spec.memory,
         draining: Default::default(),
         node_heartbeat: spec.node_heartbeat,
+        endpoints_applied: std::sync::atomic::AtomicI64::new(spec.endpoints_version),
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(WORKERS)

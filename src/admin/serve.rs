@@ -129,7 +129,7 @@ fn open_store(
     admin_addr: SocketAddr,
     node: &str,
     takeover: bool,
-) -> Result<(Store, Vec<EndpointConfig>, Vec<u8>), StartError> {
+) -> Result<Opened, StartError> {
     let url = &cfg.server.database;
     let shown = crate::store::redact_url(url);
     let fail = |e: crate::store::StoreError| StartError(format!("server.database ({shown}): {e}"));
@@ -143,6 +143,7 @@ fn open_store(
     if !added.is_empty() {
         tracing::info!(endpoints = ?added, "seeded endpoints from the configuration");
     }
+    let endpoints_version = store.endpoints_version().map_err(fail)?;
     let endpoints: Vec<EndpointConfig> = store
         .list_endpoints()
         .map_err(fail)?
@@ -200,7 +201,21 @@ fn open_store(
     if store.backend() == crate::store::Backend::Sqlite {
         warn_if_shared(&store, node, cfg.server.node_heartbeat_ms);
     }
-    Ok((store, endpoints, secret))
+    Ok(Opened {
+        store,
+        endpoints,
+        endpoints_version,
+        secret,
+    })
+}
+
+/// The store, opened and migrated, and what the start reads from it.
+struct Opened {
+    store: Store,
+    /// Read after `endpoints_version`.
+    endpoints: Vec<EndpointConfig>,
+    endpoints_version: i64,
+    secret: Vec<u8>,
 }
 
 /// SQLite is single-node: another live node on the same file gets none of
@@ -348,7 +363,12 @@ pub fn run(
     };
     let per_shard = share_listeners(data, cpus.len())?;
     let node = node_id(data_addr);
-    let (store, endpoints, secret) = open_store(&cfg, admin_addr, &node, takeover)?;
+    let Opened {
+        store,
+        endpoints,
+        endpoints_version,
+        secret,
+    } = open_store(&cfg, admin_addr, &node, takeover)?;
 
     let tls_extra = if cfg.server.upstream_ca_file.is_empty() {
         None
@@ -438,7 +458,16 @@ pub fn run(
         cors_origins: cors,
         memory,
         node_heartbeat: Duration::from_millis(cfg.server.node_heartbeat_ms),
+        endpoints_version,
     })?;
+    if admin_rt.state.store.backend() == crate::store::Backend::Postgres {
+        crate::admin::notify::spawn(
+            cfg.server.database.clone(),
+            admin_rt.state.clone(),
+            admin_rt.handle.clone(),
+        )
+        .map_err(|e| StartError(format!("cannot start the notify thread: {e}")))?;
+    }
     tracing::info!(data = %data_addr, admin = %admin_addr, shards = cpus.len(), cpus = ?cpus, node = %node, "wsrelay ready");
     {
         use std::io::Write;

@@ -575,3 +575,72 @@ pub fn tls_echo_target() -> (SocketAddr, String) {
     });
     (addr, pem)
 }
+
+/// A TCP forwarder to the database that the test can cut and restore.
+pub struct DbLink {
+    pub addr: std::net::SocketAddr,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pipes: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl DbLink {
+    pub fn new(to: std::net::SocketAddr) -> DbLink {
+        use std::sync::atomic::Ordering;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let link = DbLink {
+            addr: l.local_addr().unwrap(),
+            up: Default::default(),
+            pipes: Default::default(),
+        };
+        link.up.store(true, Ordering::SeqCst);
+        let (up, pipes) = (link.up.clone(), link.pipes.clone());
+        std::thread::spawn(move || {
+            for c in l.incoming().flatten() {
+                if !up.load(Ordering::SeqCst) {
+                    continue; // dropped: the database is "down"
+                }
+                let Ok(s) = std::net::TcpStream::connect(to) else {
+                    continue;
+                };
+                pipes
+                    .lock()
+                    .unwrap()
+                    .extend([c.try_clone().unwrap(), s.try_clone().unwrap()]);
+                for (mut from, mut to) in [(c.try_clone().unwrap(), s.try_clone().unwrap()), (s, c)]
+                {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        link
+    }
+
+    pub fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        for p in self.pipes.lock().unwrap().drain(..) {
+            let _ = p.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    pub fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// `url` (a PostgreSQL URL) through `link` instead of directly.
+pub fn via_link(url: &str, link: &DbLink) -> String {
+    let mut via = url::Url::parse(url).unwrap();
+    via.set_host(Some("127.0.0.1")).unwrap();
+    via.set_port(Some(link.addr.port())).unwrap();
+    via.to_string()
+}
+
+/// A link to the PostgreSQL server `url` names.
+pub fn db_link(url: &str) -> DbLink {
+    let cfg: postgres::Config = url.parse().unwrap();
+    let port = cfg.get_ports().first().copied().unwrap_or(5432);
+    DbLink::new(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+}

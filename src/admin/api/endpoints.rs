@@ -16,9 +16,12 @@ use crate::bridge::ShardCommand;
 use crate::config::{camel_case_path, EndpointConfig};
 
 /// Rebuilds the routing table from the store and sends it to every shard.
+/// Serialized by the registry lock, each read is at least as new as the one
+/// before, so a shard never gets an older table after a newer one; the
+/// endpoints' version read first is what the node routes by afterwards.
 pub async fn publish(st: &AppState) -> Result<(), ApiError> {
     let mut registry = st.registry.lock().await;
-    let records = db(st, |s| s.list_endpoints()).await?;
+    let (version, records) = db(st, |s| Ok((s.endpoints_version()?, s.list_endpoints()?))).await?;
     let endpoints: Vec<EndpointConfig> = records.into_iter().map(|r| r.endpoint).collect();
     let snapshot = registry.snapshot(&endpoints).map_err(|m| {
         tracing::error!("stored endpoints do not compile: {m}");
@@ -29,6 +32,8 @@ pub async fn publish(st: &AppState) -> Result<(), ApiError> {
         // exited (draining) simply does not get it.
         let _ = c.send(ShardCommand::Snapshot(snapshot.clone())).await;
     }
+    st.endpoints_applied
+        .fetch_max(version, std::sync::atomic::Ordering::AcqRel);
     Ok(())
 }
 
