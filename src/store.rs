@@ -468,6 +468,15 @@ impl Store {
         rows.into_iter().next().map(endpoint_from_row).transpose()
     }
 
+    /// `NOTIFY`s this schema's channel `prefix` + schema (PostgreSQL).
+    pub fn notify(&self, prefix: &str, payload: &str) -> Result<()> {
+        self.db.execute(
+            "SELECT 1 FROM (SELECT pg_notify(left($1 || current_schema(), 63), $2)) AS sent",
+            &[Value::text(prefix), Value::text(payload)],
+        )?;
+        Ok(())
+    }
+
     /// The endpoints' version: raised by every change to them (a trigger
     /// in the changing transaction), 0 before the first.
     pub fn endpoints_version(&self) -> Result<i64> {

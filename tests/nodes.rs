@@ -307,3 +307,64 @@ fn a_change_made_while_a_node_was_cut_off_is_caught_up() {
         b.log_text()
     );
 }
+
+/// `DELETE /api/sessions/:id` on node A kills a session that runs on node
+/// B (204; the client gets 1008), audited once on A; once it is gone the
+/// answer is 404.
+#[test]
+fn a_session_on_another_node_is_killed_through_it() {
+    let Some(url) = postgres() else { return };
+    let db = pg_schema_url(&url, "nodes_kill");
+    let t = target(Behaviour::Echo);
+    let cfg = node_config(&t);
+    let a = Relay::start_with(&cfg, &[("DATABASE_URL", db.as_str())]);
+    let b = Relay::start_with(&cfg, &[("DATABASE_URL", db.as_str())]);
+    let token = login(&a, ADMIN_EMAIL, ADMIN_PASSWORD).unwrap();
+    let (mut ws, _) = connect(&b.url("echo")).unwrap();
+    ws.send(tungstenite::Message::text("hi")).unwrap();
+    ws.read().unwrap();
+    let b_id = node_id(&b);
+    let session = eventually("B's session in the store", || {
+        let rep = call(a.admin, "GET", "/api/sessions", Some(&token), None);
+        rep.body["items"]
+            .as_array()?
+            .iter()
+            .find(|s| s["node"] == b_id.as_str())
+            .map(|s| s["id"].as_str().unwrap().to_string())
+    });
+    let path = format!("/api/sessions/{session}");
+    let killed = call(a.admin, "DELETE", &path, Some(&token), None);
+    assert_eq!(killed.status, 204, "{}", killed.text);
+    let (code, reason) = read_close(&mut ws);
+    assert_eq!((code, reason.as_str()), (1008, "terminated by operator"));
+    let _ = ws.flush(); // the close reply
+    eventually("the killed session closed in the store", || {
+        let rep = call(
+            a.admin,
+            "GET",
+            "/api/sessions?state=CLOSED",
+            Some(&token),
+            None,
+        );
+        rep.body["items"]
+            .as_array()?
+            .iter()
+            .any(|s| s["id"] == session.as_str())
+            .then_some(())
+    });
+    let again = call(a.admin, "DELETE", &path, Some(&token), None);
+    assert_eq!(again.status, 404, "{}", again.text);
+    let audit = call(
+        a.admin,
+        "GET",
+        "/api/audit?action=session.kill",
+        Some(&token),
+        None,
+    );
+    assert_eq!(audit.body["total"], 1, "{}", audit.text);
+    assert!(
+        b.log_text().contains("kill from another node"),
+        "{}",
+        b.log_text()
+    );
+}

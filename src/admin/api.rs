@@ -83,6 +83,11 @@ pub struct AdminState {
     pub node_heartbeat: std::time::Duration,
     /// The endpoints' version the shards route by (SPEC 7).
     pub endpoints_applied: std::sync::atomic::AtomicI64,
+    /// Set once a successor took this process's place (binary upgrade): it
+    /// answers no kill for the node any more (the successor does).
+    pub handed_over: std::sync::atomic::AtomicBool,
+    /// Kills sent to other nodes, waiting for their answer, by request.
+    pub remote_kills: Mutex<std::collections::HashMap<u64, tokio::sync::oneshot::Sender<bool>>>,
 }
 
 /// Shared state as handlers get it.

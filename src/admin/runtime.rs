@@ -86,6 +86,8 @@ pub fn start(spec: RuntimeSpec) -> Result<Running, StartError> {
         draining: Default::default(),
         node_heartbeat: spec.node_heartbeat,
         endpoints_applied: std::sync::atomic::AtomicI64::new(spec.endpoints_version),
+        remote_kills: Default::default(),
+        handed_over: Default::default(),
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(WORKERS)

@@ -461,12 +461,15 @@ pub fn run(
         endpoints_version,
     })?;
     if admin_rt.state.store.backend() == crate::store::Backend::Postgres {
-        crate::admin::notify::spawn(
+        let listening = crate::admin::notify::spawn(
             cfg.server.database.clone(),
             admin_rt.state.clone(),
             admin_rt.handle.clone(),
         )
         .map_err(|e| StartError(format!("cannot start the notify thread: {e}")))?;
+        if listening.recv_timeout(Duration::from_secs(5)).is_err() {
+            tracing::warn!("not listening for other nodes' changes yet (retrying); ready anyway");
+        }
     }
     tracing::info!(data = %data_addr, admin = %admin_addr, shards = cpus.len(), cpus = ?cpus, node = %node, "wsrelay ready");
     {
@@ -539,8 +542,11 @@ pub fn run(
             let cmds = commands.clone();
             let stop_admin = admin_rt.stop_accepting.clone();
             let serving = serving.clone();
+            let st = admin_rt.state.clone();
             crate::handover::serve_control(l, file.clone(), handover_fds, move || {
                 serving.store(false, std::sync::atomic::Ordering::Release);
+                st.handed_over
+                    .store(true, std::sync::atomic::Ordering::Release);
                 stop_admin.notify_one();
                 let (tx, parcels) = async_channel::bounded(256);
                 let shards = cmds

@@ -65,7 +65,10 @@ pub async fn by_endpoint(
 /// two polls; this only bounds a wedged one).
 pub const KILL_REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Kills session `id` (1008 `terminated by operator`) and audits it.
+/// Kills session `id` (1008 `terminated by operator`) wherever it runs and
+/// audits it (here, once): on this node through its shard; on another node
+/// sharing the PostgreSQL store through that node (SPEC 7), which answers
+/// whether it still had it.
 pub async fn kill(st: &AppState, actor: &Claims, id: &str, addr: IpAddr) -> Result<(), ApiError> {
     let gone = || ApiError::not_found(format!("no active session {id:?}"));
     let uuid = uuid::Uuid::parse_str(id).map_err(|_| gone())?;
@@ -76,34 +79,34 @@ pub async fn kill(st: &AppState, actor: &Claims, id: &str, addr: IpAddr) -> Resu
         .expect("sessions")
         .get(&uuid)
         .cloned();
-    let Some(live) = live else {
-        let key = id.to_string();
-        return match db(st, move |s| s.get_session(&key)).await? {
-            Some(r) if r.state == "ACTIVE" && r.node_id != st.node_id => Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "other_node",
-                format!("session {id} runs on node {}; kill it there", r.node_id),
-            )),
-            _ => Err(gone()),
-        };
-    };
-    let shard = live.shard as usize;
-    let cmd = st.commands.get(shard).ok_or_else(ApiError::internal)?;
-    // Answered from the shard's reply: the session may have ended since the
-    // live view last heard of it.
-    let (reply, answer) = async_channel::bounded(1);
-    if cmd.send(ShardCommand::Kill(uuid, reply)).await.is_err() {
-        return Err(gone());
-    }
-    match tokio::time::timeout(KILL_REPLY_TIMEOUT, answer.recv()).await {
-        Ok(Ok(true)) => {}
-        Ok(Ok(false)) | Ok(Err(_)) => return Err(gone()),
-        Err(_) => {
-            tracing::warn!(session = %uuid, shard, "no reply from the shard to a kill");
-            return Err(ApiError::internal());
+    let before = match live {
+        Some(live) => {
+            if !kill_local(st, uuid, live.shard as usize).await? {
+                return Err(gone());
+            }
+            json::session(&live.row(uuid, &st.node_id))
         }
-    }
-    let before = json::session(&live.row(uuid, &st.node_id));
+        None => {
+            let key = id.to_string();
+            let row = db(st, move |s| s.get_session(&key)).await?;
+            match row {
+                Some(r) if r.state == "ACTIVE" && r.node_id != st.node_id => {
+                    if st.store.backend() != crate::store::Backend::Postgres {
+                        return Err(ApiError::new(
+                            StatusCode::CONFLICT,
+                            "other_node",
+                            format!("session {id} runs on node {}; kill it there (SQLite is single-node)", r.node_id),
+                        ));
+                    }
+                    if !crate::admin::notify::kill_remote(st, &r.node_id, uuid).await? {
+                        return Err(gone());
+                    }
+                    json::session(&r)
+                }
+                _ => return Err(gone()),
+            }
+        }
+    };
     audit(
         st,
         &actor.email,
@@ -115,6 +118,26 @@ pub async fn kill(st: &AppState, actor: &Claims, id: &str, addr: IpAddr) -> Resu
         addr,
     )
     .await
+}
+
+/// Closes session `uuid` on this node's `shard` with 1008; whether the shard
+/// still had it.
+pub async fn kill_local(st: &AppState, uuid: uuid::Uuid, shard: usize) -> Result<bool, ApiError> {
+    let cmd = st.commands.get(shard).ok_or_else(ApiError::internal)?;
+    // Answered from the shard's reply: the session may have ended since the
+    // live view last heard of it.
+    let (reply, answer) = async_channel::bounded(1);
+    if cmd.send(ShardCommand::Kill(uuid, reply)).await.is_err() {
+        return Ok(false);
+    }
+    match tokio::time::timeout(KILL_REPLY_TIMEOUT, answer.recv()).await {
+        Ok(Ok(killed)) => Ok(killed),
+        Ok(Err(_)) => Ok(false),
+        Err(_) => {
+            tracing::warn!(session = %uuid, shard, "no reply from the shard to a kill");
+            Err(ApiError::internal())
+        }
+    }
 }
 
 /// `DELETE /api/sessions/:id` → 204; the client gets 1008.
