@@ -228,6 +228,15 @@ try {
     await shot('09-viewer-sessions');
   });
 
+  await run('the nodes page lists this node as up', async () => {
+    await page.getByRole('link', { name: 'Nodes' }).click();
+    await page.getByRole('heading', { name: 'Nodes' }).waitFor();
+    const row = page.locator('#node-table tbody tr').first();
+    await row.waitFor();
+    assert.equal((await row.locator('td').nth(1).textContent()).trim(), 'up');
+    await shot('09b-nodes');
+  });
+
   await run('an expired token leads back to the login page', async () => {
     // The tab comes back with a token the server no longer accepts.
     await page.evaluate(() => sessionStorage.setItem('wsrelay.token', 'expired.token.value'));

@@ -178,6 +178,7 @@ const PAGES = [
   ['dashboard', 'Dashboard'],
   ['endpoints', 'Endpoints'],
   ['sessions', 'Sessions'],
+  ['nodes', 'Nodes'],
   ['samples', 'Samples'],
   ['audit', 'Audit'],
   ['users', 'Users', true],
@@ -218,7 +219,7 @@ async function render() {
     return renderLogin(notice);
   }
   const p = page();
-  const pages = { dashboard: renderDashboard, endpoints: renderEndpoints, sessions: renderSessions, samples: renderSamples, audit: renderAudit, users: renderUsers };
+  const pages = { dashboard: renderDashboard, endpoints: renderEndpoints, sessions: renderSessions, nodes: renderNodes, samples: renderSamples, audit: renderAudit, users: renderUsers };
   const fn = pages[p] || renderDashboard;
   try {
     if (p === 'users' && !isAdmin()) await renderDashboard();
@@ -535,6 +536,28 @@ async function killSession(s) {
   if (r.status === 204) toast(`Session ${s.id.slice(0, 8)} killed.`);
   else if (r.status === 404) { toast('That session is already gone.', true); state.sessions.delete(s.id); renderSessionRows(); }
   else toast(errorText(r), true);
+}
+
+// ---------- nodes ----------
+
+/** Every node sharing the store (GET /api/nodes): up, draining or down. */
+async function renderNodes() {
+  const r = await api('GET', '/api/nodes');
+  const list = r.status === 200 ? r.data.items : [];
+  const refresh = h('button', { type: 'button', onclick: () => renderNodes() }, 'Refresh');
+  main.replaceChildren(h('h1', {}, 'Nodes'),
+    h('div', { class: 'toolbar' }, refresh, h('span', { class: 'muted' }, `${list.length} node${list.length === 1 ? '' : 's'}`)),
+    r.status !== 200 ? h('p', { class: 'form-error' }, errorText(r)) : h('div', { class: 'panel scroll', id: 'node-table' }, h('table', {},
+      h('thead', {}, h('tr', {}, h('th', {}, 'Node'), h('th', {}, 'State'), h('th', { class: 'num' }, 'Sessions'), h('th', { class: 'opt' }, 'Version'),
+        h('th', { class: 'opt' }, 'Host'), h('th', { class: 'opt' }, 'Started'), h('th', {}, 'Last heartbeat'))),
+      h('tbody', {}, list.map((n) => h('tr', { 'data-node': n.id },
+        h('td', { class: 'mono' }, n.id),
+        h('td', {}, h('span', { class: `state ${n.state}` }, n.state)),
+        h('td', { class: 'num' }, fmtInt(n.sessions)),
+        h('td', { class: 'opt' }, n.version),
+        h('td', { class: 'opt' }, n.host),
+        h('td', { class: 'opt' }, fmtTime(n.startedAt)),
+        h('td', {}, fmtTime(n.lastHeartbeat))))))));
 }
 
 // ---------- samples ----------
