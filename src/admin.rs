@@ -11,6 +11,7 @@
 pub mod api;
 pub mod auth;
 pub mod check_host;
+pub mod control;
 pub mod echo;
 #[allow(clippy::disallowed_types, clippy::disallowed_methods)]
 pub mod events;

@@ -3,7 +3,6 @@
 //! in the submodules, one per resource.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,7 +22,7 @@ use crate::admin::ops::OpsFeed;
 use crate::admin::throttle::LoginThrottle;
 use crate::bridge::ShardCommand;
 use crate::registry::Registry;
-use crate::store::{AuditEntry, Role, Store, StoreError};
+use crate::store::{Role, Store, StoreError};
 
 pub mod audit;
 pub mod endpoints;
@@ -387,31 +386,6 @@ pub async fn authenticate(st: &AppState, token: &str) -> Result<Claims, ApiError
     c.email = u.email;
     c.role = u.role;
     Ok(c)
-}
-
-/// Appends to the audit log.
-#[allow(clippy::too_many_arguments)]
-pub async fn audit(
-    st: &AppState,
-    actor: &str,
-    action: &str,
-    entity_type: &str,
-    entity_id: Option<&str>,
-    before: Option<&Value>,
-    after: Option<&Value>,
-    addr: IpAddr,
-) -> Result<(), ApiError> {
-    let entry = AuditEntry {
-        at: crate::store::now_ms(),
-        actor: actor.to_string(),
-        action: action.to_string(),
-        entity_type: entity_type.to_string(),
-        entity_id: entity_id.map(str::to_string),
-        before: before.map(Value::to_string),
-        after: after.map(Value::to_string),
-        client_addr: Some(addr.to_string()),
-    };
-    db(st, move |s| s.append_audit(&entry)).await.map(|_| ())
 }
 
 /// The message for text holding a NUL character.

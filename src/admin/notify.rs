@@ -3,7 +3,7 @@
 //! change to the endpoints notifies it with the new version (a trigger in
 //! the changing transaction, `migrations/postgres/0005_endpoint_notify.sql`);
 //! a version newer than the one the shards route by is applied by reading
-//! the endpoints again ([`crate::admin::api::endpoints::publish`]). After
+//! the endpoints again ([`crate::admin::control::publish`]). After
 //! the connection is lost and made again, the version is read at once, so a
 //! change made while this node was not listening is not lost.
 //!
@@ -126,7 +126,7 @@ fn catch_up(st: &AppState, rt: &tokio::runtime::Handle, seen: Option<i64>) {
     if stored <= st.endpoints_applied.load(Ordering::Acquire) {
         return;
     }
-    match rt.block_on(crate::admin::api::endpoints::publish(st)) {
+    match rt.block_on(crate::admin::control::publish(st)) {
         Ok(()) => tracing::info!(
             version = st.endpoints_applied.load(Ordering::Acquire),
             "endpoints changed on another node: routing table updated"
@@ -173,7 +173,7 @@ fn on_kill(st: &AppState, rt: &tokio::runtime::Handle, payload: &str) {
                     .get(&kill)
                     .map(|l| l.shard as usize);
                 let killed = match shard {
-                    Some(s) => crate::admin::api::sessions::kill_local(&st, kill, s)
+                    Some(s) => crate::admin::control::kill_local(&st, kill, s)
                         .await
                         .unwrap_or(false),
                     None => false,
@@ -200,7 +200,7 @@ fn on_kill(st: &AppState, rt: &tokio::runtime::Handle, payload: &str) {
 }
 
 /// Asks node `node` to kill session `id`; whether it did. No answer within
-/// [`crate::admin::api::sessions::KILL_REPLY_TIMEOUT`] is 504.
+/// [`crate::admin::control::KILL_REPLY_TIMEOUT`] is 504.
 pub async fn kill_remote(
     st: &AppState,
     node: &str,
@@ -217,7 +217,7 @@ pub async fn kill_remote(
         request,
     };
     let text = serde_json::to_string(&note).map_err(|_| ApiError::internal())?;
-    let until = tokio::time::Instant::now() + crate::admin::api::sessions::KILL_REPLY_TIMEOUT;
+    let until = tokio::time::Instant::now() + crate::admin::control::KILL_REPLY_TIMEOUT;
     let mut rx = rx;
     let answer = loop {
         // Sent again each second until answered: a node whose listening

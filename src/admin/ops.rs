@@ -316,7 +316,7 @@ async fn run(st: AppState, mut socket: WebSocket, mut claims: Claims, peer: std:
                         if claims.role != Role::Admin {
                             json!({"type": "error", "code": "forbidden", "message": "viewers may not kill sessions"})
                         } else {
-                            match crate::admin::api::sessions::kill(&st, &claims, &session_id, peer.ip()).await {
+                            match crate::admin::control::kill_session(&st, &claims, &session_id, peer.ip()).await {
                                 Ok(()) => json!({"type": "killed", "sessionId": session_id}),
                                 Err(e) => json!({"type": "error", "code": e.code, "message": e.message}),
                             }

@@ -16,7 +16,6 @@ use crate::admin::ops::{OpsEvent, OpsFeed};
 use crate::admin::serve::StartError;
 use crate::admin::throttle::{LoginThrottle, ThrottleConfig};
 use crate::bridge::{Event, ShardCommand};
-use crate::config::Config;
 use crate::registry::Registry;
 use crate::store::Store;
 
@@ -152,55 +151,4 @@ async fn tick(st: AppState) {
             prev = merged;
         }
     }
-}
-
-/// SIGHUP: the config file's `[[endpoints]]` are written to the store (added
-/// when absent, replaced when different; endpoints managed through the API
-/// are left alone) and every shard gets the new table. Returns how many
-/// endpoints changed.
-pub async fn reload(st: &AppState, path: &std::path::Path) -> Result<usize, String> {
-    let cfg = Config::load(Some(path)).map_err(|e| e.to_string())?;
-    let mut changed = 0;
-    for e in cfg.endpoints {
-        let id = e.id.clone();
-        let store = st.store.clone();
-        let (before, wrote) = tokio::task::spawn_blocking(move || -> crate::store::Result<_> {
-            let old = store.get_endpoint(&id)?;
-            Ok(match old {
-                None => (None, Some(store.insert_endpoint(&e)?)),
-                Some(o) if o.endpoint != e => (Some(o.endpoint), store.update_endpoint(&e)?),
-                Some(_) => (None, None),
-            })
-        })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
-        if let Some(rec) = wrote {
-            changed += 1;
-            let action = if before.is_some() {
-                "endpoint.update"
-            } else {
-                "endpoint.create"
-            };
-            let b = before.as_ref().map(crate::admin::json::endpoint_config);
-            let a = crate::admin::json::endpoint_config(&rec.endpoint);
-            let local = std::net::IpAddr::from([127, 0, 0, 1]);
-            crate::admin::api::audit(
-                st,
-                "config-reload",
-                action,
-                "endpoint",
-                Some(&rec.endpoint.id),
-                b.as_ref(),
-                Some(&a),
-                local,
-            )
-            .await
-            .map_err(|e| e.message)?;
-        }
-    }
-    crate::admin::api::endpoints::publish(st)
-        .await
-        .map_err(|e| e.message)?;
-    Ok(changed)
 }

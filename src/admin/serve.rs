@@ -730,7 +730,9 @@ fn spawn_signal_thread(
                         None => {
                             Err("no config file to reload (started without --config)".to_string())
                         }
-                        Some(p) => admin.handle.block_on(runtime::reload(&admin.state, p)),
+                        Some(p) => admin
+                            .handle
+                            .block_on(crate::admin::control::reload(&admin.state, p)),
                     };
                     match done {
                         Ok(n) => tracing::info!(changed = n, "endpoints reloaded"),

@@ -10,32 +10,10 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Map, Value};
 
-use super::{audit, db, AdminOnly, ApiError, AppState, Authed};
+use super::{db, AdminOnly, ApiError, AppState, Authed};
+use crate::admin::control::{self, Action};
 use crate::admin::json::{self, REDACTED};
-use crate::bridge::ShardCommand;
 use crate::config::{camel_case_path, EndpointConfig};
-
-/// Rebuilds the routing table from the store and sends it to every shard.
-/// Serialized by the registry lock, each read is at least as new as the one
-/// before, so a shard never gets an older table after a newer one; the
-/// endpoints' version read first is what the node routes by afterwards.
-pub async fn publish(st: &AppState) -> Result<(), ApiError> {
-    let mut registry = st.registry.lock().await;
-    let (version, records) = db(st, |s| Ok((s.endpoints_version()?, s.list_endpoints()?))).await?;
-    let endpoints: Vec<EndpointConfig> = records.into_iter().map(|r| r.endpoint).collect();
-    let snapshot = registry.snapshot(&endpoints).map_err(|m| {
-        tracing::error!("stored endpoints do not compile: {m}");
-        ApiError::internal()
-    })?;
-    for c in &st.commands {
-        // A shard drains its command channel at once; a shard that has
-        // exited (draining) simply does not get it.
-        let _ = c.send(ShardCommand::Snapshot(snapshot.clone())).await;
-    }
-    st.endpoints_applied
-        .fetch_max(version, std::sync::atomic::Ordering::AcqRel);
-    Ok(())
-}
 
 fn generated_id() -> String {
     format!("ep-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
@@ -116,13 +94,12 @@ pub async fn create(
     }
     let c = cfg.clone();
     let rec = db(&st, move |s| s.insert_endpoint(&c)).await?;
-    publish(&st).await?;
+    control::publish(&st).await?;
     let after = json::endpoint_config(&cfg);
-    audit(
+    control::audit(
         &st,
         &actor.email,
-        "endpoint.create",
-        "endpoint",
+        Action::EndpointCreate,
         Some(&cfg.id),
         None,
         Some(&after),
@@ -187,14 +164,13 @@ pub async fn update(
     let rec = db(&st, move |s| s.update_endpoint(&c))
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no endpoint {id:?}")))?;
-    publish(&st).await?;
+    control::publish(&st).await?;
     let before = json::endpoint_config(&old.endpoint);
     let after = json::endpoint_config(&cfg);
-    audit(
+    control::audit(
         &st,
         &actor.email,
-        "endpoint.update",
-        "endpoint",
+        Action::EndpointUpdate,
         Some(&id),
         Some(&before),
         Some(&after),
@@ -216,13 +192,12 @@ pub async fn remove(
     if !db(&st, move |s| s.delete_endpoint(&key)).await? {
         return Err(ApiError::not_found(format!("no endpoint {id:?}")));
     }
-    publish(&st).await?;
+    control::publish(&st).await?;
     let before = json::endpoint_config(&old.endpoint);
-    audit(
+    control::audit(
         &st,
         &actor.email,
-        "endpoint.delete",
-        "endpoint",
+        Action::EndpointDelete,
         Some(&id),
         Some(&before),
         None,

@@ -14,8 +14,9 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{audit, db, hashing, parse_json, ApiError, AppState, TOKEN_TTL_S};
+use super::{db, hashing, parse_json, ApiError, AppState, TOKEN_TTL_S};
 use crate::admin::auth;
+use crate::admin::control::{self, Action};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -84,11 +85,10 @@ pub async fn login(
     match user.filter(|_| ok) {
         Some(u) => {
             refund(attempt);
-            audit(
+            control::audit(
                 &st,
                 &u.email,
-                "login.success",
-                "user",
+                Action::LoginSuccess,
                 Some(&u.id),
                 None,
                 None,
@@ -102,7 +102,7 @@ pub async fn login(
         }
         None => {
             drop(attempt); // stays counted
-            audit(&st, &email, "login.failure", "user", None, None, None, ip).await?;
+            control::audit(&st, &email, Action::LoginFailure, None, None, None, ip).await?;
             Err(ApiError::unauthorized("wrong email or password"))
         }
     }

@@ -2,17 +2,16 @@
 //! and kills (sent to the shard that runs the session).
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::{audit, db, page, AdminOnly, ApiError, AppState, Authed};
-use crate::admin::auth::Claims;
+use super::{db, page, AdminOnly, ApiError, AppState, Authed};
+use crate::admin::control;
 use crate::admin::json;
-use crate::bridge::ShardCommand;
 use crate::store::SessionFilter;
 
 async fn list_with(
@@ -61,85 +60,6 @@ pub async fn by_endpoint(
     list_with(&st, &q, Some(id)).await
 }
 
-/// How long a kill waits for its shard's answer (a shard answers between
-/// two polls; this only bounds a wedged one).
-pub const KILL_REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Kills session `id` (1008 `terminated by operator`) wherever it runs and
-/// audits it (here, once): on this node through its shard; on another node
-/// sharing the PostgreSQL store through that node (SPEC 7), which answers
-/// whether it still had it.
-pub async fn kill(st: &AppState, actor: &Claims, id: &str, addr: IpAddr) -> Result<(), ApiError> {
-    let gone = || ApiError::not_found(format!("no active session {id:?}"));
-    let uuid = uuid::Uuid::parse_str(id).map_err(|_| gone())?;
-    let live = st
-        .live
-        .sessions
-        .lock()
-        .expect("sessions")
-        .get(&uuid)
-        .cloned();
-    let before = match live {
-        Some(live) => {
-            if !kill_local(st, uuid, live.shard as usize).await? {
-                return Err(gone());
-            }
-            json::session(&live.row(uuid, &st.node_id))
-        }
-        None => {
-            let key = id.to_string();
-            let row = db(st, move |s| s.get_session(&key)).await?;
-            match row {
-                Some(r) if r.state == "ACTIVE" && r.node_id != st.node_id => {
-                    if st.store.backend() != crate::store::Backend::Postgres {
-                        return Err(ApiError::new(
-                            StatusCode::CONFLICT,
-                            "other_node",
-                            format!("session {id} runs on node {}; kill it there (SQLite is single-node)", r.node_id),
-                        ));
-                    }
-                    if !crate::admin::notify::kill_remote(st, &r.node_id, uuid).await? {
-                        return Err(gone());
-                    }
-                    json::session(&r)
-                }
-                _ => return Err(gone()),
-            }
-        }
-    };
-    audit(
-        st,
-        &actor.email,
-        "session.kill",
-        "session",
-        Some(id),
-        Some(&before),
-        None,
-        addr,
-    )
-    .await
-}
-
-/// Closes session `uuid` on this node's `shard` with 1008; whether the shard
-/// still had it.
-pub async fn kill_local(st: &AppState, uuid: uuid::Uuid, shard: usize) -> Result<bool, ApiError> {
-    let cmd = st.commands.get(shard).ok_or_else(ApiError::internal)?;
-    // Answered from the shard's reply: the session may have ended since the
-    // live view last heard of it.
-    let (reply, answer) = async_channel::bounded(1);
-    if cmd.send(ShardCommand::Kill(uuid, reply)).await.is_err() {
-        return Ok(false);
-    }
-    match tokio::time::timeout(KILL_REPLY_TIMEOUT, answer.recv()).await {
-        Ok(Ok(killed)) => Ok(killed),
-        Ok(Err(_)) => Ok(false),
-        Err(_) => {
-            tracing::warn!(session = %uuid, shard, "no reply from the shard to a kill");
-            Err(ApiError::internal())
-        }
-    }
-}
-
 /// `DELETE /api/sessions/:id` → 204; the client gets 1008.
 pub async fn kill_route(
     State(st): State<AppState>,
@@ -147,6 +67,6 @@ pub async fn kill_route(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    kill(&st, &actor, &id, peer.ip()).await?;
+    control::kill_session(&st, &actor, &id, peer.ip()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -9,8 +9,9 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{audit, db, hashing, parse_json, AdminOnly, ApiError, AppState};
+use super::{db, hashing, parse_json, AdminOnly, ApiError, AppState};
 use crate::admin::auth::{self, UserError};
+use crate::admin::control::{self, Action};
 use crate::store::Role;
 
 #[derive(Deserialize)]
@@ -62,11 +63,10 @@ pub async fn create(
         Err(UserError::Store(e)) => return Err(e.into()),
     };
     let shown = crate::admin::json::user(&user);
-    audit(
+    control::audit(
         &st,
         &actor.email,
-        "user.create",
-        "user",
+        Action::UserCreate,
         Some(&user.id),
         None,
         Some(&shown),
@@ -101,11 +101,10 @@ pub async fn remove(
     }
     st.users.forget(&id); // its tokens stop working at once (its /ops within USER_RECHECK)
     let before = crate::admin::json::user(&user);
-    audit(
+    control::audit(
         &st,
         &actor.email,
-        "user.delete",
-        "user",
+        Action::UserDelete,
         Some(&id),
         Some(&before),
         None,

@@ -1,0 +1,245 @@
+//! The control service: every change to the running system goes through
+//! here, whoever asks for it — the REST API, `/ops`, SIGHUP, another node's
+//! notification (`crate::admin::notify`). It publishes routing tables to the
+//! shards, kills sessions (on this node through the shard, on another node
+//! through that node) and appends typed audit records. HTTP handlers parse,
+//! call it and answer.
+
+use std::net::IpAddr;
+
+use axum::http::StatusCode;
+
+use serde_json::Value;
+
+use crate::admin::api::{db, ApiError, AppState};
+use crate::admin::auth::Claims;
+use crate::admin::json;
+use crate::bridge::ShardCommand;
+use crate::config::{Config, EndpointConfig};
+use crate::store::AuditEntry;
+
+/// What an audit record says was done; each names its entity type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// An endpoint was added.
+    EndpointCreate,
+    /// An endpoint was changed.
+    EndpointUpdate,
+    /// An endpoint was removed.
+    EndpointDelete,
+    /// A session was killed by an operator.
+    SessionKill,
+    /// A user was added.
+    UserCreate,
+    /// A user was removed.
+    UserDelete,
+    /// Someone logged in.
+    LoginSuccess,
+    /// A login failed.
+    LoginFailure,
+}
+
+impl Action {
+    /// The `action` column (SPEC 5).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::EndpointCreate => "endpoint.create",
+            Action::EndpointUpdate => "endpoint.update",
+            Action::EndpointDelete => "endpoint.delete",
+            Action::SessionKill => "session.kill",
+            Action::UserCreate => "user.create",
+            Action::UserDelete => "user.delete",
+            Action::LoginSuccess => "login.success",
+            Action::LoginFailure => "login.failure",
+        }
+    }
+
+    /// The `entityType` column.
+    pub fn entity_type(self) -> &'static str {
+        match self {
+            Action::EndpointCreate | Action::EndpointUpdate | Action::EndpointDelete => "endpoint",
+            Action::SessionKill => "session",
+            Action::UserCreate
+            | Action::UserDelete
+            | Action::LoginSuccess
+            | Action::LoginFailure => "user",
+        }
+    }
+}
+
+/// Rebuilds the routing table from the store and sends it to every shard.
+/// Serialized by the registry lock, each read is at least as new as the one
+/// before, so a shard never gets an older table after a newer one; the
+/// endpoints' version read first is what the node routes by afterwards.
+pub async fn publish(st: &AppState) -> Result<(), ApiError> {
+    let mut registry = st.registry.lock().await;
+    let (version, records) = db(st, |s| Ok((s.endpoints_version()?, s.list_endpoints()?))).await?;
+    let endpoints: Vec<EndpointConfig> = records.into_iter().map(|r| r.endpoint).collect();
+    let snapshot = registry.snapshot(&endpoints).map_err(|m| {
+        tracing::error!("stored endpoints do not compile: {m}");
+        ApiError::internal()
+    })?;
+    for c in &st.commands {
+        // A shard drains its command channel at once; a shard that has
+        // exited (draining) simply does not get it.
+        let _ = c.send(ShardCommand::Snapshot(snapshot.clone())).await;
+    }
+    st.endpoints_applied
+        .fetch_max(version, std::sync::atomic::Ordering::AcqRel);
+    Ok(())
+}
+
+/// How long a kill waits for its shard's answer (a shard answers between
+/// two polls; this only bounds a wedged one).
+pub const KILL_REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Kills session `id` (1008 `terminated by operator`) wherever it runs and
+/// audits it (here, once): on this node through its shard; on another node
+/// sharing the PostgreSQL store through that node (SPEC 7), which answers
+/// whether it still had it.
+pub async fn kill_session(
+    st: &AppState,
+    actor: &Claims,
+    id: &str,
+    addr: IpAddr,
+) -> Result<(), ApiError> {
+    let gone = || ApiError::not_found(format!("no active session {id:?}"));
+    let uuid = uuid::Uuid::parse_str(id).map_err(|_| gone())?;
+    let live = st
+        .live
+        .sessions
+        .lock()
+        .expect("sessions")
+        .get(&uuid)
+        .cloned();
+    let before = match live {
+        Some(live) => {
+            if !kill_local(st, uuid, live.shard as usize).await? {
+                return Err(gone());
+            }
+            json::session(&live.row(uuid, &st.node_id))
+        }
+        None => {
+            let key = id.to_string();
+            let row = db(st, move |s| s.get_session(&key)).await?;
+            match row {
+                Some(r) if r.state == "ACTIVE" && r.node_id != st.node_id => {
+                    if st.store.backend() != crate::store::Backend::Postgres {
+                        return Err(ApiError::new(
+                            StatusCode::CONFLICT,
+                            "other_node",
+                            format!("session {id} runs on node {}; kill it there (SQLite is single-node)", r.node_id),
+                        ));
+                    }
+                    if !crate::admin::notify::kill_remote(st, &r.node_id, uuid).await? {
+                        return Err(gone());
+                    }
+                    json::session(&r)
+                }
+                _ => return Err(gone()),
+            }
+        }
+    };
+    audit(
+        st,
+        &actor.email,
+        Action::SessionKill,
+        Some(id),
+        Some(&before),
+        None,
+        addr,
+    )
+    .await
+}
+
+/// Closes session `uuid` on this node's `shard` with 1008; whether the shard
+/// still had it.
+pub async fn kill_local(st: &AppState, uuid: uuid::Uuid, shard: usize) -> Result<bool, ApiError> {
+    let cmd = st.commands.get(shard).ok_or_else(ApiError::internal)?;
+    // Answered from the shard's reply: the session may have ended since the
+    // live view last heard of it.
+    let (reply, answer) = async_channel::bounded(1);
+    if cmd.send(ShardCommand::Kill(uuid, reply)).await.is_err() {
+        return Ok(false);
+    }
+    match tokio::time::timeout(KILL_REPLY_TIMEOUT, answer.recv()).await {
+        Ok(Ok(killed)) => Ok(killed),
+        Ok(Err(_)) => Ok(false),
+        Err(_) => {
+            tracing::warn!(session = %uuid, shard, "no reply from the shard to a kill");
+            Err(ApiError::internal())
+        }
+    }
+}
+
+/// SIGHUP: the config file's `[[endpoints]]` are written to the store (added
+/// when absent, replaced when different; endpoints managed through the API
+/// are left alone) and every shard gets the new table. Returns how many
+/// endpoints changed.
+pub async fn reload(st: &AppState, path: &std::path::Path) -> Result<usize, String> {
+    let cfg = Config::load(Some(path)).map_err(|e| e.to_string())?;
+    let mut changed = 0;
+    for e in cfg.endpoints {
+        let id = e.id.clone();
+        let store = st.store.clone();
+        let (before, wrote) = tokio::task::spawn_blocking(move || -> crate::store::Result<_> {
+            let old = store.get_endpoint(&id)?;
+            Ok(match old {
+                None => (None, Some(store.insert_endpoint(&e)?)),
+                Some(o) if o.endpoint != e => (Some(o.endpoint), store.update_endpoint(&e)?),
+                Some(_) => (None, None),
+            })
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        if let Some(rec) = wrote {
+            changed += 1;
+            let action = if before.is_some() {
+                Action::EndpointUpdate
+            } else {
+                Action::EndpointCreate
+            };
+            let b = before.as_ref().map(crate::admin::json::endpoint_config);
+            let a = crate::admin::json::endpoint_config(&rec.endpoint);
+            let local = std::net::IpAddr::from([127, 0, 0, 1]);
+            audit(
+                st,
+                "config-reload",
+                action,
+                Some(&rec.endpoint.id),
+                b.as_ref(),
+                Some(&a),
+                local,
+            )
+            .await
+            .map_err(|e| e.message)?;
+        }
+    }
+    publish(st).await.map_err(|e| e.message)?;
+    Ok(changed)
+}
+
+/// Appends to the audit log.
+#[allow(clippy::too_many_arguments)]
+pub async fn audit(
+    st: &AppState,
+    actor: &str,
+    action: Action,
+    entity_id: Option<&str>,
+    before: Option<&Value>,
+    after: Option<&Value>,
+    addr: IpAddr,
+) -> Result<(), ApiError> {
+    let entry = AuditEntry {
+        at: crate::store::now_ms(),
+        actor: actor.to_string(),
+        action: action.as_str().to_string(),
+        entity_type: action.entity_type().to_string(),
+        entity_id: entity_id.map(str::to_string),
+        before: before.map(Value::to_string),
+        after: after.map(Value::to_string),
+        client_addr: Some(addr.to_string()),
+    };
+    db(st, move |s| s.append_audit(&entry)).await.map(|_| ())
+}
