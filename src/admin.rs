@@ -24,9 +24,12 @@ pub mod nodes;
 #[allow(clippy::disallowed_methods)]
 pub mod notify;
 pub mod ops;
+pub mod router;
 #[allow(clippy::disallowed_types)]
 pub mod runtime;
 pub mod serve;
+#[allow(clippy::disallowed_types)]
+pub mod state;
 pub mod stats;
 pub mod throttle;
 pub mod ui;

@@ -11,9 +11,9 @@ use axum::http::StatusCode;
 
 use serde_json::Value;
 
-use crate::admin::api::{db, ApiError, AppState};
 use crate::admin::auth::Claims;
 use crate::admin::json;
+use crate::admin::state::{db, ApiError, AppState};
 use crate::bridge::ShardCommand;
 use crate::config::{Config, EndpointConfig};
 use crate::store::AuditEntry;
@@ -131,7 +131,7 @@ pub async fn kill_session(
                             format!("session {id} runs on node {}; kill it there (SQLite is single-node)", r.node_id),
                         ));
                     }
-                    if !crate::admin::notify::kill_remote(st, &r.node_id, uuid).await? {
+                    if !kill_remote(st, &r.node_id, uuid).await? {
                         return Err(gone());
                     }
                     json::session(&r)
@@ -242,4 +242,113 @@ pub async fn audit(
         client_addr: Some(addr.to_string()),
     };
     db(st, move |s| s.append_audit(&entry)).await.map(|_| ())
+}
+
+/// How long a kill sent to another node waits before it is sent again.
+const KILL_RESEND: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Prefix of the channel (+ schema) of kills between nodes.
+pub const KILL_PREFIX: &str = "wsrelay_kill_";
+
+/// A kill request or answer from another node.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum KillNote {
+    Request {
+        kill: uuid::Uuid,
+        node: String,
+        from: String,
+        request: u64,
+    },
+    Reply {
+        reply: u64,
+        to: String,
+        killed: bool,
+    },
+}
+
+/// A note heard on the kill channel: a request for this node is carried
+/// out and answered; an answer for this node wakes the waiting kill.
+pub fn on_kill_note(st: &AppState, rt: &tokio::runtime::Handle, payload: &str) {
+    tracing::debug!(payload, "kill note");
+    match serde_json::from_str::<KillNote>(payload) {
+        Ok(KillNote::Request {
+            kill,
+            node,
+            from,
+            request,
+        }) if node == st.node_id && !st.handed_over.load(std::sync::atomic::Ordering::Acquire) => {
+            let st = st.clone();
+            rt.spawn(async move {
+                let shard = st
+                    .live
+                    .sessions
+                    .lock()
+                    .expect("sessions")
+                    .get(&kill)
+                    .map(|l| l.shard as usize);
+                let killed = match shard {
+                    Some(s) => kill_local(&st, kill, s).await.unwrap_or(false),
+                    None => false,
+                };
+                tracing::info!(session = %kill, from = %from, killed, "kill from another node");
+                let reply = KillNote::Reply {
+                    reply: request,
+                    to: from,
+                    killed,
+                };
+                let text = serde_json::to_string(&reply).unwrap_or_default();
+                let store = st.store.clone();
+                let _ = tokio::task::spawn_blocking(move || store.notify(KILL_PREFIX, &text)).await;
+            });
+        }
+        Ok(KillNote::Reply { reply, to, killed }) if to == st.node_id => {
+            if let Some(w) = st.remote_kills.lock().expect("kills").remove(&reply) {
+                let _ = w.send(killed);
+            }
+        }
+        Ok(_) => {} // for another node
+        Err(e) => tracing::warn!(error = %e, "a kill note that is not one"),
+    }
+}
+
+/// Asks node `node` to kill session `id`; whether it did. No answer within
+/// [`KILL_REPLY_TIMEOUT`] is 504.
+pub async fn kill_remote(st: &AppState, node: &str, id: uuid::Uuid) -> Result<bool, ApiError> {
+    let request: u64 = rand::random();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    st.remote_kills.lock().expect("kills").insert(request, tx);
+    let note = KillNote::Request {
+        kill: id,
+        node: node.to_string(),
+        from: st.node_id.clone(),
+        request,
+    };
+    let text = serde_json::to_string(&note).map_err(|_| ApiError::internal())?;
+    let until = tokio::time::Instant::now() + KILL_REPLY_TIMEOUT;
+    let mut rx = rx;
+    let answer = loop {
+        // Sent again each second until answered: a node whose listening
+        // connection was being made again missed it (a kill is idempotent).
+        let text = text.clone();
+        if let Err(e) = db(st, move |s| s.notify(KILL_PREFIX, &text)).await {
+            st.remote_kills.lock().expect("kills").remove(&request);
+            return Err(e);
+        }
+        let wait = (until - tokio::time::Instant::now()).min(KILL_RESEND);
+        match tokio::time::timeout(wait, &mut rx).await {
+            Ok(r) => break r.ok(),
+            Err(_) if tokio::time::Instant::now() >= until => break None,
+            Err(_) => {}
+        }
+    };
+    st.remote_kills.lock().expect("kills").remove(&request);
+    match answer {
+        Some(killed) => Ok(killed),
+        None => Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "node_timeout",
+            format!("node {node} did not answer the kill; it may be down (its sessions are closed when it is marked down)"),
+        )),
+    }
 }

@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use crate::admin::api::AppState;
+use crate::admin::state::AppState;
 
 /// Concurrent echo connections served; more are refused with 503.
 pub const MAX_CONNECTIONS: usize = 64;

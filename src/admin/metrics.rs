@@ -9,7 +9,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use hdrhistogram::Histogram;
 
-use crate::admin::api::AppState;
+use crate::admin::state::AppState;
 
 /// The metric names (SPEC 5: all start `wsrelay_`).
 pub mod names {

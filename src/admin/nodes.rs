@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::admin::api::AppState;
+use crate::admin::state::AppState;
 use crate::store::NodeRow;
 
 /// Heartbeat intervals of silence after which a node is down.

@@ -7,16 +7,16 @@
 //! the connection is lost and made again, the version is read at once, so a
 //! change made while this node was not listening is not lost.
 //!
-//! Session kills for another node go on a second channel: the node serving
-//! `DELETE /api/sessions/:id` sends `{"kill", "node", "from", "request"}`,
-//! the session's node kills it and answers `{"reply", "to", "killed"}`.
+//! Session kills for another node go on a second channel
+//! ([`crate::admin::control::kill_remote`]); this thread hands what it
+//! hears there to [`crate::admin::control::on_kill_note`].
 
 use std::sync::atomic::Ordering;
 
 use postgres::fallible_iterator::FallibleIterator;
 use std::time::Duration;
 
-use crate::admin::api::AppState;
+use crate::admin::state::AppState;
 
 /// How long one wait for notifications lasts before the connection is
 /// checked.
@@ -57,11 +57,6 @@ pub fn spawn(
 
 /// The channel endpoint changes of this schema are notified on.
 pub const ENDPOINTS_CHANNEL: &str = "left('wsrelay_endpoints_' || current_schema(), 63)";
-/// How long a kill sent to another node waits before it is sent again.
-const KILL_RESEND: Duration = Duration::from_secs(1);
-
-/// Prefix of the channel (+ schema) of kills between nodes.
-pub const KILL_PREFIX: &str = "wsrelay_kill_";
 
 /// One listening connection, until it fails.
 fn listen(
@@ -74,7 +69,7 @@ fn listen(
     let row = c
         .query_one(
             &format!("SELECT {ENDPOINTS_CHANNEL}, left($1 || current_schema(), 63)"),
-            &[&KILL_PREFIX],
+            &[&crate::admin::control::KILL_PREFIX],
         )
         .map_err(|e| e.to_string())?;
     let (endpoints, kills): (String, String) = (row.get(0), row.get(1));
@@ -98,7 +93,9 @@ fn listen(
                 match it.next() {
                     // Applied at once; in a burst, the first read has the
                     // newest version and the rest are skipped.
-                    Ok(Some(note)) if note.channel() == kills => on_kill(st, rt, note.payload()),
+                    Ok(Some(note)) if note.channel() == kills => {
+                        crate::admin::control::on_kill_note(st, rt, note.payload())
+                    }
                     Ok(Some(note)) => catch_up(st, rt, note.payload().parse().ok()),
                     Ok(None) => break,
                     Err(e) => return Err(e.to_string()),
@@ -134,113 +131,5 @@ fn catch_up(st: &AppState, rt: &tokio::runtime::Handle, seen: Option<i64>) {
         Err(e) => {
             tracing::warn!(error = %e.message, "applying another node's endpoint change failed")
         }
-    }
-}
-
-/// A kill request or answer from another node.
-#[derive(serde::Serialize, serde::Deserialize)]
-#[serde(untagged)]
-enum KillNote {
-    Request {
-        kill: uuid::Uuid,
-        node: String,
-        from: String,
-        request: u64,
-    },
-    Reply {
-        reply: u64,
-        to: String,
-        killed: bool,
-    },
-}
-
-fn on_kill(st: &AppState, rt: &tokio::runtime::Handle, payload: &str) {
-    tracing::debug!(payload, "kill note");
-    match serde_json::from_str::<KillNote>(payload) {
-        Ok(KillNote::Request {
-            kill,
-            node,
-            from,
-            request,
-        }) if node == st.node_id && !st.handed_over.load(Ordering::Acquire) => {
-            let st = st.clone();
-            rt.spawn(async move {
-                let shard = st
-                    .live
-                    .sessions
-                    .lock()
-                    .expect("sessions")
-                    .get(&kill)
-                    .map(|l| l.shard as usize);
-                let killed = match shard {
-                    Some(s) => crate::admin::control::kill_local(&st, kill, s)
-                        .await
-                        .unwrap_or(false),
-                    None => false,
-                };
-                tracing::info!(session = %kill, from = %from, killed, "kill from another node");
-                let reply = KillNote::Reply {
-                    reply: request,
-                    to: from,
-                    killed,
-                };
-                let text = serde_json::to_string(&reply).unwrap_or_default();
-                let store = st.store.clone();
-                let _ = tokio::task::spawn_blocking(move || store.notify(KILL_PREFIX, &text)).await;
-            });
-        }
-        Ok(KillNote::Reply { reply, to, killed }) if to == st.node_id => {
-            if let Some(w) = st.remote_kills.lock().expect("kills").remove(&reply) {
-                let _ = w.send(killed);
-            }
-        }
-        Ok(_) => {} // for another node
-        Err(e) => tracing::warn!(error = %e, "a kill note that is not one"),
-    }
-}
-
-/// Asks node `node` to kill session `id`; whether it did. No answer within
-/// [`crate::admin::control::KILL_REPLY_TIMEOUT`] is 504.
-pub async fn kill_remote(
-    st: &AppState,
-    node: &str,
-    id: uuid::Uuid,
-) -> Result<bool, crate::admin::api::ApiError> {
-    use crate::admin::api::ApiError;
-    let request: u64 = rand::random();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    st.remote_kills.lock().expect("kills").insert(request, tx);
-    let note = KillNote::Request {
-        kill: id,
-        node: node.to_string(),
-        from: st.node_id.clone(),
-        request,
-    };
-    let text = serde_json::to_string(&note).map_err(|_| ApiError::internal())?;
-    let until = tokio::time::Instant::now() + crate::admin::control::KILL_REPLY_TIMEOUT;
-    let mut rx = rx;
-    let answer = loop {
-        // Sent again each second until answered: a node whose listening
-        // connection was being made again missed it (a kill is idempotent).
-        let text = text.clone();
-        if let Err(e) = crate::admin::api::db(st, move |s| s.notify(KILL_PREFIX, &text)).await {
-            st.remote_kills.lock().expect("kills").remove(&request);
-            return Err(e);
-        }
-        let wait = (until - tokio::time::Instant::now()).min(KILL_RESEND);
-        match tokio::time::timeout(wait, &mut rx).await {
-            Ok(r) => break r.ok(),
-            Err(_) if tokio::time::Instant::now() >= until => break None,
-            Err(_) => {}
-        }
-    };
-    st.remote_kills.lock().expect("kills").remove(&request);
-    match answer {
-        Some(killed) => Ok(killed),
-        None => Err(ApiError::new(
-            axum::http::StatusCode::GATEWAY_TIMEOUT,
-            "node_timeout",
-            format!("node {node} did not answer the kill; it may be down (its sessions are closed when it is marked down)"),
-        )),
     }
 }

@@ -10,10 +10,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
-use crate::admin::api::{AdminState, AppState};
 use crate::admin::events::{self, Live};
 use crate::admin::ops::{OpsEvent, OpsFeed};
-use crate::admin::serve::StartError;
+use crate::admin::state::{AdminState, AppState};
 use crate::admin::throttle::{LoginThrottle, ThrottleConfig};
 use crate::bridge::{Event, ShardCommand};
 use crate::registry::Registry;
@@ -21,6 +20,16 @@ use crate::store::Store;
 
 /// Tokio worker threads of the admin runtime.
 pub const WORKERS: usize = 2;
+
+/// A start-up failure: printed as one line, exit code 2.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// What the admin runtime is started with.
 pub struct RuntimeSpec {
@@ -104,7 +113,7 @@ pub fn start(spec: RuntimeSpec) -> Result<Running, StartError> {
         tokio::net::TcpListener::from_std(spec.listener)
             .map_err(|e| err("the admin listener", e))?
     };
-    let app = crate::admin::api::router(state.clone(), &spec.cors_origins);
+    let app = crate::admin::router::router(state.clone(), &spec.cors_origins);
     let st = state.clone();
     let stop_accepting = Arc::new(tokio::sync::Notify::new());
     let stop = stop_accepting.clone();

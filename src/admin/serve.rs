@@ -28,15 +28,7 @@ pub const MEMLOCK_PER_SHARD: u64 =
 /// glommio refuses to start below this limit, whatever the shard count.
 pub const GLOMMIO_MIN_MEMLOCK: u64 = 512 * 1024;
 
-/// A start-up failure: printed as one line, exit code 2.
-#[derive(Debug)]
-pub struct StartError(pub String);
-
-impl std::fmt::Display for StartError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use crate::admin::runtime::StartError;
 
 /// Checks that `shards` fit the locked-memory limit `limit` (bytes, `None`
 /// = unlimited), leaving room for a second process during a restart.
