@@ -32,6 +32,18 @@ fn node_config(t: &Target) -> String {
     ) + &endpoint("echo", &t.url(), "")
 }
 
+/// Two nodes on a fresh schema (PostgreSQL only), their echo target and an
+/// admin token.
+fn two_nodes(test: &str) -> Option<(Target, Relay, Relay, String)> {
+    let db = pg_schema_url(&postgres()?, test);
+    let t = target(Behaviour::Echo);
+    let cfg = node_config(&t);
+    let a = Relay::start_with(&cfg, &[("DATABASE_URL", db.as_str())]);
+    let b = Relay::start_with(&cfg, &[("DATABASE_URL", db.as_str())]);
+    let token = login(&a, ADMIN_EMAIL, ADMIN_PASSWORD).unwrap();
+    Some((t, a, b, token))
+}
+
 /// `GET /api/nodes` through `r`, by id.
 fn nodes(r: &Relay, token: &str) -> Vec<Value> {
     let rep = call(r.admin, "GET", "/api/nodes", Some(token), None);
@@ -232,13 +244,9 @@ fn time_until(r: &Relay, id: &str, want: u16) -> Duration {
 /// B routes by each within a second (LISTEN/NOTIFY). Prints p50/p99/max.
 #[test]
 fn endpoint_changes_on_one_node_reach_the_other_within_a_second() {
-    let Some(url) = postgres() else { return };
-    let db = pg_schema_url(&url, "nodes_notify");
-    let t = target(Behaviour::Echo);
-    let cfg = node_config(&t);
-    let a = Relay::start_with(&cfg, &[("DATABASE_URL", db.as_str())]);
-    let b = Relay::start_with(&cfg, &[("DATABASE_URL", db.as_str())]);
-    let token = login(&a, ADMIN_EMAIL, ADMIN_PASSWORD).unwrap();
+    let Some((t, a, b, token)) = two_nodes("nodes_notify") else {
+        return;
+    };
     let mut took = Vec::new();
     for i in 0..50 {
         let id = format!("n{i}");
@@ -313,13 +321,9 @@ fn a_change_made_while_a_node_was_cut_off_is_caught_up() {
 /// answer is 404.
 #[test]
 fn a_session_on_another_node_is_killed_through_it() {
-    let Some(url) = postgres() else { return };
-    let db = pg_schema_url(&url, "nodes_kill");
-    let t = target(Behaviour::Echo);
-    let cfg = node_config(&t);
-    let a = Relay::start_with(&cfg, &[("DATABASE_URL", db.as_str())]);
-    let b = Relay::start_with(&cfg, &[("DATABASE_URL", db.as_str())]);
-    let token = login(&a, ADMIN_EMAIL, ADMIN_PASSWORD).unwrap();
+    let Some((_t, a, b, token)) = two_nodes("nodes_kill") else {
+        return;
+    };
     let (mut ws, _) = connect(&b.url("echo")).unwrap();
     ws.send(tungstenite::Message::text("hi")).unwrap();
     ws.read().unwrap();

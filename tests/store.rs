@@ -274,6 +274,15 @@ fn stale_sessions_of_this_node_are_closed() {
     }
 }
 
+/// Node `id` as the store lists it.
+fn node(s: &Store, id: &str) -> wsrelay::store::NodeRow {
+    s.list_nodes()
+        .unwrap()
+        .into_iter()
+        .find(|n| n.id == id)
+        .unwrap()
+}
+
 /// The node directory: heartbeats, listing, and the sweep of silent
 /// nodes, which marks each once and closes its sessions once.
 #[test]
@@ -282,12 +291,7 @@ fn silent_nodes_are_swept_once() {
         s.register_node("a", "host", "1").unwrap();
         s.register_node("b", "host", "1").unwrap();
         s.heartbeat_node("b", "draining", 3).unwrap();
-        let b = s
-            .list_nodes()
-            .unwrap()
-            .into_iter()
-            .find(|n| n.id == "b")
-            .unwrap();
+        let b = node(&s, "b");
         assert_eq!(
             (b.state.as_str(), b.sessions, b.version.as_str()),
             ("draining", 3, "1")
@@ -320,20 +324,10 @@ fn silent_nodes_are_swept_once() {
         assert_eq!(s.sweep_lost_nodes("c", future).unwrap(), (vec![], 0));
         // Registering again brings a node back up.
         s.register_node("b", "host", "2").unwrap();
-        let b = s
-            .list_nodes()
-            .unwrap()
-            .into_iter()
-            .find(|n| n.id == "b")
-            .unwrap();
+        let b = node(&s, "b");
         assert_eq!((b.state.as_str(), b.version.as_str()), ("up", "2"));
         s.node_down("b").unwrap();
-        let b = s
-            .list_nodes()
-            .unwrap()
-            .into_iter()
-            .find(|n| n.id == "b")
-            .unwrap();
+        let b = node(&s, "b");
         assert_eq!(b.state, "down");
     }
 }
