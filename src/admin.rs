@@ -10,7 +10,6 @@
 #[allow(clippy::disallowed_types)]
 pub mod api;
 pub mod auth;
-pub mod check_host;
 pub mod control;
 pub mod echo;
 #[allow(clippy::disallowed_types, clippy::disallowed_methods)]

@@ -13,6 +13,7 @@
 
 pub mod admin;
 pub mod bridge;
+pub mod cli;
 pub mod config;
 pub mod handover;
 pub mod registry;

@@ -101,7 +101,7 @@ fn main() -> ExitCode {
             proc_root,
         } => {
             let shards = shards.unwrap_or(wsrelay::sys::allowed_cpus().len() as u64);
-            if wsrelay::admin::check_host::run(&proc_root, connections, shards) {
+            if wsrelay::cli::check_host::run(&proc_root, connections, shards) {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)

@@ -16,9 +16,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::EndpointConfig;
 
+mod audit;
+mod endpoints;
+mod nodes;
 pub mod postgres;
+mod sessions;
 pub mod sql;
 pub mod sqlite;
+mod users;
 
 use sql::{Db, Value};
 
@@ -431,590 +436,6 @@ impl Store {
         Ok(applied)
     }
 
-    /// The first column of the first row of a query, if any.
-    fn scalar(&self, sql: &str, params: &[Value]) -> Result<Option<Value>> {
-        Ok(self
-            .db
-            .query(sql, params)?
-            .into_iter()
-            .next()
-            .and_then(|r| r.into_iter().next()))
-    }
-
-    /// One round trip to the database; how long it took.
-    pub fn ping(&self) -> Result<Duration> {
-        let t = Instant::now();
-        self.db.query("SELECT 1", &[])?;
-        Ok(t.elapsed())
-    }
-
-    // ---- endpoints ----
-
-    /// All endpoints, by id.
-    pub fn list_endpoints(&self) -> Result<Vec<EndpointRecord>> {
-        let rows = self.db.query(
-            &format!("SELECT {ENDPOINT_COLUMNS} FROM endpoint ORDER BY id"),
-            &[],
-        )?;
-        rows.into_iter().map(endpoint_from_row).collect()
-    }
-
-    /// One endpoint.
-    pub fn get_endpoint(&self, id: &str) -> Result<Option<EndpointRecord>> {
-        let rows = self.db.query(
-            &format!("SELECT {ENDPOINT_COLUMNS} FROM endpoint WHERE id = $1"),
-            &[Value::text(id)],
-        )?;
-        rows.into_iter().next().map(endpoint_from_row).transpose()
-    }
-
-    /// `NOTIFY`s this schema's channel `prefix` + schema (PostgreSQL).
-    pub fn notify(&self, prefix: &str, payload: &str) -> Result<()> {
-        self.db.execute(
-            "SELECT 1 FROM (SELECT pg_notify(left($1 || current_schema(), 63), $2)) AS sent",
-            &[Value::text(prefix), Value::text(payload)],
-        )?;
-        Ok(())
-    }
-
-    /// The endpoints' version: raised by every change to them (a trigger
-    /// in the changing transaction), 0 before the first.
-    pub fn endpoints_version(&self) -> Result<i64> {
-        Ok(self
-            .setting("endpoints_version")?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0))
-    }
-
-    /// Inserts a new endpoint; [`StoreError::Conflict`] if the id exists.
-    pub fn insert_endpoint(&self, e: &EndpointConfig) -> Result<EndpointRecord> {
-        let now = now_ms();
-        let n = self.db.execute(
-            "INSERT INTO endpoint (id, name, enabled, spec, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
-            &[
-                Value::text(&e.id),
-                Value::text(&e.name),
-                Value::Bool(e.enabled),
-                Value::Text(spec_json(e)?),
-                Value::I64(now),
-                Value::I64(now),
-            ],
-        )?;
-        if n == 0 {
-            return Err(StoreError::Conflict(format!("endpoint {:?}", e.id)));
-        }
-        Ok(EndpointRecord {
-            endpoint: e.clone(),
-            created_at: now,
-            updated_at: now,
-        })
-    }
-
-    /// Replaces an endpoint; `None` if there is none with this id.
-    pub fn update_endpoint(&self, e: &EndpointConfig) -> Result<Option<EndpointRecord>> {
-        let now = now_ms();
-        let rows = self.db.query(
-            "UPDATE endpoint SET name = $1, enabled = $2, spec = $3, updated_at = $4 WHERE id = $5 RETURNING created_at",
-            &[
-                Value::text(&e.name),
-                Value::Bool(e.enabled),
-                Value::Text(spec_json(e)?),
-                Value::I64(now),
-                Value::text(&e.id),
-            ],
-        )?;
-        Ok(rows.into_iter().next().map(|r| EndpointRecord {
-            endpoint: e.clone(),
-            created_at: r.first().and_then(Value::as_i64).unwrap_or(now),
-            updated_at: now,
-        }))
-    }
-
-    /// Deletes an endpoint; whether it existed.
-    pub fn delete_endpoint(&self, id: &str) -> Result<bool> {
-        Ok(self
-            .db
-            .execute("DELETE FROM endpoint WHERE id = $1", &[Value::text(id)])?
-            > 0)
-    }
-
-    /// Inserts each endpoint whose id is absent (config-file seeding);
-    /// returns the ids inserted.
-    pub fn seed_endpoints(&self, endpoints: &[EndpointConfig]) -> Result<Vec<String>> {
-        let mut inserted = Vec::new();
-        for e in endpoints {
-            match self.insert_endpoint(e) {
-                Ok(_) => inserted.push(e.id.clone()),
-                Err(StoreError::Conflict(_)) => {}
-                Err(err) => return Err(err),
-            }
-        }
-        Ok(inserted)
-    }
-
-    // ---- users ----
-
-    /// How many users exist.
-    pub fn count_users(&self) -> Result<i64> {
-        Ok(self
-            .scalar("SELECT COUNT(*) FROM app_user", &[])?
-            .and_then(|v| v.as_i64())
-            .unwrap_or(0))
-    }
-
-    /// Adds a user; [`StoreError::Conflict`] if the email is taken.
-    pub fn insert_user(&self, u: &User) -> Result<()> {
-        let n = self.db.execute(
-            "INSERT INTO app_user (id, email, password_hash, role, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-            &[
-                Value::text(&u.id),
-                Value::text(&u.email),
-                Value::text(&u.password_hash),
-                Value::text(u.role.as_str()),
-                Value::I64(u.created_at),
-            ],
-        )?;
-        if n == 0 {
-            return Err(StoreError::Conflict(format!("user {:?}", u.email)));
-        }
-        Ok(())
-    }
-
-    /// A user by email.
-    pub fn user_by_email(&self, email: &str) -> Result<Option<User>> {
-        self.user_where("email", email)
-    }
-
-    /// A user by id.
-    pub fn user_by_id(&self, id: &str) -> Result<Option<User>> {
-        self.user_where("id", id)
-    }
-
-    /// The user whose `column` (a fixed column name) is `value`.
-    fn user_where(&self, column: &'static str, value: &str) -> Result<Option<User>> {
-        let rows = self.db.query(
-            &format!("SELECT {USER_COLUMNS} FROM app_user WHERE {column} = $1"),
-            &[Value::text(value)],
-        )?;
-        rows.into_iter().next().map(user_from_row).transpose()
-    }
-
-    /// Changes a user's role; whether the user exists.
-    pub fn set_user_role(&self, id: &str, role: Role) -> Result<bool> {
-        Ok(self.db.execute(
-            "UPDATE app_user SET role = $1 WHERE id = $2",
-            &[Value::text(role.as_str()), Value::text(id)],
-        )? > 0)
-    }
-
-    /// All users, oldest first.
-    pub fn list_users(&self) -> Result<Vec<User>> {
-        let rows = self.db.query(
-            &format!("SELECT {USER_COLUMNS} FROM app_user ORDER BY created_at, email"),
-            &[],
-        )?;
-        rows.into_iter().map(user_from_row).collect()
-    }
-
-    /// Deletes a user; whether it existed.
-    pub fn delete_user(&self, id: &str) -> Result<bool> {
-        Ok(self
-            .db
-            .execute("DELETE FROM app_user WHERE id = $1", &[Value::text(id)])?
-            > 0)
-    }
-
-    // ---- settings ----
-
-    /// A setting's value.
-    pub fn setting(&self, key: &str) -> Result<Option<String>> {
-        Ok(self
-            .scalar(
-                "SELECT value FROM setting WHERE key = $1",
-                &[Value::text(key)],
-            )?
-            .and_then(Value::into_text))
-    }
-
-    /// Stores `value` unless the key is set already; returns the value that
-    /// holds afterwards (so concurrent nodes agree on one).
-    pub fn setting_or_insert(&self, key: &str, value: &str) -> Result<String> {
-        self.db.execute(
-            "INSERT INTO setting (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
-            &[Value::text(key), Value::text(value)],
-        )?;
-        self.setting(key)?
-            .ok_or_else(|| StoreError::Corrupt(format!("setting {key:?} vanished")))
-    }
-
-    // ---- nodes and sessions ----
-
-    /// Registers (or re-registers) this process as a node: `up`, running
-    /// `version`, started now.
-    pub fn register_node(&self, id: &str, host: &str, version: &str) -> Result<()> {
-        let now = now_ms();
-        self.db.execute(
-            "INSERT INTO node (id, host, started_at, last_heartbeat, version, state, sessions) VALUES ($1, $2, $3, $4, $5, 'up', 0) ON CONFLICT (id) DO UPDATE SET host = excluded.host, started_at = excluded.started_at, last_heartbeat = excluded.last_heartbeat, version = excluded.version, state = 'up', sessions = 0",
-            &[
-                Value::text(id),
-                Value::text(host),
-                Value::I64(now),
-                Value::I64(now),
-                Value::text(version),
-            ],
-        )?;
-        Ok(())
-    }
-
-    /// Refreshes the node's `last_heartbeat`, state (`up` or `draining`) and
-    /// session count.
-    pub fn heartbeat_node(&self, id: &str, state: &str, sessions: u64) -> Result<()> {
-        self.db.execute(
-            "UPDATE node SET last_heartbeat = $1, state = $2, sessions = $3 WHERE id = $4",
-            &[
-                Value::I64(now_ms()),
-                Value::text(state),
-                Value::I64(sessions as i64),
-                Value::text(id),
-            ],
-        )?;
-        Ok(())
-    }
-
-    /// Marks the node `down` (it exits with no session left).
-    pub fn node_down(&self, id: &str) -> Result<()> {
-        self.db.execute(
-            "UPDATE node SET state = 'down', sessions = 0, last_heartbeat = $1 WHERE id = $2",
-            &[Value::I64(now_ms()), Value::text(id)],
-        )?;
-        Ok(())
-    }
-
-    /// Every node, by id.
-    pub fn list_nodes(&self) -> Result<Vec<NodeRow>> {
-        let rows = self.db.query(
-            "SELECT id, host, version, started_at, last_heartbeat, state, sessions FROM node ORDER BY id",
-            &[],
-        )?;
-        Ok(rows
-            .into_iter()
-            .map(|r| {
-                let text = |i: usize| {
-                    r.get(i)
-                        .cloned()
-                        .and_then(Value::into_text)
-                        .unwrap_or_default()
-                };
-                let int = |i: usize| r.get(i).and_then(Value::as_i64).unwrap_or(0);
-                NodeRow {
-                    id: text(0),
-                    host: text(1),
-                    version: text(2),
-                    started_at: int(3),
-                    last_heartbeat: int(4),
-                    state: text(5),
-                    sessions: int(6),
-                }
-            })
-            .collect())
-    }
-
-    /// Ghosts (SPEC 7): nodes other than `me` silent since before `cutoff`
-    /// (Unix ms) are marked `down`, and every `ACTIVE` session of a `down`
-    /// node is closed with reason `node lost`. Claiming a node is one
-    /// conditional update, so of several live nodes only one marks it, and
-    /// closing only touches `ACTIVE` rows, so nothing is done twice.
-    /// Returns (the nodes marked down, the sessions closed).
-    pub fn sweep_lost_nodes(&self, me: &str, cutoff: i64) -> Result<(Vec<String>, u64)> {
-        let lost: Vec<String> = self
-            .db
-            .query(
-                "UPDATE node SET state = 'down' WHERE state <> 'down' AND last_heartbeat < $1 AND id <> $2 RETURNING id",
-                &[Value::I64(cutoff), Value::text(me)],
-            )?
-            .into_iter()
-            .filter_map(|r| r.into_iter().next().and_then(Value::into_text))
-            .collect();
-        let now = now_ms();
-        let closed = self.db.execute(
-            "UPDATE live_session SET state = 'CLOSED', ended_at = $1, close_reason = 'node lost', closed_by = 'wsrelay', updated_at = $2 WHERE state = 'ACTIVE' AND node_id IN (SELECT id FROM node WHERE state = 'down')",
-            &[Value::I64(now), Value::I64(now)],
-        )?;
-        Ok((lost, closed))
-    }
-
-    /// Records a session that started (state `ACTIVE`).
-    pub fn insert_session(
-        &self,
-        id: &str,
-        node_id: &str,
-        endpoint_id: &str,
-        client_addr: &str,
-        started_at: i64,
-    ) -> Result<()> {
-        self.db.execute(
-            "INSERT INTO live_session (id, node_id, endpoint_id, state, client_addr, started_at, updated_at) VALUES ($1, $2, $3, 'ACTIVE', $4, $5, $6)",
-            &[
-                Value::text(id),
-                Value::text(node_id),
-                Value::text(endpoint_id),
-                Value::text(client_addr),
-                Value::I64(started_at),
-                Value::I64(started_at),
-            ],
-        )?;
-        Ok(())
-    }
-
-    /// Session ids of a node in a state (`ACTIVE` or `CLOSED`), oldest first.
-    pub fn session_ids(&self, node_id: &str, state: &str) -> Result<Vec<String>> {
-        let rows = self.db.query(
-            "SELECT id FROM live_session WHERE node_id = $1 AND state = $2 ORDER BY started_at, id",
-            &[Value::text(node_id), Value::text(state)],
-        )?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|r| r.into_iter().next().and_then(Value::into_text))
-            .collect())
-    }
-
-    /// Marks the node's `ACTIVE` sessions from a previous run `CLOSED` with
-    /// reason `node restarted`; returns how many.
-    pub fn close_stale_sessions(&self, node_id: &str) -> Result<u64> {
-        let now = now_ms();
-        self.db.execute(
-            "UPDATE live_session SET state = 'CLOSED', ended_at = $1, close_reason = 'node restarted', closed_by = 'wsrelay', updated_at = $2 WHERE node_id = $3 AND state = 'ACTIVE'",
-            &[Value::I64(now), Value::I64(now), Value::text(node_id)],
-        )
-    }
-
-    /// Writes session rows (insert, or update by id: writing a row twice
-    /// leaves one row) and samples in one transaction, many rows per
-    /// statement. All or nothing, so a retry after a failure duplicates
-    /// nothing.
-    /// After the samples, each endpoint in `keep` keeps only its newest
-    /// `maxSamples` samples.
-    pub fn write_batch(
-        &self,
-        sessions: &[SessionRow],
-        samples: &[SampleRow],
-        keep: &[(String, u32)],
-    ) -> Result<()> {
-        let mut statements = Vec::new();
-        let now = now_ms();
-        let max = match self.db.backend() {
-            Backend::Sqlite => SQLITE_ROWS_PER_STATEMENT,
-            Backend::Postgres => ROWS_PER_STATEMENT,
-        };
-        for chunk in statement_chunks(sessions, max) {
-            let mut params = Vec::with_capacity(chunk.len() * 17);
-            let mut tuples = Vec::with_capacity(chunk.len());
-            for r in chunk {
-                let b = params.len();
-                tuples.push(format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, CAST(CAST(${} AS BIGINT) AS INTEGER), ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                    b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9, b + 10,
-                    b + 11, b + 12, b + 13, b + 14, b + 15, b + 16, b + 17
-                ));
-                params.extend([
-                    Value::text(&r.id),
-                    Value::text(&r.node_id),
-                    Value::text(&r.endpoint_id),
-                    Value::I64(r.shard),
-                    Value::text(&r.state),
-                    Value::text(&r.client_addr),
-                    Value::I64(r.started_at),
-                    Value::I64(r.last_seen),
-                    r.ended_at.map_or(Value::Null, Value::I64),
-                    r.close_code.map_or(Value::Null, Value::I64),
-                    Value::opt_text(r.close_reason.as_deref()),
-                    Value::opt_text(r.closed_by.as_deref()),
-                    Value::I64(r.msgs_in),
-                    Value::I64(r.msgs_out),
-                    Value::I64(r.bytes_in),
-                    Value::I64(r.bytes_out),
-                    Value::I64(now),
-                ]);
-            }
-            statements.push((
-                format!(
-                    "INSERT INTO live_session ({SESSION_COLUMNS}, updated_at) VALUES {} ON CONFLICT (id) DO UPDATE SET state = excluded.state, last_seen = excluded.last_seen, ended_at = excluded.ended_at, close_code = excluded.close_code, close_reason = excluded.close_reason, closed_by = excluded.closed_by, msgs_in = excluded.msgs_in, msgs_out = excluded.msgs_out, bytes_in = excluded.bytes_in, bytes_out = excluded.bytes_out, updated_at = excluded.updated_at, shard = excluded.shard WHERE live_session.state <> 'CLOSED'",
-                    tuples.join(", ")
-                ),
-                params,
-            ));
-        }
-        for chunk in statement_chunks(samples, max) {
-            let mut params = Vec::with_capacity(chunk.len() * 7);
-            let mut tuples = Vec::with_capacity(chunk.len());
-            for r in chunk {
-                let b = params.len();
-                tuples.push(format!(
-                    "(${}, ${}, ${}, CAST(CAST(${} AS BIGINT) AS SMALLINT), CAST(CAST(${} AS BIGINT) AS INTEGER), ${}, ${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6,
-                    b + 7
-                ));
-                params.extend([
-                    Value::text(&r.session_id),
-                    Value::text(&r.endpoint_id),
-                    Value::text(r.direction.stored()),
-                    Value::I64(r.opcode),
-                    Value::I64(r.size),
-                    Value::Bytes(r.payload.clone()),
-                    Value::I64(r.captured_at),
-                ]);
-            }
-            statements.push((
-                format!(
-                    "INSERT INTO traffic_sample (session_id, endpoint_id, direction, opcode, size, payload, captured_at) VALUES {}",
-                    tuples.join(", ")
-                ),
-                params,
-            ));
-        }
-        for (endpoint, n) in keep {
-            statements.push((
-                "DELETE FROM traffic_sample WHERE endpoint_id = $1 AND id <= (SELECT id FROM traffic_sample WHERE endpoint_id = $2 ORDER BY id DESC LIMIT 1 OFFSET $3)".into(),
-                vec![Value::text(endpoint), Value::text(endpoint), Value::I64(i64::from(*n))],
-            ));
-        }
-        if statements.is_empty() {
-            return Ok(());
-        }
-        self.db.transaction(&statements)
-    }
-
-    /// Sessions matching `f`, newest first, one page; and the total.
-    pub fn list_sessions(&self, f: &SessionFilter, page: Page) -> Result<(Vec<SessionRow>, i64)> {
-        let mut c = Conditions::default();
-        if let Some(e) = &f.endpoint_id {
-            c.add("endpoint_id = ?", Value::text(e));
-        }
-        if let Some(s) = &f.state {
-            c.add("state = ?", Value::text(s));
-        }
-        let (rows, total) = self.page_of(
-            "live_session",
-            SESSION_COLUMNS,
-            c,
-            "started_at DESC, id DESC",
-            page,
-        )?;
-        Ok((rows.into_iter().map(session_from_row).collect(), total))
-    }
-
-    /// One session.
-    pub fn get_session(&self, id: &str) -> Result<Option<SessionRow>> {
-        let rows = self.db.query(
-            &format!("SELECT {SESSION_COLUMNS} FROM live_session WHERE id = $1"),
-            &[Value::text(id)],
-        )?;
-        Ok(rows.into_iter().next().map(session_from_row))
-    }
-
-    /// Samples of an endpoint, newest first, at most `limit`.
-    pub fn list_samples(&self, endpoint_id: &str, limit: u32) -> Result<Vec<SampleRow>> {
-        let rows = self.db.query(
-            "SELECT session_id, endpoint_id, direction, opcode, size, payload, captured_at FROM traffic_sample WHERE endpoint_id = $1 ORDER BY captured_at DESC, id DESC LIMIT $2",
-            &[Value::text(endpoint_id), Value::I64(i64::from(limit))],
-        )?;
-        Ok(rows
-            .into_iter()
-            .map(|r| {
-                let mut it = r.into_iter();
-                let mut text = || it.next().and_then(Value::into_text).unwrap_or_default();
-                let (session_id, endpoint_id, direction) = (text(), text(), text());
-                let mut int = || it.next().and_then(|v| v.as_i64()).unwrap_or(0);
-                let (opcode, size) = (int(), int());
-                let payload = match it.next() {
-                    Some(Value::Bytes(b)) => b,
-                    _ => Vec::new(),
-                };
-                SampleRow {
-                    session_id,
-                    endpoint_id,
-                    direction: crate::bridge::Direction::from_stored(&direction)
-                        .unwrap_or(crate::bridge::Direction::Out),
-                    opcode,
-                    size,
-                    payload,
-                    captured_at: it.next().and_then(|v| v.as_i64()).unwrap_or(0),
-                }
-            })
-            .collect())
-    }
-
-    // ---- audit ----
-
-    /// Audit records with `since <= at < until` and `id > after_id`, oldest
-    /// first, at most `limit`: one chunk of an export.
-    pub fn audit_chunk(
-        &self,
-        since: i64,
-        until: i64,
-        after_id: i64,
-        limit: u32,
-    ) -> Result<Vec<AuditRecord>> {
-        let rows = self.db.query(
-            &format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE at >= $1 AND at < $2 AND id > $3 ORDER BY id LIMIT $4"),
-            &[
-                Value::I64(since),
-                Value::I64(until),
-                Value::I64(after_id),
-                Value::I64(i64::from(limit)),
-            ],
-        )?;
-        rows.into_iter().map(audit_from_row).collect()
-    }
-
-    /// Appends one audit record; returns its id.
-    pub fn append_audit(&self, a: &AuditEntry) -> Result<i64> {
-        self.scalar(
-            "INSERT INTO audit_log (at, actor, action, entity_type, entity_id, before_json, after_json, client_addr) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-            &[
-                Value::I64(a.at),
-                Value::text(&a.actor),
-                Value::text(&a.action),
-                Value::text(&a.entity_type),
-                Value::opt_text(a.entity_id.as_deref()),
-                Value::opt_text(a.before.as_deref()),
-                Value::opt_text(a.after.as_deref()),
-                Value::opt_text(a.client_addr.as_deref()),
-            ],
-        )?
-        .and_then(|v| v.as_i64())
-        .ok_or_else(|| StoreError::Corrupt("audit insert returned no id".into()))
-    }
-
-    /// Audit records matching `f`, newest first, one page; and the total.
-    pub fn list_audit(&self, f: &AuditFilter, page: Page) -> Result<(Vec<AuditRecord>, i64)> {
-        let mut c = Conditions::default();
-        if let Some(a) = &f.action {
-            c.add("action = ?", Value::text(a));
-        }
-        if let Some(t) = &f.entity_type {
-            c.add("entity_type = ?", Value::text(t));
-        }
-        if let Some(s) = f.since {
-            c.add("at >= ?", Value::I64(s));
-        }
-        if let Some(u) = f.until {
-            c.add("at < ?", Value::I64(u));
-        }
-        let (rows, total) =
-            self.page_of("audit_log", AUDIT_COLUMNS, c, "at DESC, id DESC", page)?;
-        let records = rows
-            .into_iter()
-            .map(audit_from_row)
-            .collect::<Result<_>>()?;
-        Ok((records, total))
-    }
-
     /// One page of `columns` from `table` matching `c`, in `order`; and how
     /// many rows match in all.
     fn page_of(
@@ -1047,6 +468,46 @@ impl Store {
             &params,
         )?;
         Ok((rows, total))
+    }
+
+    /// The first column of the first row of a query, if any.
+    fn scalar(&self, sql: &str, params: &[Value]) -> Result<Option<Value>> {
+        Ok(self
+            .db
+            .query(sql, params)?
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next()))
+    }
+
+    /// One round trip to the database; how long it took.
+    pub fn ping(&self) -> Result<Duration> {
+        let t = Instant::now();
+        self.db.query("SELECT 1", &[])?;
+        Ok(t.elapsed())
+    }
+
+    // ---- settings ----
+
+    /// A setting's value.
+    pub fn setting(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .scalar(
+                "SELECT value FROM setting WHERE key = $1",
+                &[Value::text(key)],
+            )?
+            .and_then(Value::into_text))
+    }
+
+    /// Stores `value` unless the key is set already; returns the value that
+    /// holds afterwards (so concurrent nodes agree on one).
+    pub fn setting_or_insert(&self, key: &str, value: &str) -> Result<String> {
+        self.db.execute(
+            "INSERT INTO setting (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+            &[Value::text(key), Value::text(value)],
+        )?;
+        self.setting(key)?
+            .ok_or_else(|| StoreError::Corrupt(format!("setting {key:?} vanished")))
     }
 }
 

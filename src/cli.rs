@@ -1,0 +1,5 @@
+//! Command-line tools beside `serve` (SPEC 2): they run once and exit.
+//! `check-host` reads the host's limits; `migrate` and `user add` are thin
+//! calls into the store and `crate::admin::auth` from `main.rs`.
+
+pub mod check_host;
