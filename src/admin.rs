@@ -10,6 +10,7 @@
 #[allow(clippy::disallowed_types)]
 pub mod api;
 pub mod auth;
+pub mod bodies;
 pub mod control;
 pub mod echo;
 #[allow(clippy::disallowed_types, clippy::disallowed_methods)]

@@ -2,14 +2,16 @@
 //! UTC strings, secrets never shown. Written once here for the REST routes,
 //! `/ops` and the audit log.
 
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
+use crate::admin::bodies::EndpointBody;
 use crate::config::EndpointConfig;
 use crate::shard::metrics::EndpointStats;
 use crate::store::{AuditRecord, EndpointRecord, SampleRow, SessionRow, User};
 
 /// What a stored secret is shown as.
-pub const REDACTED: &str = "********";
+pub use crate::admin::bodies::REDACTED;
 
 /// Unix ms → `2026-11-22T21:37:54.123Z`.
 pub fn time(ms: i64) -> String {
@@ -64,96 +66,102 @@ pub fn nul_path(v: &Value) -> Option<String> {
     walk(v, "")
 }
 
-/// snake_case keys → camelCase, recursively.
-pub fn camel_keys(v: Value) -> Value {
-    rename_keys(v, &crate::config::camel_case_path)
-}
-
-/// camelCase keys → snake_case, recursively.
-pub fn snake_keys(v: Value) -> Value {
-    rename_keys(v, &|k: &str| {
-        let mut out = String::with_capacity(k.len() + 4);
-        for c in k.chars() {
-            if c.is_ascii_uppercase() {
-                out.push('_');
-                out.push(c.to_ascii_lowercase());
-            } else {
-                out.push(c);
-            }
-        }
-        out
-    })
-}
-
-fn rename_keys(v: Value, f: &dyn Fn(&str) -> String) -> Value {
-    match v {
-        Value::Object(m) => Value::Object(
-            m.into_iter()
-                .map(|(k, v)| (f(&k), rename_keys(v, f)))
-                .collect::<Map<_, _>>(),
-        ),
-        Value::Array(a) => Value::Array(a.into_iter().map(|v| rename_keys(v, f)).collect()),
-        v => v,
-    }
-}
-
 /// An endpoint's configuration as the API shows it (secret redacted).
 pub fn endpoint_config(e: &EndpointConfig) -> Value {
-    let mut v = camel_keys(serde_json::to_value(e).unwrap_or(Value::Null));
-    if let Some(secret) = v.pointer_mut("/auth/jwtSecret") {
-        if !secret.is_null() {
-            *secret = Value::String(REDACTED.into());
-        }
-    }
-    if let Some(Value::Object(limits)) = v.get_mut("limits") {
-        limits.retain(|_, v| !v.is_null());
-    }
-    if let Some(Value::Object(auth)) = v.get_mut("auth") {
-        auth.retain(|_, v| !v.is_null());
-    }
-    v
+    to_value(EndpointBody::shown(e))
 }
 
 /// A stored endpoint: its configuration plus `createdAt`/`updatedAt`.
 pub fn endpoint(r: &EndpointRecord) -> Value {
-    let mut v = endpoint_config(&r.endpoint);
-    if let Value::Object(m) = &mut v {
-        m.insert("createdAt".into(), time(r.created_at).into());
-        m.insert("updatedAt".into(), time(r.updated_at).into());
-    }
-    v
+    let mut b = EndpointBody::shown(&r.endpoint);
+    b.created_at = Some(time(r.created_at));
+    b.updated_at = Some(time(r.updated_at));
+    to_value(b)
 }
 
-/// A session (SPEC 4.4).
+/// A session as the API and `/ops` show it (SPEC 4.4).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionBody<'a> {
+    id: &'a str,
+    endpoint_id: &'a str,
+    shard: i64,
+    node: &'a str,
+    client_addr: &'a str,
+    started_at: String,
+    last_seen: String,
+    msgs_in: i64,
+    msgs_out: i64,
+    bytes_in: i64,
+    bytes_out: i64,
+    state: &'a str,
+    close_code: Option<i64>,
+    close_reason: Option<&'a str>,
+    closed_by: Option<&'a str>,
+    ended_at: Option<String>,
+}
+
+impl<'a> From<&'a SessionRow> for SessionBody<'a> {
+    fn from(r: &'a SessionRow) -> Self {
+        SessionBody {
+            id: &r.id,
+            endpoint_id: &r.endpoint_id,
+            shard: r.shard,
+            node: &r.node_id,
+            client_addr: &r.client_addr,
+            started_at: time(r.started_at),
+            last_seen: time(r.last_seen),
+            msgs_in: r.msgs_in,
+            msgs_out: r.msgs_out,
+            bytes_in: r.bytes_in,
+            bytes_out: r.bytes_out,
+            state: &r.state,
+            close_code: r.close_code,
+            close_reason: r.close_reason.as_deref(),
+            closed_by: r.closed_by.as_deref(),
+            ended_at: r.ended_at.map(time),
+        }
+    }
+}
+
+/// A session (SPEC 4.4), as a JSON value.
 pub fn session(r: &SessionRow) -> Value {
-    json!({
-        "id": r.id,
-        "endpointId": r.endpoint_id,
-        "shard": r.shard,
-        "node": r.node_id,
-        "clientAddr": r.client_addr,
-        "startedAt": time(r.started_at),
-        "lastSeen": time(r.last_seen),
-        "msgsIn": r.msgs_in,
-        "msgsOut": r.msgs_out,
-        "bytesIn": r.bytes_in,
-        "bytesOut": r.bytes_out,
-        "state": r.state,
-        "closeCode": r.close_code,
-        "closeReason": r.close_reason,
-        "closedBy": r.closed_by,
-        "endedAt": r.ended_at.map(time),
-    })
+    to_value(SessionBody::from(r))
+}
+
+/// A user as the API shows it: no password hash.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserBody<'a> {
+    id: &'a str,
+    email: &'a str,
+    role: &'static str,
+    created_at: String,
 }
 
 /// A user, without the password hash.
 pub fn user(u: &User) -> Value {
-    json!({
-        "id": u.id,
-        "email": u.email,
-        "role": u.role.as_str(),
-        "createdAt": time(u.created_at),
+    to_value(UserBody {
+        id: &u.id,
+        email: &u.email,
+        role: u.role.as_str(),
+        created_at: time(u.created_at),
     })
+}
+
+/// An audit record as the API shows it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditBody<'a> {
+    id: i64,
+    at: String,
+    actor: &'a str,
+    action: &'a str,
+    entity_type: &'a str,
+    entity_id: Option<&'a str>,
+    before: Option<Value>,
+    after: Option<Value>,
+    client_addr: Option<&'a str>,
 }
 
 /// An audit record; `before`/`after` as JSON when they are.
@@ -162,17 +170,31 @@ pub fn audit(r: &AuditRecord) -> Value {
         s.as_deref()
             .map(|s| serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.into())))
     };
-    json!({
-        "id": r.id,
-        "at": time(r.entry.at),
-        "actor": r.entry.actor,
-        "action": r.entry.action,
-        "entityType": r.entry.entity_type,
-        "entityId": r.entry.entity_id,
-        "before": doc(&r.entry.before),
-        "after": doc(&r.entry.after),
-        "clientAddr": r.entry.client_addr,
+    to_value(AuditBody {
+        id: r.id,
+        at: time(r.entry.at),
+        actor: &r.entry.actor,
+        action: &r.entry.action,
+        entity_type: &r.entry.entity_type,
+        entity_id: r.entry.entity_id.as_deref(),
+        before: doc(&r.entry.before),
+        after: doc(&r.entry.after),
+        client_addr: r.entry.client_addr.as_deref(),
     })
+}
+
+/// A traffic sample as the API shows it: text as text, binary as base64.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SampleBody<'a> {
+    session_id: &'a str,
+    endpoint_id: &'a str,
+    direction: &'static str,
+    opcode: i64,
+    size: i64,
+    captured_at: String,
+    encoding: &'static str,
+    payload: String,
 }
 
 /// A traffic sample: text as text, binary as base64.
@@ -181,16 +203,23 @@ pub fn sample(s: &SampleRow) -> Value {
     let text = (s.opcode == 1)
         .then(|| std::str::from_utf8(&s.payload).ok())
         .flatten();
-    json!({
-        "sessionId": s.session_id,
-        "endpointId": s.endpoint_id,
-        "direction": s.direction.stored(),
-        "opcode": s.opcode,
-        "size": s.size,
-        "capturedAt": time(s.captured_at),
-        "encoding": if text.is_some() { "text" } else { "base64" },
-        "payload": text.map(str::to_string).unwrap_or_else(|| base64::engine::general_purpose::STANDARD.encode(&s.payload)),
+    to_value(SampleBody {
+        session_id: &s.session_id,
+        endpoint_id: &s.endpoint_id,
+        direction: s.direction.stored(),
+        opcode: s.opcode,
+        size: s.size,
+        captured_at: time(s.captured_at),
+        encoding: if text.is_some() { "text" } else { "base64" },
+        payload: text
+            .map(str::to_string)
+            .unwrap_or_else(|| base64::engine::general_purpose::STANDARD.encode(&s.payload)),
     })
+}
+
+/// A typed body as a JSON value (for lists and `/ops` messages).
+pub fn to_value(body: impl Serialize) -> Value {
+    serde_json::to_value(body).unwrap_or(Value::Null)
 }
 
 /// Percentiles of a latency histogram (µs).

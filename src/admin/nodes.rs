@@ -6,7 +6,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::admin::state::AppState;
 use crate::store::NodeRow;
@@ -57,19 +57,32 @@ pub fn lost_after_ms(heartbeat: Duration) -> i64 {
     heartbeat.as_millis() as i64 * i64::from(LOST_AFTER)
 }
 
+/// A node as `GET /api/nodes` shows it.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeBody<'a> {
+    id: &'a str,
+    host: &'a str,
+    version: &'a str,
+    started_at: String,
+    last_heartbeat: String,
+    state: &'a str,
+    sessions: i64,
+}
+
 /// A node as `GET /api/nodes` shows it: a node whose row says `up` or
 /// `draining` but that has been silent for [`LOST_AFTER`] intervals is
 /// `down` even before a live node has marked it.
 pub fn json(n: &NodeRow, heartbeat: Duration, now_ms: i64) -> Value {
     let silent = now_ms - n.last_heartbeat > lost_after_ms(heartbeat);
     let state = if silent { "down" } else { n.state.as_str() };
-    json!({
-        "id": n.id,
-        "host": n.host,
-        "version": n.version,
-        "startedAt": crate::admin::json::time(n.started_at),
-        "lastHeartbeat": crate::admin::json::time(n.last_heartbeat),
-        "state": state,
-        "sessions": if state == "down" { 0 } else { n.sessions },
+    crate::admin::json::to_value(NodeBody {
+        id: &n.id,
+        host: &n.host,
+        version: &n.version,
+        started_at: crate::admin::json::time(n.started_at),
+        last_heartbeat: crate::admin::json::time(n.last_heartbeat),
+        state,
+        sessions: if state == "down" { 0 } else { n.sessions },
     })
 }

@@ -11,6 +11,7 @@ use axum::Json;
 use serde_json::{json, Map, Value};
 
 use super::{db, AdminOnly, ApiError, AppState, Authed};
+use crate::admin::bodies::EndpointBody;
 use crate::admin::control::{self, Action};
 use crate::admin::json::{self, REDACTED};
 use crate::config::{camel_case_path, EndpointConfig};
@@ -20,22 +21,20 @@ fn generated_id() -> String {
 }
 
 /// Body (camelCase JSON) → a validated endpoint, or 400 with every field.
-fn endpoint_from(mut v: Value) -> Result<EndpointConfig, ApiError> {
-    let Value::Object(m) = &mut v else {
+fn endpoint_from(v: Value) -> Result<EndpointConfig, ApiError> {
+    if !v.is_object() {
         return Err(ApiError::bad_request("the body must be a JSON object"));
-    };
-    m.remove("createdAt");
-    m.remove("updatedAt");
-    let v = json::snake_keys(v);
-    let cfg: EndpointConfig = serde_path_to_error::deserialize(v).map_err(|e| {
+    }
+    let body: EndpointBody = serde_path_to_error::deserialize(v).map_err(|e| {
         let path = e.path().to_string();
         let msg = e.into_inner().to_string();
         if path == "." {
             ApiError::bad_request(msg)
         } else {
-            ApiError::field(&camel_case_path(&path), msg)
+            ApiError::field(&path, msg)
         }
     })?;
+    let cfg = EndpointConfig::from(body);
     let errors = cfg.field_errors();
     if errors.is_empty() {
         Ok(cfg)
@@ -157,7 +156,8 @@ pub async fn update(
             a.remove("jwtSecret");
         }
     }
-    let mut doc = json::camel_keys(serde_json::to_value(&old.endpoint).unwrap_or(Value::Null));
+    let mut doc = serde_json::to_value(EndpointBody::with_secret(&old.endpoint))
+        .map_err(|_| ApiError::internal())?;
     merge_patch(&mut doc, patch);
     let cfg = endpoint_from(doc)?;
     let c = cfg.clone();
