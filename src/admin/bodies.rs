@@ -16,8 +16,9 @@ pub const REDACTED: &str = "********";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EndpointBody {
-    /// Slug.
-    pub id: String,
+    /// Slug (absent in a `POST`: generated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     /// Display name.
     #[serde(default)]
     pub name: String,
@@ -176,7 +177,7 @@ impl EndpointBody {
     /// shards; never sent).
     pub fn with_secret(e: &EndpointConfig) -> EndpointBody {
         EndpointBody {
-            id: e.id.clone(),
+            id: Some(e.id.clone()),
             name: e.name.clone(),
             target_url: e.target_url.clone(),
             enabled: e.enabled,
@@ -203,7 +204,7 @@ impl EndpointBody {
 impl From<EndpointBody> for EndpointConfig {
     fn from(b: EndpointBody) -> Self {
         EndpointConfig {
-            id: b.id,
+            id: b.id.unwrap_or_default(),
             name: b.name,
             target_url: b.target_url,
             enabled: b.enabled,

@@ -3,7 +3,7 @@
 //! `/ops` and the audit log.
 
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
 use crate::admin::bodies::EndpointBody;
 use crate::config::EndpointConfig;
@@ -197,24 +197,30 @@ pub struct SampleBody<'a> {
     payload: String,
 }
 
+impl<'a> From<&'a SampleRow> for SampleBody<'a> {
+    fn from(s: &'a SampleRow) -> Self {
+        use base64::Engine;
+        let text = (s.opcode == 1)
+            .then(|| std::str::from_utf8(&s.payload).ok())
+            .flatten();
+        SampleBody {
+            session_id: &s.session_id,
+            endpoint_id: &s.endpoint_id,
+            direction: s.direction.stored(),
+            opcode: s.opcode,
+            size: s.size,
+            captured_at: time(s.captured_at),
+            encoding: if text.is_some() { "text" } else { "base64" },
+            payload: text
+                .map(str::to_string)
+                .unwrap_or_else(|| base64::engine::general_purpose::STANDARD.encode(&s.payload)),
+        }
+    }
+}
+
 /// A traffic sample: text as text, binary as base64.
 pub fn sample(s: &SampleRow) -> Value {
-    use base64::Engine;
-    let text = (s.opcode == 1)
-        .then(|| std::str::from_utf8(&s.payload).ok())
-        .flatten();
-    to_value(SampleBody {
-        session_id: &s.session_id,
-        endpoint_id: &s.endpoint_id,
-        direction: s.direction.stored(),
-        opcode: s.opcode,
-        size: s.size,
-        captured_at: time(s.captured_at),
-        encoding: if text.is_some() { "text" } else { "base64" },
-        payload: text
-            .map(str::to_string)
-            .unwrap_or_else(|| base64::engine::general_purpose::STANDARD.encode(&s.payload)),
-    })
+    to_value(SampleBody::from(s))
 }
 
 /// A typed body as a JSON value (for lists and `/ops` messages).
@@ -223,39 +229,80 @@ pub fn to_value(body: impl Serialize) -> Value {
 }
 
 /// Percentiles of a latency histogram (µs).
-fn latency(h: &hdrhistogram::Histogram<u64>) -> Value {
-    json!({
-        "count": h.len(),
-        "p50": h.value_at_quantile(0.5),
-        "p90": h.value_at_quantile(0.9),
-        "p99": h.value_at_quantile(0.99),
-        "p999": h.value_at_quantile(0.999),
-        "max": h.max(),
-    })
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    count: u64,
+    p50: u64,
+    p90: u64,
+    p99: u64,
+    p999: u64,
+    max: u64,
 }
 
-/// `{"in": {...}, "out": {...}}` percentiles by direction.
-pub fn latency_pair(h: &[hdrhistogram::Histogram<u64>; 2]) -> Value {
-    crate::bridge::Direction::BOTH
-        .iter()
-        .map(|d| (d.label().to_string(), latency(&h[d.index()])))
-        .collect::<Map<_, _>>()
-        .into()
+impl From<&hdrhistogram::Histogram<u64>> for Latency {
+    fn from(h: &hdrhistogram::Histogram<u64>) -> Self {
+        Latency {
+            count: h.len(),
+            p50: h.value_at_quantile(0.5),
+            p90: h.value_at_quantile(0.9),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+        }
+    }
 }
 
-/// An endpoint's merged statistics (SPEC 5, `/api/endpoints/:id/stats`).
-pub fn stats(id: &str, t: Option<&EndpointStats>) -> Value {
+/// `{"in": {...}, "out": {...}}`: percentiles by direction.
+#[derive(Debug, Clone, Serialize)]
+pub struct LatencyPair {
+    #[serde(rename = "in")]
+    inbound: Latency,
+    #[serde(rename = "out")]
+    outbound: Latency,
+}
+
+/// Percentiles of both directions.
+pub fn latency_pair(h: &[hdrhistogram::Histogram<u64>; 2]) -> LatencyPair {
+    use crate::bridge::Direction;
+    LatencyPair {
+        inbound: (&h[Direction::In.index()]).into(),
+        outbound: (&h[Direction::Out.index()]).into(),
+    }
+}
+
+/// An endpoint's merged statistics (SPEC 5, `/api/endpoints/:id/stats`,
+/// and `/ops` `stats` messages with `windowUs`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatsBody {
+    endpoint_id: String,
+    active_sessions: u64,
+    total_sessions: u64,
+    messages_in: u64,
+    messages_out: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+    latency_us: LatencyPair,
+    upstream_connect_p99_us: u64,
+    /// `/ops` only: latency of the messages since the previous message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window_us: Option<LatencyPair>,
+}
+
+/// An endpoint's merged statistics (zeros for one without traffic yet).
+pub fn stats(id: &str, t: Option<&EndpointStats>) -> StatsBody {
     let empty = EndpointStats::new(id);
     let t = t.unwrap_or(&empty);
-    json!({
-        "endpointId": id,
-        "activeSessions": t.sessions_active,
-        "totalSessions": t.sessions_total,
-        "messagesIn": t.messages[0],
-        "messagesOut": t.messages[1],
-        "bytesIn": t.bytes[0],
-        "bytesOut": t.bytes[1],
-        "latencyUs": latency_pair(&t.latency_us),
-        "upstreamConnectP99Us": t.connect_us.value_at_quantile(0.99),
-    })
+    StatsBody {
+        endpoint_id: id.to_string(),
+        active_sessions: t.sessions_active,
+        total_sessions: t.sessions_total,
+        messages_in: t.messages[0],
+        messages_out: t.messages[1],
+        bytes_in: t.bytes[0],
+        bytes_out: t.bytes[1],
+        latency_us: latency_pair(&t.latency_us),
+        upstream_connect_p99_us: t.connect_us.value_at_quantile(0.99),
+        window_us: None,
+    }
 }

@@ -10,7 +10,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Query, State};
 use axum::response::Response;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::sync::broadcast;
 
 use crate::admin::api::{ApiError, AppState};
@@ -48,55 +48,89 @@ pub struct OpsEvent {
 
 impl OpsEvent {
     /// A session message of `kind` (`sessionStarted`, …).
-    pub fn session(kind: &str, row: &SessionRow) -> OpsEvent {
+    pub fn session(kind: &'static str, row: &SessionRow) -> OpsEvent {
+        #[derive(serde::Serialize)]
+        struct Message<'a> {
+            #[serde(rename = "type")]
+            kind: &'static str,
+            session: crate::admin::json::SessionBody<'a>,
+        }
         OpsEvent {
             endpoint: row.endpoint_id.clone(),
             kind: Kind::Session,
-            text: json!({ "type": kind, "session": crate::admin::json::session(row) }).to_string(),
+            text: message(&Message {
+                kind,
+                session: row.into(),
+            }),
         }
     }
 
     /// A `sampledPayload` message.
     pub fn sample(row: &crate::store::SampleRow) -> OpsEvent {
-        let mut v = crate::admin::json::sample(row);
-        v["type"] = "sampledPayload".into();
         OpsEvent {
             endpoint: row.endpoint_id.clone(),
             kind: Kind::Sample,
-            text: v.to_string(),
+            text: message(&Typed {
+                kind: "sampledPayload",
+                body: crate::admin::json::SampleBody::from(row),
+            }),
         }
     }
 
     /// A `messageMeta` message.
     pub fn meta(m: &crate::bridge::MessageMeta) -> OpsEvent {
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Meta<'a> {
+            #[serde(rename = "type")]
+            kind: &'static str,
+            session_id: String,
+            endpoint_id: &'a str,
+            direction: &'static str,
+            opcode: u8,
+            size: u64,
+            at: String,
+        }
         OpsEvent {
             endpoint: m.endpoint.clone(),
             kind: Kind::Meta,
-            text: json!({
-                "type": "messageMeta",
-                "sessionId": m.session.hyphenated().to_string(),
-                "endpointId": m.endpoint,
-                "direction": m.dir.stored(),
-                "opcode": m.opcode,
-                "size": m.size,
-                "at": crate::admin::json::time(m.at_ms),
-            })
-            .to_string(),
+            text: message(&Meta {
+                kind: "messageMeta",
+                session_id: m.session.hyphenated().to_string(),
+                endpoint_id: &m.endpoint,
+                direction: m.dir.stored(),
+                opcode: m.opcode,
+                size: m.size,
+                at: crate::admin::json::time(m.at_ms),
+            }),
         }
     }
 
     /// A `stats` message.
-    pub fn stats(endpoint: &str, stats: Value) -> OpsEvent {
-        let mut v = stats;
-        if let Value::Object(m) = &mut v {
-            m.insert("type".into(), "stats".into());
-        }
+    pub fn stats(endpoint: &str, stats: crate::admin::json::StatsBody) -> OpsEvent {
         OpsEvent {
             endpoint: endpoint.to_string(),
             kind: Kind::Stats,
-            text: v.to_string(),
+            text: message(&Typed {
+                kind: "stats",
+                body: stats,
+            }),
         }
     }
+}
+
+/// A body with its `/ops` message `type` beside its fields.
+#[derive(serde::Serialize)]
+struct Typed<B> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(flatten)]
+    body: B,
+}
+
+/// A message's JSON text.
+fn message(m: &impl serde::Serialize) -> String {
+    serde_json::to_string(m).unwrap_or_default()
 }
 
 /// The publishing end; cheap to clone.

@@ -154,7 +154,7 @@ async fn tick(st: AppState) {
                 let mut v = crate::admin::json::stats(id, Some(t));
                 // Latency of the messages since the previous tick, for charts.
                 let window = crate::admin::stats::since(t, prev.get(id));
-                v["windowUs"] = crate::admin::json::latency_pair(&window);
+                v.window_us = Some(crate::admin::json::latency_pair(&window));
                 st.ops.publish(OpsEvent::stats(id, v));
             }
             prev = merged;

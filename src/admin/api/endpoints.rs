@@ -20,12 +20,13 @@ fn generated_id() -> String {
     format!("ep-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
 }
 
-/// Body (camelCase JSON) → a validated endpoint, or 400 with every field.
-fn endpoint_from(v: Value) -> Result<EndpointConfig, ApiError> {
+/// Body (camelCase JSON) → a validated endpoint, or 400 with every field;
+/// `new_id` is the id of a body without one.
+fn endpoint_from(v: Value, new_id: Option<String>) -> Result<EndpointConfig, ApiError> {
     if !v.is_object() {
         return Err(ApiError::bad_request("the body must be a JSON object"));
     }
-    let body: EndpointBody = serde_path_to_error::deserialize(v).map_err(|e| {
+    let mut body: EndpointBody = serde_path_to_error::deserialize(v).map_err(|e| {
         let path = e.path().to_string();
         let msg = e.into_inner().to_string();
         if path == "." {
@@ -34,6 +35,9 @@ fn endpoint_from(v: Value) -> Result<EndpointConfig, ApiError> {
             ApiError::field(&path, msg)
         }
     })?;
+    if body.id.is_none() {
+        body.id = new_id;
+    }
     let cfg = EndpointConfig::from(body);
     let errors = cfg.field_errors();
     if errors.is_empty() {
@@ -81,13 +85,7 @@ pub async fn create(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let mut v = body_json(&body)?;
-    if let Value::Object(m) = &mut v {
-        if !m.contains_key("id") {
-            m.insert("id".into(), Value::String(generated_id()));
-        }
-    }
-    let mut cfg = endpoint_from(v)?;
+    let mut cfg = endpoint_from(body_json(&body)?, Some(generated_id()))?;
     if cfg.name.is_empty() {
         cfg.name = cfg.id.clone();
     }
@@ -159,7 +157,7 @@ pub async fn update(
     let mut doc = serde_json::to_value(EndpointBody::with_secret(&old.endpoint))
         .map_err(|_| ApiError::internal())?;
     merge_patch(&mut doc, patch);
-    let cfg = endpoint_from(doc)?;
+    let cfg = endpoint_from(doc, None)?;
     let c = cfg.clone();
     let rec = db(&st, move |s| s.update_endpoint(&c))
         .await?
@@ -213,7 +211,7 @@ pub async fn stats(
     State(st): State<AppState>,
     _: Authed,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<json::StatsBody>, ApiError> {
     find(&st, &id).await?;
     let merged = crate::admin::stats::merge(&st.live.stats.lock().expect("stats"));
     Ok(Json(json::stats(&id, merged.get(&id))))
