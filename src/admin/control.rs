@@ -316,7 +316,7 @@ pub fn on_kill_note(st: &AppState, rt: &tokio::runtime::Handle, payload: &str) {
 /// [`KILL_REPLY_TIMEOUT`] is 504.
 pub async fn kill_remote(st: &AppState, node: &str, id: uuid::Uuid) -> Result<bool, ApiError> {
     let request: u64 = rand::random();
-    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
     st.remote_kills.lock().expect("kills").insert(request, tx);
     let note = KillNote::Request {
         kill: id,
@@ -326,7 +326,6 @@ pub async fn kill_remote(st: &AppState, node: &str, id: uuid::Uuid) -> Result<bo
     };
     let text = serde_json::to_string(&note).map_err(|_| ApiError::internal())?;
     let until = tokio::time::Instant::now() + KILL_REPLY_TIMEOUT;
-    let mut rx = rx;
     let answer = loop {
         // Sent again each second until answered: a node whose listening
         // connection was being made again missed it (a kill is idempotent).

@@ -194,45 +194,45 @@ impl Live {
         b.samples.push(s);
     }
 
+    /// A session that begins relaying here (started, or adopted from the
+    /// predecessor): into the live view before `/ops` hears of it as `kind`
+    /// — a reader that kills a session as soon as it sees it must find it —
+    /// then queued for the store.
+    fn enter(
+        &self,
+        s: crate::bridge::SessionStart,
+        last_seen: i64,
+        counts: Counts,
+        kind: &'static str,
+        ops: &OpsFeed,
+    ) {
+        let live = LiveSession {
+            endpoint: s.endpoint,
+            shard: s.shard as u16,
+            client: s.client,
+            started_at: s.at_ms,
+            last_seen,
+            counts,
+        };
+        let row = live.row(s.id, &self.node_id);
+        self.sessions.lock().expect("sessions").insert(s.id, live);
+        if ops.has_readers() {
+            ops.publish(OpsEvent::session(kind, &row));
+        }
+        self.queue_row(row);
+    }
+
     /// Applies one event from shard queues.
     pub fn apply(&self, e: Event, ops: &OpsFeed) {
         match e {
             Event::Started(s) => {
-                let live = LiveSession {
-                    endpoint: s.endpoint,
-                    shard: s.shard as u16,
-                    client: s.client,
-                    started_at: s.at_ms,
-                    last_seen: s.at_ms,
-                    counts: Counts::default(),
-                };
-                let row = live.row(s.id, &self.node_id);
-                // Into the live view before /ops hears of it: a reader that
-                // kills a session as soon as it sees it start must find it.
-                self.sessions.lock().expect("sessions").insert(s.id, live);
-                if ops.has_readers() {
-                    ops.publish(OpsEvent::session("sessionStarted", &row));
-                }
-                self.queue_row(row);
+                let at = s.at_ms;
+                self.enter(*s, at, Counts::default(), "sessionStarted", ops);
             }
             Event::Adopted(s, counts) => {
                 // A session handed over by the predecessor of a binary
                 // upgrade: the same id and row, with its counters so far.
-                let now = crate::store::now_ms();
-                let live = LiveSession {
-                    endpoint: s.endpoint,
-                    shard: s.shard as u16,
-                    client: s.client,
-                    started_at: s.at_ms,
-                    last_seen: now,
-                    counts,
-                };
-                let row = live.row(s.id, &self.node_id);
-                self.sessions.lock().expect("sessions").insert(s.id, live);
-                if ops.has_readers() {
-                    ops.publish(OpsEvent::session("sessionUpdated", &row));
-                }
-                self.queue_row(row);
+                self.enter(*s, crate::store::now_ms(), counts, "sessionUpdated", ops);
             }
             Event::Moved { id } => {
                 // The successor writes its row from now on; a row of ours

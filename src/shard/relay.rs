@@ -229,7 +229,7 @@ pub struct PumpState {
 }
 
 /// `now` minus `ms` milliseconds (no earlier than the clock allows).
-fn ago(now: Instant, ms: u64) -> Instant {
+pub fn ago(now: Instant, ms: u64) -> Instant {
     now.checked_sub(Duration::from_millis(ms)).unwrap_or(now)
 }
 
@@ -285,27 +285,20 @@ impl Pump {
         }
     }
 
-    /// A pump resuming, in the successor, what `state` describes.
-    pub fn adopt(
-        dir: Direction,
-        now: Instant,
-        mask_seed: u64,
-        state: &PumpState,
-        pool: &BufPool,
-    ) -> Pump {
-        let mut p = Pump::new(dir, now, mask_seed);
-        p.messages = state.messages;
-        p.bytes = state.bytes;
-        p.msg_open = state.msg_open;
-        p.msg_size = if state.msg_open { state.msg_size } else { 0 };
-        p.msg_total = p.msg_size;
-        p.msg_opcode = state.msg_opcode;
-        p.last_msg = ago(now, state.last_msg_ago_ms);
-        p.last_rx = ago(now, state.last_rx_ago_ms);
-        p.batch_t = now;
-        p.pong_token = state.pong_token.filter(|_| p.from_client);
-        p.preload(pool, &state.pending);
-        p
+    /// Resumes, in the successor, what `state` describes (on a pump just
+    /// made, holding nothing).
+    pub fn resume(&mut self, now: Instant, state: &PumpState, pool: &BufPool) {
+        self.messages = state.messages;
+        self.bytes = state.bytes;
+        self.msg_open = state.msg_open;
+        self.msg_size = if state.msg_open { state.msg_size } else { 0 };
+        self.msg_total = self.msg_size;
+        self.msg_opcode = state.msg_opcode;
+        self.last_msg = ago(now, state.last_msg_ago_ms);
+        self.last_rx = ago(now, state.last_rx_ago_ms);
+        self.batch_t = now;
+        self.pong_token = state.pong_token.filter(|_| self.from_client);
+        self.preload(pool, &state.pending);
     }
 
     /// Binary upgrade: from now on read only what finishes the frame in

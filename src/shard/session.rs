@@ -721,13 +721,10 @@ impl Relay {
     /// from its record.
     fn resume(mut self, rec: &SessionRecord) -> Relay {
         let now = Instant::now();
-        let ctx = self.ctx.clone();
-        let (s1, s2) = ctx.mask_seeds();
-        self.c2u = Pump::adopt(Direction::In, now, s1, &rec.c2u, &ctx.pool);
-        self.u2c = Pump::adopt(Direction::Out, now, s2, &rec.u2c, &ctx.pool);
-        self.ping_sent = rec
-            .ping_ago_ms
-            .map(|ms| now.checked_sub(Duration::from_millis(ms)).unwrap_or(now));
+        let pool = self.ctx.pool.clone();
+        self.c2u.resume(now, &rec.c2u, &pool);
+        self.u2c.resume(now, &rec.u2c, &pool);
+        self.ping_sent = rec.ping_ago_ms.map(|ms| crate::shard::relay::ago(now, ms));
         self.missed_pongs = rec.missed_pongs;
         self.ping_seq = rec.ping_seq;
         self
