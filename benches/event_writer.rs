@@ -15,8 +15,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wsrelay::admin::events::{self, Live};
-use wsrelay::admin::ops::OpsFeed;
+use wsrelay::admin::pipeline::feed::OpsFeed;
+use wsrelay::admin::pipeline::{self, Live};
 use wsrelay::bridge::{Counts, Event, EventSink, SessionStart, EVENT_QUEUE};
 use wsrelay::store::{SessionFilter, Store};
 
@@ -141,8 +141,8 @@ fn main() {
             queues.push((rx, dropped));
         }
         let live = Live::new("bench", queues);
-        events::spawn_consumer(live.clone(), OpsFeed::default()).unwrap();
-        events::spawn_writer(live.clone(), store.clone()).unwrap();
+        pipeline::spawn_consumer(live.clone(), OpsFeed::default()).unwrap();
+        pipeline::spawn_writer(live.clone(), store.clone()).unwrap();
         let mut base = 0u64;
         for &rate in &rates {
             let dropped_before = live.events_dropped();

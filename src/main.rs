@@ -172,7 +172,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            match wsrelay::admin::serve::run(cfg, config, takeover) {
+            match wsrelay::admin::start::serve::run(cfg, config, takeover) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("wsrelay: {e}");

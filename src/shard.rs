@@ -582,8 +582,8 @@ mod tests {
 
     fn executor() -> glommio::LocalExecutor {
         glommio::LocalExecutorBuilder::default()
-            .io_memory(crate::admin::serve::IO_MEMORY)
-            .ring_depth(crate::admin::serve::RING_DEPTH)
+            .io_memory(crate::admin::start::serve::IO_MEMORY)
+            .ring_depth(crate::admin::start::serve::RING_DEPTH)
             .make()
             .expect("executor")
     }

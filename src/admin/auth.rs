@@ -267,3 +267,5 @@ pub fn verify_token(secret: &[u8], token: &str) -> Option<Claims> {
 
 #[cfg(test)]
 mod tests;
+
+pub mod throttle;

@@ -1,9 +1,12 @@
 //! The control service: every change to the running system goes through
 //! here, whoever asks for it — the REST API, `/ops`, SIGHUP, another node's
-//! notification (`crate::admin::notify`). It publishes routing tables to the
+//! notification (`crate::admin::nodes::notify`). It publishes routing tables to the
 //! shards, kills sessions (on this node through the shard, on another node
 //! through that node) and appends typed audit records. HTTP handlers parse,
 //! call it and answer.
+
+#[allow(clippy::disallowed_methods)]
+pub mod memory;
 
 use std::net::IpAddr;
 

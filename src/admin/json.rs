@@ -306,3 +306,62 @@ pub fn stats(id: &str, t: Option<&EndpointStats>) -> StatsBody {
         window_us: None,
     }
 }
+
+/// A list answer: `{items}`, `{items, total}` or a page
+/// `{items, total, page, limit}` (SPEC 4).
+#[derive(Serialize)]
+pub struct List<T> {
+    /// The page's items.
+    pub items: Vec<T>,
+    /// Items in all pages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<i64>,
+    /// The page, from 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page: Option<u32>,
+    /// Items per page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+impl<T> List<T> {
+    /// Every item, no count.
+    pub fn all(items: Vec<T>) -> List<T> {
+        List {
+            items,
+            total: None,
+            page: None,
+            limit: None,
+        }
+    }
+
+    /// Every item and their count.
+    pub fn counted(items: Vec<T>) -> List<T> {
+        let total = Some(items.len() as i64);
+        List {
+            items,
+            total,
+            page: None,
+            limit: None,
+        }
+    }
+
+    /// Page `page` of `total` items.
+    pub fn page(items: Vec<T>, total: i64, page: crate::store::Page) -> List<T> {
+        List {
+            items,
+            total: Some(total),
+            page: Some(page.page),
+            limit: Some(page.limit),
+        }
+    }
+}
+
+/// `POST /api/auth/login` → `{token, user}`.
+#[derive(Serialize)]
+pub struct LoginReply {
+    /// The JWT.
+    pub token: String,
+    /// The user it names.
+    pub user: Value,
+}

@@ -13,9 +13,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{Map, Value};
 
-use crate::admin::events::Live;
-use crate::admin::ops::OpsFeed;
-use crate::admin::throttle::LoginThrottle;
+use crate::admin::auth::throttle::LoginThrottle;
+use crate::admin::auth::Claims;
+use crate::admin::pipeline::feed::OpsFeed;
+use crate::admin::pipeline::Live;
 use crate::bridge::ShardCommand;
 use crate::registry::Registry;
 use crate::store::{Role, Store, StoreError};
@@ -266,7 +267,7 @@ pub struct CurrentUser {
     pub role: Role,
 }
 
-/// Users of tokens, each re-read from the store at most [`crate::admin::api::USER_RECHECK`]
+/// Users of tokens, each re-read from the store at most [`USER_RECHECK`]
 /// apart (bounded: entries older than a minute are dropped when it grows).
 #[derive(Default)]
 pub struct UserCache {
@@ -290,4 +291,53 @@ impl UserCache {
         }
         m.insert(id.to_string(), (now, u));
     }
+}
+
+/// How long a token's user (existence and role) is trusted without asking
+/// the store again.
+pub const USER_RECHECK: Duration = Duration::from_secs(1);
+
+/// The user `id` as the store has it now (within [`USER_RECHECK`]); `None`
+/// if it does not exist. While the database is unavailable the last known
+/// answer stands; with none, 503.
+pub async fn current_user(st: &AppState, id: &str) -> Result<Option<CurrentUser>, ApiError> {
+    let now = Instant::now();
+    let known = st.users.get(id);
+    if let Some((at, u)) = &known {
+        if now.duration_since(*at) < USER_RECHECK {
+            return Ok(u.clone());
+        }
+    }
+    let key = id.to_string();
+    match db(st, move |s| s.user_by_id(&key)).await {
+        Ok(u) => {
+            let u = u.map(|u| CurrentUser {
+                email: u.email,
+                role: u.role,
+            });
+            st.users.put(id, now, u.clone());
+            Ok(u)
+        }
+        Err(e) if e.status == StatusCode::SERVICE_UNAVAILABLE => match known {
+            Some((_, u)) => Ok(u),
+            None => Err(e),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+/// Checks a token against the secret and then against the store: its user
+/// must still exist, and the role is the store's. `None`: 401.
+pub async fn authenticate(st: &AppState, token: &str) -> Result<Claims, ApiError> {
+    let mut c = crate::admin::auth::verify_token(&st.secret, token.trim())
+        .ok_or_else(|| ApiError::unauthorized("the token is invalid or expired"))?;
+    if crate::admin::json::nul_in(&c.sub) {
+        return Err(ApiError::unauthorized("the token is invalid or expired"));
+    }
+    let u = current_user(st, &c.sub)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("the token's user no longer exists"))?;
+    c.email = u.email;
+    c.role = u.role;
+    Ok(c)
 }

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::admin::serve::MEMLOCK_PER_SHARD;
+use crate::admin::start::serve::MEMLOCK_PER_SHARD;
 use crate::shard::BACKLOG;
 
 /// Where host values are read from.

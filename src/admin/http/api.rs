@@ -3,10 +3,9 @@
 //! submodules, one per resource; they parse, call the control service
 //! (`crate::admin::control`) for every change, and answer. The shared state
 //! and the error shape are in `crate::admin::state`, the routes in
-//! `crate::admin::router`.
+//! `crate::admin::http::router`.
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -18,7 +17,8 @@ use crate::store::Role;
 
 use crate::admin::state::Admitted;
 pub use crate::admin::state::{
-    db, AdminState, ApiError, AppState, CurrentUser, HashSlots, UserCache, CONCURRENT_HASHES,
+    authenticate, current_user, db, AdminState, ApiError, AppState, CurrentUser, HashSlots,
+    UserCache, CONCURRENT_HASHES, USER_RECHECK,
 };
 
 pub mod audit;
@@ -36,9 +36,6 @@ pub const TOKEN_TTL_S: u64 = 12 * 3600;
 /// Requests that may wait for a hashing permit; more are refused at once
 /// (503 with `Retry-After`), without hashing.
 pub const WAITING_HASHES: usize = 32;
-/// How long a token's user (existence and role) is trusted without asking
-/// the store again.
-pub const USER_RECHECK: Duration = Duration::from_secs(1);
 
 /// 503 for a full hashing queue.
 pub fn hashing_busy() -> ApiError {
@@ -83,51 +80,6 @@ pub async fn hashing<T: Send + 'static>(
     .map_err(|_| ApiError::internal());
     drop(admitted);
     r
-}
-
-/// The user `id` as the store has it now (within [`USER_RECHECK`]); `None`
-/// if it does not exist. While the database is unavailable the last known
-/// answer stands; with none, 503.
-pub async fn current_user(st: &AppState, id: &str) -> Result<Option<CurrentUser>, ApiError> {
-    let now = Instant::now();
-    let known = st.users.get(id);
-    if let Some((at, u)) = &known {
-        if now.duration_since(*at) < USER_RECHECK {
-            return Ok(u.clone());
-        }
-    }
-    let key = id.to_string();
-    match db(st, move |s| s.user_by_id(&key)).await {
-        Ok(u) => {
-            let u = u.map(|u| CurrentUser {
-                email: u.email,
-                role: u.role,
-            });
-            st.users.put(id, now, u.clone());
-            Ok(u)
-        }
-        Err(e) if e.status == StatusCode::SERVICE_UNAVAILABLE => match known {
-            Some((_, u)) => Ok(u),
-            None => Err(e),
-        },
-        Err(e) => Err(e),
-    }
-}
-
-/// Checks a token against the secret and then against the store: its user
-/// must still exist, and the role is the store's. `None`: 401.
-pub async fn authenticate(st: &AppState, token: &str) -> Result<Claims, ApiError> {
-    let mut c = crate::admin::auth::verify_token(&st.secret, token.trim())
-        .ok_or_else(|| ApiError::unauthorized("the token is invalid or expired"))?;
-    if crate::admin::json::nul_in(&c.sub) {
-        return Err(ApiError::unauthorized("the token is invalid or expired"));
-    }
-    let u = current_user(st, &c.sub)
-        .await?
-        .ok_or_else(|| ApiError::unauthorized("the token's user no longer exists"))?;
-    c.email = u.email;
-    c.role = u.role;
-    Ok(c)
 }
 
 /// The message for text holding a NUL character.

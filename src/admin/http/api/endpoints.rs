@@ -8,12 +8,12 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::{db, AdminOnly, ApiError, AppState, Authed};
 use crate::admin::bodies::EndpointBody;
 use crate::admin::control::{self, Action};
-use crate::admin::json::{self, REDACTED};
+use crate::admin::json::{self, List, REDACTED};
 use crate::config::{camel_case_path, EndpointConfig};
 
 fn generated_id() -> String {
@@ -63,10 +63,10 @@ async fn find(st: &AppState, id: &str) -> Result<crate::store::EndpointRecord, A
 }
 
 /// `GET /api/endpoints`
-pub async fn list(State(st): State<AppState>, _: Authed) -> Result<Json<Value>, ApiError> {
+pub async fn list(State(st): State<AppState>, _: Authed) -> Result<Json<List<Value>>, ApiError> {
     let records = db(&st, |s| s.list_endpoints()).await?;
     let items: Vec<Value> = records.iter().map(json::endpoint).collect();
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(List::all(items)))
 }
 
 /// `GET /api/endpoints/:id`
@@ -213,7 +213,7 @@ pub async fn stats(
     Path(id): Path<String>,
 ) -> Result<Json<json::StatsBody>, ApiError> {
     find(&st, &id).await?;
-    let merged = crate::admin::stats::merge(&st.live.stats.lock().expect("stats"));
+    let merged = crate::admin::pipeline::stats::merge(&st.live.stats.lock().expect("stats"));
     Ok(Json(json::stats(&id, merged.get(&id))))
 }
 
@@ -223,10 +223,10 @@ pub async fn samples(
     _: Authed,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<List<Value>>, ApiError> {
     find(&st, &id).await?;
     let page = super::page(&q)?;
     let rows = db(&st, move |s| s.list_samples(&id, page.limit)).await?;
     let items: Vec<Value> = rows.iter().map(json::sample).collect();
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(List::all(items)))
 }

@@ -1,5 +1,10 @@
+use super::writer::restore;
 use super::*;
+use crate::admin::pipeline::feed::OpsFeed;
+use crate::bridge::Counts;
+use crate::bridge::Event;
 use crate::bridge::{EventSink, SessionStart};
+use std::sync::atomic::Ordering;
 
 fn start(id: uuid::Uuid) -> Event {
     Event::Started(Box::new(SessionStart {
@@ -120,7 +125,7 @@ fn partial_stats_keep_the_endpoints_that_did_not_move() {
     live.apply(Event::Stats(Box::new(m.changes(0))), &ops);
     m.endpoint("b").record_batch(Direction::In, 4, 40, 5);
     live.apply(Event::Stats(Box::new(m.changes(0))), &ops);
-    let merged = crate::admin::stats::merge(&live.stats.lock().unwrap());
+    let merged = crate::admin::pipeline::stats::merge(&live.stats.lock().unwrap());
     assert_eq!(merged["a"].messages[0], 1);
     assert_eq!(merged["b"].messages[0], 5);
 }

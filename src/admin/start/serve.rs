@@ -9,7 +9,7 @@ use std::time::Duration;
 use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::admin::auth;
-use crate::admin::runtime::{self, RuntimeSpec};
+use crate::admin::start::runtime::{self, RuntimeSpec};
 use crate::bridge::{EventSink, ShardCommand, EVENT_QUEUE};
 use crate::config::{parse_cpu_list, Config, EndpointConfig};
 use crate::registry::Registry;
@@ -28,7 +28,7 @@ pub const MEMLOCK_PER_SHARD: u64 =
 /// glommio refuses to start below this limit, whatever the shard count.
 pub const GLOMMIO_MIN_MEMLOCK: u64 = 512 * 1024;
 
-pub use crate::admin::runtime::StartError;
+pub use crate::admin::start::runtime::StartError;
 
 /// Checks that `shards` fit the locked-memory limit `limit` (bytes, `None`
 /// = unlimited), leaving room for a second process during a restart.
@@ -214,7 +214,7 @@ struct Opened {
 /// this one's endpoint changes or kills. Said once, at start.
 fn warn_if_shared(store: &Store, me: &str, heartbeat_ms: u64) {
     let alive_since = crate::store::now_ms()
-        - crate::admin::nodes::lost_after_ms(Duration::from_millis(heartbeat_ms));
+        - crate::admin::nodes::directory::lost_after_ms(Duration::from_millis(heartbeat_ms));
     let others: Vec<String> = store
         .list_nodes()
         .unwrap_or_default()
@@ -391,7 +391,7 @@ pub fn run(
     });
     let cors = cfg.server.admin_cors_origins.clone();
     let cfg = Arc::new(cfg);
-    crate::admin::memory::watch(&memory)
+    crate::admin::control::memory::watch(&memory)
         .map_err(|e| StartError(format!("cannot start the memory thread: {e}")))?;
 
     // Handlers are installed before the ready line, so a signal sent as soon
@@ -453,7 +453,7 @@ pub fn run(
         endpoints_version,
     })?;
     if admin_rt.state.store.backend() == crate::store::Backend::Postgres {
-        let listening = crate::admin::notify::spawn(
+        let listening = crate::admin::nodes::notify::spawn(
             cfg.server.database.clone(),
             admin_rt.state.clone(),
             admin_rt.handle.clone(),

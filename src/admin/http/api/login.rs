@@ -12,11 +12,11 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 use super::{db, hashing, parse_json, ApiError, AppState, TOKEN_TTL_S};
 use crate::admin::auth;
 use crate::admin::control::{self, Action};
+use crate::admin::json::LoginReply;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,7 +49,7 @@ pub async fn login(
     State(st): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<LoginReply>, ApiError> {
     let req: LoginRequest = parse_json(&body)?;
     let email = req.email.trim().to_lowercase();
     let ip = peer.ip();
@@ -96,9 +96,10 @@ pub async fn login(
             )
             .await?;
             let token = auth::issue_token(&st.secret, &u, TOKEN_TTL_S);
-            Ok(Json(
-                json!({"token": token, "user": crate::admin::json::user(&u)}),
-            ))
+            Ok(Json(LoginReply {
+                token,
+                user: crate::admin::json::user(&u),
+            }))
         }
         None => {
             drop(attempt); // stays counted

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
-use crate::admin::events::{self, Live};
-use crate::admin::ops::{OpsEvent, OpsFeed};
+use crate::admin::auth::throttle::{LoginThrottle, ThrottleConfig};
+use crate::admin::pipeline::feed::{OpsEvent, OpsFeed};
+use crate::admin::pipeline::{self, Live};
 use crate::admin::state::{AdminState, AppState};
-use crate::admin::throttle::{LoginThrottle, ThrottleConfig};
 use crate::bridge::{Event, ShardCommand};
 use crate::registry::Registry;
 use crate::store::Store;
@@ -73,8 +73,8 @@ pub fn start(spec: RuntimeSpec) -> Result<Running, StartError> {
     let live = Live::new(&spec.node_id, spec.events);
     let ops = OpsFeed::default();
     let err = |what: &str, e: std::io::Error| StartError(format!("cannot start {what}: {e}"));
-    events::spawn_consumer(live.clone(), ops.clone()).map_err(|e| err("the event thread", e))?;
-    events::spawn_writer(live.clone(), spec.store.clone())
+    pipeline::spawn_consumer(live.clone(), ops.clone()).map_err(|e| err("the event thread", e))?;
+    pipeline::spawn_writer(live.clone(), spec.store.clone())
         .map_err(|e| err("the store writer", e))?;
     let state: AppState = Arc::new(AdminState {
         store: spec.store,
@@ -113,7 +113,7 @@ pub fn start(spec: RuntimeSpec) -> Result<Running, StartError> {
         tokio::net::TcpListener::from_std(spec.listener)
             .map_err(|e| err("the admin listener", e))?
     };
-    let app = crate::admin::router::router(state.clone(), &spec.cors_origins);
+    let app = crate::admin::http::router::router(state.clone(), &spec.cors_origins);
     let st = state.clone();
     let stop_accepting = Arc::new(tokio::sync::Notify::new());
     let stop = stop_accepting.clone();
@@ -121,7 +121,7 @@ pub fn start(spec: RuntimeSpec) -> Result<Running, StartError> {
         .name("admin".into())
         .spawn(move || {
             rt.block_on(async move {
-                tokio::spawn(crate::admin::nodes::run(st.clone()));
+                tokio::spawn(crate::admin::nodes::directory::run(st.clone()));
                 tokio::spawn(tick(st));
                 let served = axum::serve(
                     listener,
@@ -149,11 +149,12 @@ async fn tick(st: AppState) {
     loop {
         every.tick().await;
         if st.ops.has_readers() {
-            let merged = crate::admin::stats::merge(&st.live.stats.lock().expect("stats"));
+            let merged =
+                crate::admin::pipeline::stats::merge(&st.live.stats.lock().expect("stats"));
             for (id, t) in &merged {
                 let mut v = crate::admin::json::stats(id, Some(t));
                 // Latency of the messages since the previous tick, for charts.
-                let window = crate::admin::stats::since(t, prev.get(id));
+                let window = crate::admin::pipeline::stats::since(t, prev.get(id));
                 v.window_us = Some(crate::admin::json::latency_pair(&window));
                 st.ops.publish(OpsEvent::stats(id, v));
             }

@@ -107,8 +107,8 @@ pub fn text(st: &AppState) -> String {
         let shards = st.live.stats.lock().expect("stats");
         let panics: u64 = shards.iter().flatten().map(|s| s.panics).sum();
         (
-            crate::admin::stats::merge(&shards),
-            crate::admin::stats::rejections(&shards),
+            crate::admin::pipeline::stats::merge(&shards),
+            crate::admin::pipeline::stats::rejections(&shards),
             panics,
         )
     };

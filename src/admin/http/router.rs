@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
 
-use crate::admin::api::{
+use crate::admin::http::api::{
     audit, endpoints, health, login, nodes, sessions, users, BODY_LIMIT, NUL_MESSAGE,
 };
 use crate::admin::state::{ApiError, AppState};
@@ -111,12 +111,12 @@ pub fn router(st: AppState, cors_origins: &[String]) -> Router {
         .route("/api/users", get(users::list).post(users::create))
         .route("/api/users/{id}", delete(users::remove))
         .route("/healthz", get(health::healthz))
-        .route("/metrics", get(crate::admin::metrics::render))
+        .route("/metrics", get(crate::admin::http::metrics::render))
         .route("/ops", get(crate::admin::ops::handler))
-        .route("/echo", get(crate::admin::echo::handler))
-        .route("/", get(crate::admin::ui::index))
-        .route("/ui/app.js", get(crate::admin::ui::app))
-        .route("/ui/style.css", get(crate::admin::ui::style))
+        .route("/echo", get(crate::admin::http::echo::handler))
+        .route("/", get(crate::admin::http::ui::index))
+        .route("/ui/app.js", get(crate::admin::http::ui::app))
+        .route("/ui/style.css", get(crate::admin::http::ui::style))
         .route_layer(middleware::from_fn(refuse_nul))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -7,11 +7,12 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{db, hashing, parse_json, AdminOnly, ApiError, AppState};
 use crate::admin::auth::{self, UserError};
 use crate::admin::control::{self, Action};
+use crate::admin::json::List;
 use crate::store::Role;
 
 #[derive(Deserialize)]
@@ -24,10 +25,10 @@ struct NewUser {
 }
 
 /// `GET /api/users`
-pub async fn list(State(st): State<AppState>, _: AdminOnly) -> Result<Json<Value>, ApiError> {
+pub async fn list(State(st): State<AppState>, _: AdminOnly) -> Result<Json<List<Value>>, ApiError> {
     let users = db(&st, |s| s.list_users()).await?;
     let items: Vec<Value> = users.iter().map(crate::admin::json::user).collect();
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(List::all(items)))
 }
 
 /// `POST /api/users` `{email, password, role?}` → 201 with the user.

@@ -49,7 +49,7 @@ pub fn spawn(
                         }
                     }
                 }
-                std::thread::sleep(crate::admin::events::backoff(failures.max(1)));
+                std::thread::sleep(crate::admin::pipeline::backoff(failures.max(1)));
             }
         })
         .map(|_| heard)

@@ -7,18 +7,18 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{db, page, AdminOnly, ApiError, AppState, Authed};
 use crate::admin::control;
-use crate::admin::json;
+use crate::admin::json::{self, List};
 use crate::store::SessionFilter;
 
 async fn list_with(
     st: &AppState,
     q: &HashMap<String, String>,
     endpoint: Option<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<List<Value>>, ApiError> {
     let page = page(q)?;
     let state = match q.get("state").map(|s| s.to_ascii_uppercase()) {
         None => Some("ACTIVE".to_string()),
@@ -32,9 +32,7 @@ async fn list_with(
     };
     let (rows, total) = db(st, move |s| s.list_sessions(&filter, page)).await?;
     let items: Vec<Value> = rows.iter().map(json::session).collect();
-    Ok(Json(json!({
-        "items": items, "total": total, "page": page.page, "limit": page.limit
-    })))
+    Ok(Json(List::page(items, total, page)))
 }
 
 /// `GET /api/sessions?endpointId=&state=&page=&limit=` (default: active).
@@ -42,7 +40,7 @@ pub async fn list(
     State(st): State<AppState>,
     _: Authed,
     Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<List<Value>>, ApiError> {
     list_with(&st, &q, None).await
 }
 
@@ -52,7 +50,7 @@ pub async fn by_endpoint(
     _: Authed,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<List<Value>>, ApiError> {
     let key = id.clone();
     if db(&st, move |s| s.get_endpoint(&key)).await?.is_none() {
         return Err(ApiError::not_found(format!("no endpoint {id:?}")));

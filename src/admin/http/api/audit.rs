@@ -8,10 +8,10 @@ use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{db, page, ApiError, AppState, Authed};
-use crate::admin::json;
+use crate::admin::json::{self, List};
 use crate::store::{AuditFilter, AuditRecord};
 
 /// Records read from the store per export chunk.
@@ -35,7 +35,7 @@ pub async fn list(
     State(st): State<AppState>,
     _: Authed,
     Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<List<Value>>, ApiError> {
     let page = page(&q)?;
     let filter = AuditFilter {
         action: q.get("action").cloned().filter(|s| !s.is_empty()),
@@ -45,9 +45,7 @@ pub async fn list(
     };
     let (rows, total) = db(&st, move |s| s.list_audit(&filter, page)).await?;
     let items: Vec<Value> = rows.iter().map(json::audit).collect();
-    Ok(Json(json!({
-        "items": items, "total": total, "page": page.page, "limit": page.limit
-    })))
+    Ok(Json(List::page(items, total, page)))
 }
 
 /// The CSV columns, in order.

@@ -1,69 +1,19 @@
-//! The admin side of the shards' event queues: one thread drains every
-//! shard's queue into the live view (sessions of this node, the latest
-//! metrics of each shard), the `/ops` feed and the writer's backlog; one
-//! writer thread stores the backlog in batches (one transaction each),
-//! retrying with backoff and jitter while the database is down.
-//!
-//! The backlog is keyed by session id, so a session that changed three times
-//! while the database was away is written once, in its latest state, and a
-//! retried batch updates the same rows instead of adding new ones. It is
-//! bounded: a session that would grow it past [`BACKLOG_ROWS`] is dropped
-//! and counted.
+//! The live view: this node's running sessions and each shard's latest
+//! metrics, fed by the consumer and read by the API, `/ops` and `/metrics`;
+//! it also queues the rows the writer stores.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Select};
-use rand::Rng;
+use crossbeam_channel::Receiver;
 
-use crate::admin::ops::{OpsEvent, OpsFeed};
+use super::{Backlog, WriterCounters, BACKLOG_ROWS, BACKLOG_SAMPLES, FLUSH_ROWS};
+use crate::admin::pipeline::feed::{OpsEvent, OpsFeed};
 use crate::bridge::{Counts, Event};
 use crate::shard::metrics::ShardStats;
-use crate::store::{SampleRow, SessionRow, Store};
-
-/// Session rows the writer keeps while the database is away.
-pub const BACKLOG_ROWS: usize = 100_000;
-/// Samples the writer keeps while the database is away.
-pub const BACKLOG_SAMPLES: usize = 10_000;
-/// The writer writes at least this often while there is something to write.
-pub const FLUSH_EVERY: Duration = Duration::from_millis(50);
-/// ...or as soon as this many rows wait.
-pub const FLUSH_ROWS: usize = 5_000;
-/// Longest pause between retries while the database is down.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
-
-/// Counters of the writer (for `/metrics` and `/healthz`).
-#[derive(Default, Debug)]
-pub struct WriterCounters {
-    /// Batches committed.
-    pub batches: AtomicU64,
-    /// Batches that failed (and were retried).
-    pub errors: AtomicU64,
-    /// Rows committed (sessions and samples).
-    pub rows: AtomicU64,
-    /// Rows dropped because the backlog was full.
-    pub dropped: AtomicU64,
-    /// Duration of the last committed batch, µs.
-    pub last_batch_us: AtomicU64,
-    /// A batch is being written now.
-    pub in_flight: std::sync::atomic::AtomicBool,
-}
-
-#[derive(Default)]
-struct Backlog {
-    sessions: HashMap<String, SessionRow>,
-    samples: Vec<SampleRow>,
-    /// `maxSamples` of the endpoints that have samples here.
-    keep: HashMap<String, u32>,
-}
-
-impl Backlog {
-    fn len(&self) -> usize {
-        self.sessions.len() + self.samples.len()
-    }
-}
+use crate::store::{SampleRow, SessionRow};
 
 /// What both threads and the API share.
 pub struct Live {
@@ -80,8 +30,8 @@ pub struct Live {
     pub writer: WriterCounters,
     /// Whether the last write (or ping) reached the database.
     pub store_ok: std::sync::atomic::AtomicBool,
-    backlog: Mutex<Backlog>,
-    wake: Condvar,
+    pub(super) backlog: Mutex<Backlog>,
+    pub(super) wake: Condvar,
     node_id: String,
 }
 
@@ -337,170 +287,3 @@ fn set_counts(row: &mut SessionRow, c: Counts) {
     row.bytes_in = c.bytes[0] as i64;
     row.bytes_out = c.bytes[1] as i64;
 }
-
-/// How long the consumer waits before looking at the queues again after a
-/// round that found events (instead of blocking on them).
-const BUSY_POLL: Duration = Duration::from_millis(1);
-
-/// Starts the thread that drains the shard queues.
-pub fn spawn_consumer(live: Arc<Live>, ops: OpsFeed) -> std::io::Result<()> {
-    std::thread::Builder::new()
-        .name("events".into())
-        .spawn(move || {
-            let queues = live.queues.clone();
-            let mut busy = false;
-            loop {
-                if busy {
-                    // Events came in the last round: look again in a
-                    // moment instead of blocking. A consumer blocked on
-                    // the queues is woken by the shard that sends (a
-                    // futex call on the shard, 0.19 per session at 10,000
-                    // sessions/s), and the blocking select spins and
-                    // yields first; a millisecond's events fit in the
-                    // queues many times over.
-                    std::thread::sleep(BUSY_POLL);
-                } else {
-                    let mut sel = Select::new();
-                    for q in &queues {
-                        sel.recv(q);
-                    }
-                    // Wakes on any event; the timeout only lets a shutdown
-                    // be seen.
-                    if sel.ready_timeout(Duration::from_secs(1)).is_err() {
-                        continue;
-                    }
-                }
-                let (mut gone, mut applied) = (0, 0);
-                for q in &queues {
-                    // Up to a queue's worth each round, so one busy shard
-                    // cannot starve the others.
-                    for _ in 0..crate::bridge::EVENT_QUEUE {
-                        match q.try_recv() {
-                            Ok(e) => {
-                                live.apply(e, &ops);
-                                applied += 1;
-                            }
-                            Err(crossbeam_channel::TryRecvError::Empty) => break,
-                            Err(crossbeam_channel::TryRecvError::Disconnected) => {
-                                gone += 1;
-                                break;
-                            }
-                        }
-                    }
-                }
-                if gone == queues.len() {
-                    live.wake.notify_one();
-                    return; // every shard has exited
-                }
-                busy = applied > 0;
-            }
-        })
-        .map(|_| ())
-}
-
-/// Starts the batched writer. Returns its join handle: it ends once the
-/// consumer has ended and the backlog is written (or the database has been
-/// given up on after `final_deadline`).
-pub fn spawn_writer(live: Arc<Live>, store: Store) -> std::io::Result<()> {
-    std::thread::Builder::new()
-        .name("store-writer".into())
-        .spawn(move || {
-            let mut failures = 0u32;
-            loop {
-                let (sessions, samples, keep) = {
-                    let mut b = live.backlog.lock().expect("backlog");
-                    if b.len() < FLUSH_ROWS {
-                        b = live.wake.wait_timeout(b, FLUSH_EVERY).expect("backlog").0;
-                    }
-                    if b.len() == 0 {
-                        continue;
-                    }
-                    live.writer.in_flight.store(true, Ordering::Release);
-                    let b = std::mem::take(&mut *b);
-                    let keep: Vec<(String, u32)> = b.keep.into_iter().collect();
-                    (
-                        b.sessions.into_values().collect::<Vec<_>>(),
-                        b.samples,
-                        keep,
-                    )
-                };
-                let t = Instant::now();
-                match store.write_batch(&sessions, &samples, &keep) {
-                    Ok(()) => {
-                        failures = 0;
-                        live.store_ok.store(true, Ordering::Relaxed);
-                        let w = &live.writer;
-                        w.batches.fetch_add(1, Ordering::Relaxed);
-                        w.rows
-                            .fetch_add((sessions.len() + samples.len()) as u64, Ordering::Relaxed);
-                        w.last_batch_us
-                            .store(t.elapsed().as_micros() as u64, Ordering::Relaxed);
-                        w.in_flight.store(false, Ordering::Release);
-                    }
-                    Err(e) => {
-                        failures += 1;
-                        live.store_ok.store(false, Ordering::Relaxed);
-                        live.writer.errors.fetch_add(1, Ordering::Relaxed);
-                        if failures == 1 || failures.is_power_of_two() {
-                            tracing::warn!(
-                                error = %e,
-                                rows = sessions.len() + samples.len(),
-                                attempt = failures,
-                                "store write failed; keeping the rows and retrying"
-                            );
-                        }
-                        restore(&live, sessions, samples, keep);
-                        live.writer.in_flight.store(false, Ordering::Release);
-                        std::thread::sleep(backoff(failures));
-                    }
-                }
-            }
-        })
-        .map(|_| ())
-}
-
-/// Puts a failed batch back; rows queued since then are newer and win.
-fn restore(
-    live: &Live,
-    sessions: Vec<SessionRow>,
-    samples: Vec<SampleRow>,
-    keep: Vec<(String, u32)>,
-) {
-    let mut b = live.backlog.lock().expect("backlog");
-    for (e, k) in keep {
-        b.keep.entry(e).or_insert(k);
-    }
-    for row in sessions {
-        if b.sessions.contains_key(&row.id) {
-            continue;
-        }
-        if b.sessions.len() >= BACKLOG_ROWS {
-            live.writer.dropped.fetch_add(1, Ordering::Relaxed);
-            continue;
-        }
-        b.sessions.insert(row.id.clone(), row);
-    }
-    let room = BACKLOG_SAMPLES.saturating_sub(b.samples.len());
-    let lost = samples.len().saturating_sub(room);
-    if lost > 0 {
-        live.writer
-            .dropped
-            .fetch_add(lost as u64, Ordering::Relaxed);
-    }
-    let mut kept: Vec<SampleRow> = samples.into_iter().take(room).collect();
-    kept.append(&mut b.samples);
-    b.samples = kept;
-}
-
-/// Exponential backoff from 100 ms to [`MAX_BACKOFF`], with ±50 % jitter so
-/// that several nodes do not retry in step.
-pub fn backoff(failures: u32) -> Duration {
-    let base = Duration::from_millis(100)
-        .saturating_mul(1u32 << failures.saturating_sub(1).min(6))
-        .min(MAX_BACKOFF);
-    let jitter = rand::thread_rng().gen_range(0.5..1.5);
-    base.mul_f64(jitter)
-}
-
-#[cfg(test)]
-mod tests;

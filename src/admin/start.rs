@@ -1,0 +1,6 @@
+//! Start-up: `wsrelay serve` (shards, signals, drain, binary upgrades) and
+//! the admin runtime it starts.
+
+#[allow(clippy::disallowed_types)]
+pub mod runtime;
+pub mod serve;
