@@ -17,6 +17,8 @@ pub const JWT_LEEWAY_S: u64 = 10;
 pub struct Registry {
     version: u64,
     counters: HashMap<String, Arc<AtomicUsize>>,
+    /// The ids of the last snapshot made.
+    ids: Vec<String>,
 }
 
 impl Registry {
@@ -51,10 +53,19 @@ impl Registry {
                 }),
             );
         }
+        let mut ids: Vec<String> = map.keys().cloned().collect();
+        ids.sort_unstable();
+        self.ids = ids;
         Ok(Arc::new(EndpointSnapshot {
             version: self.version,
             endpoints: map,
         }))
+    }
+
+    /// The endpoint ids of the last snapshot, sorted (what the shards route
+    /// by, once it is published).
+    pub fn endpoint_ids(&self) -> &[String] {
+        &self.ids
     }
 }
 

@@ -110,6 +110,62 @@ pub fn resident_bytes() -> Option<u64> {
     Some(pages * u64::try_from(page).ok()?)
 }
 
+/// The standard `process_*` figures Prometheus clients export, from
+/// `/proc/self` (Linux).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProcessStats {
+    /// User + system CPU time, seconds.
+    pub cpu_seconds: f64,
+    /// Start time, seconds since the Unix epoch.
+    pub start_time_seconds: f64,
+    /// Virtual memory size, bytes.
+    pub virtual_bytes: u64,
+    /// Open file descriptors.
+    pub open_fds: u64,
+    /// The soft limit on file descriptors.
+    pub max_fds: u64,
+}
+
+/// Reads [`ProcessStats`]; `None` where `/proc` is not mounted.
+pub fn process_stats() -> Option<ProcessStats> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name may hold spaces and parentheses: fields start after
+    // the last ')'. Field 3 (state) is then the first.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let num = |i: usize| -> Option<u64> { f.get(i - 3)?.parse().ok() };
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let ticks = u64::try_from(ticks).ok().filter(|t| *t > 0)? as f64;
+    let cpu_seconds = (num(14)? + num(15)?) as f64 / ticks;
+    let boot: u64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    let start_time_seconds = boot as f64 + num(22)? as f64 / ticks;
+    let open_fds = std::fs::read_dir("/proc/self/fd").ok()?.count() as u64;
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes only into `lim`.
+    let max_fds = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        lim.rlim_cur
+    } else {
+        0
+    };
+    Some(ProcessStats {
+        cpu_seconds,
+        start_time_seconds,
+        virtual_bytes: num(23)?,
+        open_fds,
+        max_fds,
+    })
+}
+
 /// Returns memory the allocator holds free to the kernel (glibc keeps freed
 /// heap memory for reuse, so resident memory would not fall after sessions
 /// end; elsewhere this does nothing).

@@ -768,11 +768,12 @@ fn health_metrics_headers_limits_and_errors() {
     let (m, _ws) = metrics_after_traffic(r);
     for name in [
         "wsrelay_sessions_active{endpoint=\"echo\"} 1",
-        "wsrelay_handshake_rejections_total{reason=\"not_found\"} 1",
+        "wsrelay_handshake_rejections_total{endpoint=\"\",reason=\"not_found\"} 1",
         "wsrelay_events_dropped_total 0",
         "wsrelay_relay_latency_seconds_count{endpoint=\"echo\",direction=\"in\"} 1",
         "wsrelay_store_write_batches_total",
-        "wsrelay_upstream_connect_seconds{endpoint=\"echo\",quantile=\"0.99\"}",
+        "wsrelay_upstream_connect_seconds_bucket{endpoint=\"echo\",le=\"+Inf\"} 1",
+        "wsrelay_relay_latency_seconds_bucket{endpoint=\"echo\",direction=\"out\",le=\"+Inf\"} 1",
     ] {
         assert!(m.contains(name), "{name} missing:\n{m}");
     }
@@ -795,10 +796,157 @@ fn metrics_after_traffic(r: &Relay) -> (String, Ws) {
                 "wsrelay_messages_total{{endpoint=\"echo\",direction=\"{d}\"}} 1"
             ))
         });
-        let refused = m.contains("wsrelay_handshake_rejections_total{reason=\"not_found\"} 1");
+        let refused =
+            m.contains("wsrelay_handshake_rejections_total{endpoint=\"\",reason=\"not_found\"} 1");
         (both && refused).then_some(m)
     });
     (m, ws)
+}
+
+/// The value of the one series `series` (name and labels) in `text`.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn metrics_series_follow_the_endpoints_and_histograms_add_up() {
+    let t = target(Behaviour::Echo);
+    let a = start(&None, "series", &endpoint("echo", &t.url(), ""));
+    let r = &a.relay;
+    let created = a.req(
+        "POST",
+        "/api/endpoints",
+        Some(
+            &serde_json::json!({"id": "fresh", "name": "Fresh", "targetUrl": t.url(),
+            "allowedOrigins": ["https://ok.example"]}),
+        ),
+    );
+    assert_eq!(created.status, 201, "{}", created.text);
+    // Before any session: every per-endpoint series of `fresh` is there, at 0.
+    let m = eventually("fresh in /metrics", || {
+        let m = call(r.admin, "GET", "/metrics", None, None).text;
+        m.contains("endpoint=\"fresh\"").then_some(m)
+    });
+    for series in [
+        "wsrelay_sessions_active{endpoint=\"fresh\"}",
+        "wsrelay_sessions_total{endpoint=\"fresh\"}",
+        "wsrelay_messages_total{endpoint=\"fresh\",direction=\"in\"}",
+        "wsrelay_closes_total{endpoint=\"fresh\",code_class=\"1000\",side=\"client\"}",
+        "wsrelay_closes_total{endpoint=\"fresh\",code_class=\"1011\",side=\"target\"}",
+        "wsrelay_handshake_rejections_total{endpoint=\"fresh\",reason=\"origin_not_allowed\"}",
+        "wsrelay_relay_latency_seconds_bucket{endpoint=\"fresh\",direction=\"in\",le=\"0.001\"}",
+        "wsrelay_relay_latency_seconds_count{endpoint=\"fresh\",direction=\"out\"}",
+        "wsrelay_upstream_connect_seconds_bucket{endpoint=\"fresh\",le=\"+Inf\"}",
+    ] {
+        assert_eq!(sample(&m, series), Some(0.0), "{series}:\n{m}");
+    }
+    assert_eq!(
+        sample(
+            &m,
+            &format!(
+                "wsrelay_build_info{{version=\"{}\"}}",
+                env!("CARGO_PKG_VERSION")
+            )
+        ),
+        Some(1.0)
+    );
+    for name in [
+        "process_cpu_seconds_total",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+        "process_virtual_memory_bytes",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(sample(&m, name).is_some_and(|v| v > 0.0), "{name}:\n{m}");
+    }
+
+    // A refused upgrade to a known endpoint counts under it; one to an
+    // unknown id under none (a client cannot invent series).
+    let mut req =
+        tungstenite::client::IntoClientRequest::into_client_request(r.url("fresh")).unwrap();
+    req.headers_mut()
+        .insert("Origin", "https://evil.example".parse().unwrap());
+    assert_eq!(status_of(connect_req(req).unwrap_err()), 403);
+    assert_eq!(status_of(connect(&r.url("made-up")).unwrap_err()), 404);
+    // Ten echoes each way on `echo`, then the session closes.
+    let (mut ws, _) = connect(&r.url("echo")).unwrap();
+    for i in 0..10 {
+        ws.send(Message::Text(i.to_string().into())).unwrap();
+        ws.read().unwrap();
+    }
+    ws.close(Some(tungstenite::protocol::CloseFrame {
+        code: tungstenite::protocol::frame::coding::CloseCode::Normal,
+        reason: "".into(),
+    }))
+    .unwrap();
+    let _ = read_close(&mut ws);
+    let m = eventually("refusals, messages and the close counted", || {
+        let m = call(r.admin, "GET", "/metrics", None, None).text;
+        let done = sample(
+            &m,
+            "wsrelay_handshake_rejections_total{endpoint=\"fresh\",reason=\"origin_not_allowed\"}",
+        ) == Some(1.0)
+            && sample(
+                &m,
+                "wsrelay_relay_latency_seconds_count{endpoint=\"echo\",direction=\"out\"}",
+            ) == Some(10.0)
+            && sample(
+                &m,
+                "wsrelay_closes_total{endpoint=\"echo\",code_class=\"1000\",side=\"client\"}",
+            ) == Some(1.0);
+        done.then_some(m)
+    });
+    assert!(!m.contains("made-up"), "{m}");
+    assert_eq!(
+        sample(
+            &m,
+            "wsrelay_handshake_rejections_total{endpoint=\"\",reason=\"not_found\"}"
+        ),
+        Some(1.0)
+    );
+    // Buckets are cumulative, end at the count, and `le` is in seconds.
+    for dir in ["in", "out"] {
+        let labels = format!("endpoint=\"echo\",direction=\"{dir}\"");
+        let buckets: Vec<(f64, f64)> = m
+            .lines()
+            .filter_map(|l| {
+                let rest = l.strip_prefix(&format!(
+                    "wsrelay_relay_latency_seconds_bucket{{{labels},le=\""
+                ))?;
+                let (le, v) = rest.split_once("\"} ")?;
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().ok()?
+                };
+                Some((le, v.parse().ok()?))
+            })
+            .collect();
+        assert!(buckets.len() > 10, "{m}");
+        assert!(
+            buckets
+                .windows(2)
+                .all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1),
+            "{buckets:?}"
+        );
+        assert_eq!(buckets.last().unwrap().1, 10.0);
+        assert_eq!(buckets[0].0, 0.000025);
+        let sum = sample(
+            &m,
+            &format!("wsrelay_relay_latency_seconds_sum{{{labels}}}"),
+        )
+        .unwrap();
+        assert!(sum > 0.0 && sum < 10.0, "{sum}");
+    }
+
+    // A deleted endpoint's series are gone.
+    assert_eq!(a.req("DELETE", "/api/endpoints/fresh", None).status, 204);
+    eventually("fresh gone from /metrics", || {
+        let m = call(r.admin, "GET", "/metrics", None, None).text;
+        (!m.contains("endpoint=\"fresh\"")).then_some(())
+    });
 }
 
 #[test]

@@ -52,6 +52,11 @@ impl Reject {
         Reject::Memory,
     ];
 
+    /// This reason's place in [`Reject::ALL`] (the declaration order).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// Metric label.
     pub fn label(self) -> &'static str {
         match self {
@@ -81,4 +86,20 @@ pub fn valid_endpoint_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Reject;
+
+    #[test]
+    fn every_reason_has_its_own_index_and_label() {
+        for (i, r) in Reject::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i, "{r:?}");
+        }
+        let mut labels: Vec<_> = Reject::ALL.iter().map(|r| r.label()).collect();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), Reject::ALL.len());
+    }
 }

@@ -32,7 +32,7 @@ pub fn close_class(code: u16) -> usize {
 /// Sessions ended, by side that ended them and close code class.
 pub type Closes = [[u64; CLOSE_CLASSES.len()]; 3];
 
-fn histogram() -> Histogram<u64> {
+pub fn histogram() -> Histogram<u64> {
     // 1 µs .. 1 h, 2 significant digits (values within 1 %): 26 KB of
     // counts. With 3 digits a histogram was 188 KB, three per endpoint per
     // shard, each copied whenever it changed — 0.45 KB per session in the
@@ -56,12 +56,14 @@ pub struct EndpointMetrics {
     pub connect_us: RefCell<Histogram<u64>>,
     /// Sessions ended, by side and close code class.
     closes: [[Cell<u64>; CLOSE_CLASSES.len()]; 3],
+    /// Refused upgrades for this endpoint, by reason (`Reject::ALL` order).
+    rejections: [Cell<u64>; Reject::ALL.len()],
     /// Counters as of the last report to the admin runtime.
     reported: Cell<Option<Totals>>,
 }
 
 /// The counters that change whenever anything in an endpoint's metrics does.
-type Totals = (u64, u64, [u64; 2], [u64; 2]);
+type Totals = (u64, u64, [u64; 2], [u64; 2], u64);
 
 impl EndpointMetrics {
     fn new() -> EndpointMetrics {
@@ -73,6 +75,7 @@ impl EndpointMetrics {
             latency_us: [RefCell::new(histogram()), RefCell::new(histogram())],
             connect_us: RefCell::new(histogram()),
             closes: std::array::from_fn(|_| std::array::from_fn(|_| Cell::new(0))),
+            rejections: std::array::from_fn(|_| Cell::new(0)),
             reported: Cell::new(None),
         }
     }
@@ -80,6 +83,12 @@ impl EndpointMetrics {
     /// Counts a session that ended with `code`, ended by `by`.
     pub fn record_close(&self, code: u16, by: crate::bridge::Side) {
         let c = &self.closes[by.index()][close_class(code)];
+        c.set(c.get() + 1);
+    }
+
+    /// Counts a refused upgrade for this endpoint.
+    pub fn reject(&self, r: Reject) {
+        let c = &self.rejections[r.index()];
         c.set(c.get() + 1);
     }
 
@@ -152,6 +161,7 @@ impl ShardMetrics {
                     m.sessions_active.get(),
                     [m.messages[0].get(), m.messages[1].get()],
                     [m.bytes[0].get(), m.bytes[1].get()],
+                    m.rejections.iter().map(Cell::get).sum(),
                 );
                 if !changed_only {
                     return true;
@@ -172,6 +182,7 @@ impl ShardMetrics {
                 ],
                 connect_us: m.connect_us.borrow().clone(),
                 closes: m.closes.each_ref().map(|by| by.each_ref().map(Cell::get)),
+                rejections: m.rejections.each_ref().map(Cell::get),
             })
             .collect();
         endpoints.sort_by(|a, b| a.id.cmp(&b.id));
@@ -211,6 +222,8 @@ pub struct EndpointStats {
     pub connect_us: Histogram<u64>,
     /// Sessions ended, by side and close code class.
     pub closes: Closes,
+    /// Refused upgrades for this endpoint, by reason (`Reject::ALL` order).
+    pub rejections: [u64; Reject::ALL.len()],
 }
 
 impl EndpointStats {
@@ -225,6 +238,7 @@ impl EndpointStats {
             latency_us: [histogram(), histogram()],
             connect_us: histogram(),
             closes: [[0; CLOSE_CLASSES.len()]; 3],
+            rejections: [0; Reject::ALL.len()],
         }
     }
 }
@@ -236,7 +250,7 @@ pub struct ShardStats {
     pub shard: usize,
     /// Per endpoint.
     pub endpoints: Vec<EndpointStats>,
-    /// Refused upgrades by reason label.
+    /// Refused upgrades that named no known endpoint, by reason label.
     pub rejections: Vec<(&'static str, u64)>,
     /// Panicked session tasks.
     pub panics: u64,

@@ -164,7 +164,24 @@ async fn refuse<T>(
     r: Refusal,
     retry_after: Option<u64>,
 ) -> Option<T> {
-    ctx.metrics.reject(r.reason);
+    refuse_for(ctx, stream, r, retry_after, None).await
+}
+
+/// [`refuse`] an upgrade that asked for endpoint `id`: counted under that
+/// endpoint if it exists (an unknown id is counted without one, so a client
+/// cannot invent metric series).
+async fn refuse_for<T>(
+    ctx: &ShardCtx,
+    stream: &mut TcpStream,
+    r: Refusal,
+    retry_after: Option<u64>,
+    id: Option<&str>,
+) -> Option<T> {
+    let known = id.filter(|id| ctx.snapshot.borrow().endpoints.contains_key(*id));
+    match known {
+        Some(id) => ctx.metrics.endpoint(id).reject(r.reason),
+        None => ctx.metrics.reject(r.reason),
+    }
     let body = handshake::reason_phrase(r.status);
     respond(
         stream,
@@ -371,33 +388,63 @@ async fn establish(
     };
     let refusal = |status, reason| Refusal { status, reason };
     if ctx.draining.get() {
-        return refuse(&ctx, &mut client, refusal(503, Reject::Draining), Some(1)).await;
+        return refuse_for(
+            &ctx,
+            &mut client,
+            refusal(503, Reject::Draining),
+            Some(1),
+            Some(&id),
+        )
+        .await;
     }
     if ctx.shared.memory.shedding() {
-        return refuse(&ctx, &mut client, refusal(503, Reject::Memory), Some(1)).await;
+        return refuse_for(
+            &ctx,
+            &mut client,
+            refusal(503, Reject::Memory),
+            Some(1),
+            Some(&id),
+        )
+        .await;
     }
     if let Err(wait) = ctx.shared.ip_buckets.check(peer.ip()) {
-        return refuse(
+        return refuse_for(
             &ctx,
             &mut client,
             refusal(429, Reject::RateLimited),
             Some(wait),
+            Some(&id),
         )
         .await;
     }
     let endpoint = ctx.snapshot.borrow().endpoints.get(&id).cloned();
     let Some(endpoint) = endpoint else {
-        return refuse(&ctx, &mut client, refusal(404, Reject::NotFound), None).await;
+        return refuse_for(
+            &ctx,
+            &mut client,
+            refusal(404, Reject::NotFound),
+            None,
+            Some(&id),
+        )
+        .await;
     };
     if !endpoint.cfg.enabled {
-        return refuse(&ctx, &mut client, refusal(403, Reject::Disabled), None).await;
+        return refuse_for(
+            &ctx,
+            &mut client,
+            refusal(403, Reject::Disabled),
+            None,
+            Some(&id),
+        )
+        .await;
     }
     if !req.origin_allowed(&endpoint.cfg.allowed_origins) {
-        return refuse(
+        return refuse_for(
             &ctx,
             &mut client,
             refusal(403, Reject::OriginNotAllowed),
             None,
+            Some(&id),
         )
         .await;
     }
@@ -406,7 +453,14 @@ async fn establish(
             jsonwebtoken::decode::<serde::de::IgnoredAny>(t, &auth.key, &auth.validation).is_ok()
         });
         if !ok {
-            return refuse(&ctx, &mut client, refusal(401, Reject::Unauthorized), None).await;
+            return refuse_for(
+                &ctx,
+                &mut client,
+                refusal(401, Reject::Unauthorized),
+                None,
+                Some(&id),
+            )
+            .await;
         }
     }
     let slot = match limits::admit(
@@ -417,14 +471,22 @@ async fn establish(
     ) {
         Ok(s) => s,
         Err(Full::Global) => {
-            return refuse(&ctx, &mut client, refusal(503, Reject::GlobalFull), Some(1)).await
+            return refuse_for(
+                &ctx,
+                &mut client,
+                refusal(503, Reject::GlobalFull),
+                Some(1),
+                Some(&id),
+            )
+            .await
         }
         Err(Full::Endpoint) => {
-            return refuse(
+            return refuse_for(
                 &ctx,
                 &mut client,
                 refusal(503, Reject::EndpointFull),
                 Some(1),
+                Some(&id),
             )
             .await
         }
@@ -468,7 +530,7 @@ async fn establish(
             } else {
                 Reject::UpstreamFailed
             };
-            return refuse(&ctx, &mut client, refusal(status, reason), None).await;
+            return refuse_for(&ctx, &mut client, refusal(status, reason), None, Some(&id)).await;
         }
     };
     let _ = metrics

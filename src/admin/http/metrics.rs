@@ -21,13 +21,14 @@ pub mod names {
     pub const MESSAGES: &str = "wsrelay_messages_total";
     /// Counter, by endpoint and direction.
     pub const BYTES: &str = "wsrelay_bytes_total";
-    /// Summary (seconds), by endpoint and direction.
+    /// Histogram (seconds), by endpoint and direction.
     pub const RELAY_LATENCY: &str = "wsrelay_relay_latency_seconds";
-    /// Summary (seconds), by endpoint.
+    /// Histogram (seconds), by endpoint.
     pub const UPSTREAM_CONNECT: &str = "wsrelay_upstream_connect_seconds";
     /// Counter, by endpoint, close code class and the side that ended it.
     pub const CLOSES: &str = "wsrelay_closes_total";
-    /// Counter, by reason.
+    /// Counter, by endpoint (empty: the request named no known endpoint)
+    /// and reason.
     pub const HANDSHAKE_REJECTIONS: &str = "wsrelay_handshake_rejections_total";
     /// Counter.
     pub const EVENTS_DROPPED: &str = "wsrelay_events_dropped_total";
@@ -51,27 +52,70 @@ pub mod names {
     pub const MEMORY_SHEDDING: &str = "wsrelay_memory_shedding";
     /// Gauge: `limits.max_memory_bytes` (0: off).
     pub const MEMORY_LIMIT: &str = "wsrelay_memory_limit_bytes";
+    /// Gauge, always 1, by version.
+    pub const BUILD_INFO: &str = "wsrelay_build_info";
     /// Gauge: resident memory, bytes (the standard name).
     pub const RESIDENT: &str = "process_resident_memory_bytes";
+    /// Gauge: virtual memory, bytes.
+    pub const VIRTUAL: &str = "process_virtual_memory_bytes";
+    /// Counter: user + system CPU seconds.
+    pub const CPU: &str = "process_cpu_seconds_total";
+    /// Gauge: Unix time the process started.
+    pub const START_TIME: &str = "process_start_time_seconds";
+    /// Gauge: open file descriptors.
+    pub const OPEN_FDS: &str = "process_open_fds";
+    /// Gauge: the file descriptor limit.
+    pub const MAX_FDS: &str = "process_max_fds";
 }
 
-/// Quantiles exported for the latency summaries.
-pub const QUANTILES: [f64; 5] = [0.5, 0.9, 0.99, 0.999, 1.0];
+/// Upper bounds (µs) of the relay latency buckets: 25 µs to 10 s.
+pub const LATENCY_BUCKETS_US: [u64; 18] = [
+    25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 5_000_000, 10_000_000,
+];
+/// Upper bounds (µs) of the upstream connect buckets: 250 µs to 30 s.
+pub const CONNECT_BUCKETS_US: [u64; 16] = [
+    250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+    2_500_000, 5_000_000, 10_000_000, 30_000_000,
+];
 
 fn head(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
-/// A summary in seconds from a histogram in microseconds.
-fn summary(out: &mut String, name: &str, labels: &str, h: &Histogram<u64>) {
-    for q in QUANTILES {
-        let _ = writeln!(
-            out,
-            "{name}{{{labels},quantile=\"{q}\"}} {}",
-            h.value_at_quantile(q) as f64 / 1e6
-        );
+/// Cumulative counts at each of `bounds` (µs) from an HDR histogram in
+/// µs: a recorded value counts in the first bucket its range's highest
+/// equivalent value fits (HDR keeps 2 significant digits, so a value within
+/// 1 % above a bound may count in the next bucket; never in an earlier one).
+pub fn buckets<const N: usize>(h: &Histogram<u64>, bounds: &[u64; N]) -> [u64; N] {
+    let mut per = [0u64; N];
+    for v in h.iter_recorded() {
+        let top = v.value_iterated_to();
+        if let Some(i) = bounds.iter().position(|b| top <= *b) {
+            per[i] += v.count_at_value();
+        }
     }
+    let mut sum = 0;
+    per.map(|n| {
+        sum += n;
+        sum
+    })
+}
+
+/// A histogram in seconds from an HDR histogram in microseconds.
+fn histogram<const N: usize>(
+    out: &mut String,
+    name: &str,
+    labels: &str,
+    h: &Histogram<u64>,
+    bounds: &[u64; N],
+) {
+    for (le, n) in bounds.iter().zip(buckets(h, bounds)) {
+        let le = *le as f64 / 1e6;
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {n}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.len());
     let sum = h.mean() * h.len() as f64 / 1e6;
     let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
     let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.len());
@@ -99,11 +143,13 @@ fn by_direction<'a>(
     }
 }
 
-/// The whole exposition.
-pub fn text(st: &AppState) -> String {
+/// The whole exposition. Per-endpoint series are those of `endpoints` (the
+/// routing table's ids): present at 0 before the first event, gone once the
+/// endpoint is deleted.
+pub fn text(st: &AppState, endpoints: &[String]) -> String {
     use names::*;
     // Summed under the lock: the shards' histograms are not copied first.
-    let (merged, rejections, panics) = {
+    let (mut merged, rejections, panics) = {
         let shards = st.live.stats.lock().expect("stats");
         let panics: u64 = shards.iter().flatten().map(|s| s.panics).sum();
         (
@@ -112,7 +158,24 @@ pub fn text(st: &AppState) -> String {
             panics,
         )
     };
+    merged.retain(|id, _| endpoints.binary_search(id).is_ok());
+    for id in endpoints {
+        merged
+            .entry(id.clone())
+            .or_insert_with(|| crate::shard::metrics::EndpointStats::new(id));
+    }
     let mut out = String::with_capacity(4096);
+    head(
+        &mut out,
+        BUILD_INFO,
+        "gauge",
+        "Always 1; the version labels it.",
+    );
+    let _ = writeln!(
+        out,
+        "{BUILD_INFO}{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
 
     head(&mut out, SESSIONS_ACTIVE, "gauge", "Sessions open now.");
     for (id, t) in &merged {
@@ -155,50 +218,61 @@ pub fn text(st: &AppState) -> String {
                 .iter()
                 .zip(t.closes[side.index()])
             {
-                if n > 0 {
-                    let _ = writeln!(
-                        out,
-                        "{CLOSES}{{endpoint=\"{id}\",code_class=\"{class}\",side=\"{}\"}} {n}",
-                        side.as_str()
-                    );
-                }
+                let _ = writeln!(
+                    out,
+                    "{CLOSES}{{endpoint=\"{id}\",code_class=\"{class}\",side=\"{}\"}} {n}",
+                    side.as_str()
+                );
             }
         }
     }
     head(
         &mut out,
         RELAY_LATENCY,
-        "summary",
+        "histogram",
         "Relay latency: last byte of a message read to its last byte written.",
     );
     for (id, t) in &merged {
         for (dir, h) in crate::bridge::Direction::BOTH.iter().zip(&t.latency_us) {
             let labels = format!("endpoint=\"{id}\",direction=\"{}\"", dir.label());
-            summary(&mut out, RELAY_LATENCY, &labels, h);
+            histogram(&mut out, RELAY_LATENCY, &labels, h, &LATENCY_BUCKETS_US);
         }
     }
     head(
         &mut out,
         UPSTREAM_CONNECT,
-        "summary",
+        "histogram",
         "Upstream TCP connect and WebSocket upgrade time.",
     );
     for (id, t) in &merged {
-        summary(
+        histogram(
             &mut out,
             UPSTREAM_CONNECT,
             &format!("endpoint=\"{id}\""),
             &t.connect_us,
+            &CONNECT_BUCKETS_US,
         );
     }
     head(
         &mut out,
         HANDSHAKE_REJECTIONS,
         "counter",
-        "Refused upgrades by reason.",
+        "Refused upgrades by endpoint (empty: none known was named) and reason.",
     );
     for (reason, n) in rejections {
-        let _ = writeln!(out, "{HANDSHAKE_REJECTIONS}{{reason=\"{reason}\"}} {n}");
+        let _ = writeln!(
+            out,
+            "{HANDSHAKE_REJECTIONS}{{endpoint=\"\",reason=\"{reason}\"}} {n}"
+        );
+    }
+    for (id, t) in &merged {
+        for (r, n) in crate::shard::metrics::Reject::ALL.iter().zip(t.rejections) {
+            let _ = writeln!(
+                out,
+                "{HANDSHAKE_REJECTIONS}{{endpoint=\"{id}\",reason=\"{}\"}} {n}",
+                r.label()
+            );
+        }
     }
     single(
         &mut out,
@@ -288,16 +362,79 @@ pub fn text(st: &AppState) -> String {
         "Resident memory size in bytes.",
         crate::sys::resident_bytes().unwrap_or(0),
     );
+    if let Some(p) = crate::sys::process_stats() {
+        single(
+            &mut out,
+            VIRTUAL,
+            "gauge",
+            "Virtual memory size in bytes.",
+            p.virtual_bytes,
+        );
+        single(
+            &mut out,
+            CPU,
+            "counter",
+            "Total user and system CPU time spent in seconds.",
+            p.cpu_seconds,
+        );
+        single(
+            &mut out,
+            START_TIME,
+            "gauge",
+            "Start time of the process since unix epoch in seconds.",
+            p.start_time_seconds,
+        );
+        single(
+            &mut out,
+            OPEN_FDS,
+            "gauge",
+            "Number of open file descriptors.",
+            p.open_fds,
+        );
+        single(
+            &mut out,
+            MAX_FDS,
+            "gauge",
+            "Maximum number of open file descriptors.",
+            p.max_fds,
+        );
+    }
     out
 }
 
 /// `GET /metrics`
 pub async fn render(State(st): State<AppState>) -> impl IntoResponse {
+    let endpoints = st.registry.lock().await.endpoint_ids().to_vec();
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        text(&st),
+        text(&st, &endpoints),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_cumulative_and_a_bound_holds_its_own_value() {
+        let mut h = crate::shard::metrics::histogram();
+        h.record(25).unwrap(); // exactly the first bound
+        h.record(26).unwrap(); // just above it
+        h.record_n(900, 3).unwrap();
+        h.record(20_000_000).unwrap(); // above every bound: only in +Inf
+        let b = buckets(&h, &LATENCY_BUCKETS_US);
+        assert_eq!(&b[..6], &[1, 2, 2, 2, 2, 5]);
+        assert_eq!(*b.last().unwrap(), 5, "20 s is past the last bound");
+        let mut text = String::new();
+        histogram(&mut text, "x", "e=\"a\"", &h, &LATENCY_BUCKETS_US);
+        assert!(
+            text.contains("x_bucket{e=\"a\",le=\"0.000025\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("x_bucket{e=\"a\",le=\"+Inf\"} 6\n"), "{text}");
+        assert!(text.contains("x_count{e=\"a\"} 6\n"), "{text}");
+    }
 }

@@ -24,6 +24,9 @@ pub fn merge(shards: &[Option<ShardStats>]) -> BTreeMap<String, EndpointStats> {
                 let _ = t.latency_us[d].add(&e.latency_us[d]);
             }
             let _ = t.connect_us.add(&e.connect_us);
+            for (n, m) in t.rejections.iter_mut().zip(&e.rejections) {
+                *n += m;
+            }
             for (side, classes) in t.closes.iter_mut().zip(&e.closes) {
                 for (n, m) in side.iter_mut().zip(classes) {
                     *n += m;
