@@ -63,6 +63,8 @@ pub struct AdminState {
     /// Set once a successor took this process's place (binary upgrade): it
     /// answers no kill for the node any more (the successor does).
     pub handed_over: std::sync::atomic::AtomicBool,
+    /// Nodes this node marked down (its sweep claimed them).
+    pub nodes_marked_down: std::sync::atomic::AtomicU64,
     /// Kills sent to other nodes, waiting for their answer, by request.
     pub remote_kills: Mutex<std::collections::HashMap<u64, tokio::sync::oneshot::Sender<bool>>>,
 }

@@ -32,6 +32,11 @@ pub mod names {
     pub const HANDSHAKE_REJECTIONS: &str = "wsrelay_handshake_rejections_total";
     /// Counter.
     pub const EVENTS_DROPPED: &str = "wsrelay_events_dropped_total";
+    /// Gauge, by shard: seconds since the shard last reported (once a
+    /// second when it runs).
+    pub const SHARD_REPORT_AGE: &str = "wsrelay_shard_report_age_seconds";
+    /// Counter: nodes this node marked down (silent 3 heartbeats).
+    pub const NODES_MARKED_DOWN: &str = "wsrelay_nodes_marked_down_total";
     /// Gauge, by shard.
     pub const EVENT_QUEUE_DEPTH: &str = "wsrelay_event_queue_depth";
     /// Counter.
@@ -290,6 +295,24 @@ pub fn text(st: &AppState, endpoints: &[String]) -> String {
     for (i, q) in st.live.queues.iter().enumerate() {
         let _ = writeln!(out, "{EVENT_QUEUE_DEPTH}{{shard=\"{i}\"}} {}", q.len());
     }
+    head(
+        &mut out,
+        SHARD_REPORT_AGE,
+        "gauge",
+        "Seconds since each shard last reported its metrics (it does once a second while it runs).",
+    );
+    let now = crate::store::now_ms();
+    for (i, at) in st.live.reported_at.iter().enumerate() {
+        let age = (now - at.load(Ordering::Relaxed)).max(0) as f64 / 1e3;
+        let _ = writeln!(out, "{SHARD_REPORT_AGE}{{shard=\"{i}\"}} {age}");
+    }
+    single(
+        &mut out,
+        NODES_MARKED_DOWN,
+        "counter",
+        "Nodes this node marked down after 3 silent heartbeats (their sessions closed as node lost).",
+        st.nodes_marked_down.load(Ordering::Relaxed),
+    );
     let w = &st.live.writer;
     let n = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
     single(

@@ -36,6 +36,8 @@ pub async fn run(st: AppState) {
         .await;
         match swept {
             Ok(Ok((lost, closed))) => {
+                st.nodes_marked_down
+                    .fetch_add(lost.len() as u64, Ordering::Relaxed);
                 if !lost.is_empty() || closed > 0 {
                     tracing::warn!(
                         nodes = ?lost,

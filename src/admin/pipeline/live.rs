@@ -28,6 +28,9 @@ pub struct Live {
     pub queues: Vec<Receiver<Event>>,
     /// The writer's counters.
     pub writer: WriterCounters,
+    /// When each shard last reported its metrics (Unix ms; it does once a
+    /// second, so an old time means the shard is stuck).
+    pub reported_at: Vec<std::sync::atomic::AtomicI64>,
     /// Whether the last write (or ping) reached the database.
     pub store_ok: std::sync::atomic::AtomicBool,
     pub(super) backlog: Mutex<Backlog>,
@@ -82,6 +85,9 @@ impl Live {
             dropped,
             queues,
             writer: WriterCounters::default(),
+            reported_at: (0..n)
+                .map(|_| std::sync::atomic::AtomicI64::new(crate::store::now_ms()))
+                .collect(),
             store_ok: std::sync::atomic::AtomicBool::new(true),
             backlog: Mutex::new(Backlog::default()),
             wake: Condvar::new(),
@@ -258,6 +264,9 @@ impl Live {
             Event::Stats(s) => {
                 // A shard reports only the endpoints that changed; the
                 // others keep their last copy.
+                if let Some(at) = self.reported_at.get(s.shard) {
+                    at.store(crate::store::now_ms(), Ordering::Relaxed);
+                }
                 let mut stats = self.stats.lock().expect("stats");
                 let Some(slot) = stats.get_mut(s.shard) else {
                     return;

@@ -95,6 +95,7 @@ pub fn start(spec: RuntimeSpec) -> Result<Running, StartError> {
         node_heartbeat: spec.node_heartbeat,
         endpoints_applied: std::sync::atomic::AtomicI64::new(spec.endpoints_version),
         remote_kills: Default::default(),
+        nodes_marked_down: Default::default(),
         handed_over: Default::default(),
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
