@@ -39,7 +39,7 @@ fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// `[server]`
@@ -53,7 +53,7 @@ pub struct Config {
 }
 
 /// `[server]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Data-plane listen address. Default `0.0.0.0:8080`.
@@ -87,6 +87,33 @@ pub struct ServerConfig {
     /// Milliseconds between heartbeats of this node's row (SPEC 7); a node
     /// silent for 3 intervals is marked down by a live one. Default 5000.
     pub node_heartbeat_ms: u64,
+    /// `tls = { cert_file, key_file }`: both set, the data port speaks
+    /// `wss://` (rustls). Reloaded on SIGHUP. Default: plain.
+    pub tls: TlsFiles,
+    /// Expect a PROXY protocol v1 or v2 header on every data connection
+    /// (from an L4 balancer). Default false.
+    pub proxy_protocol: bool,
+    /// CIDRs (or single addresses) whose `X-Forwarded-For`/`-Proto` are
+    /// honoured and extended; from anyone else they are replaced. Default
+    /// none.
+    pub trusted_proxies: Vec<String>,
+}
+
+/// `server.tls`: PEM files.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsFiles {
+    /// Certificate chain, leaf first.
+    pub cert_file: String,
+    /// Private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: String,
+}
+
+impl TlsFiles {
+    /// Both files are set: TLS is on.
+    pub fn enabled(&self) -> bool {
+        !self.cert_file.is_empty() && !self.key_file.is_empty()
+    }
 }
 
 impl Default for ServerConfig {
@@ -104,12 +131,15 @@ impl Default for ServerConfig {
             admin_cors_origins: Vec::new(),
             control_socket: "wsrelay.sock".into(),
             node_heartbeat_ms: 5_000,
+            tls: TlsFiles::default(),
+            proxy_protocol: false,
+            trusted_proxies: Vec::new(),
         }
     }
 }
 
 /// `[limits]`: global, per process.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// Sessions across all shards. Default 100000.
@@ -162,7 +192,7 @@ impl Default for LimitsConfig {
 }
 
 /// `[heartbeat]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HeartbeatConfig {
     /// Milliseconds of client silence before wsrelay pings it. Default 30000.
@@ -515,6 +545,18 @@ impl Config {
         if self.server.shards > 1024 {
             return Err(invalid("server.shards", "must be 0-1024"));
         }
+        let tls = &self.server.tls;
+        if tls.cert_file.is_empty() != tls.key_file.is_empty() {
+            let key = if tls.cert_file.is_empty() {
+                "server.tls.cert_file"
+            } else {
+                "server.tls.key_file"
+            };
+            return Err(invalid(key, "set both cert_file and key_file (or neither)"));
+        }
+        for (i, p) in self.server.trusted_proxies.iter().enumerate() {
+            parse_cidr(p).map_err(|m| invalid(format!("server.trusted_proxies[{i}]"), m))?;
+        }
         if !(100..=600_000).contains(&self.server.node_heartbeat_ms) {
             return Err(invalid("server.node_heartbeat_ms", "must be 100-600000"));
         }
@@ -597,6 +639,16 @@ impl Config {
 fn parse_addr(s: &str, key: &str) -> Result<SocketAddr, ConfigError> {
     s.parse::<SocketAddr>()
         .map_err(|_| invalid(key, format!("{s:?} is not an address like 0.0.0.0:8080")))
+}
+
+/// A CIDR (`10.0.0.0/8`, `fd00::/8`) or a single address (its own /32 or
+/// /128).
+pub fn parse_cidr(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map(|n| n.trunc())
+        .map_err(|_| format!("{s:?} is not an address or CIDR (e.g. 10.0.0.0/8)"))
 }
 
 /// Parses a CPU list such as `"0-3,6"`.

@@ -20,3 +20,4 @@ pub mod registry;
 pub mod shard;
 pub mod store;
 pub mod sys;
+pub mod tls;

@@ -57,6 +57,13 @@ enum Command {
     /// Manage admin users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Validate what `serve` would load and print the effective
+    /// configuration (secrets redacted); exit 0, or 2 naming the key.
+    CheckConfig {
+        /// TOML configuration file; every key is optional.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Report sysctls and limits that are under-tuned for N connections.
     CheckHost {
         /// Relayed sessions the host should carry.
@@ -95,6 +102,18 @@ fn main() -> ExitCode {
     };
     init_logging();
     match cli.command {
+        Command::CheckConfig { config } => {
+            match wsrelay::cli::check_config::check(config.as_deref()) {
+                Ok(report) => {
+                    print!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("wsrelay check-config: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::CheckHost {
             connections,
             shards,

@@ -55,6 +55,8 @@ pub struct RuntimeSpec {
     pub node_heartbeat: Duration,
     /// The endpoints' version the first snapshot was read at.
     pub endpoints_version: i64,
+    /// systemd's watchdog interval (`WatchdogSec`), when it asks for pings.
+    pub watchdog: Option<Duration>,
 }
 
 /// A running admin side.
@@ -117,12 +119,16 @@ pub fn start(spec: RuntimeSpec) -> Result<Running, StartError> {
     let app = crate::admin::http::router::router(state.clone(), &spec.cors_origins);
     let st = state.clone();
     let stop_accepting = Arc::new(tokio::sync::Notify::new());
+    let watchdog = spec.watchdog;
     let stop = stop_accepting.clone();
     std::thread::Builder::new()
         .name("admin".into())
         .spawn(move || {
             rt.block_on(async move {
                 tokio::spawn(crate::admin::nodes::directory::run(st.clone()));
+                if let Some(every) = watchdog {
+                    tokio::spawn(watchdog_pings(st.clone(), every));
+                }
                 tokio::spawn(tick(st));
                 let served = axum::serve(
                     listener,
@@ -161,5 +167,81 @@ async fn tick(st: AppState) {
             }
             prev = merged;
         }
+    }
+}
+
+/// Whether the process is well enough for a watchdog ping: every shard
+/// reported within `limit` (they do once a second) — or the process is
+/// draining or handed over, when shards end on purpose and the stop timeout
+/// bounds the rest.
+pub fn watchdog_healthy(
+    reported_at: &[i64],
+    now_ms: i64,
+    limit: Duration,
+    winding_down: bool,
+) -> bool {
+    winding_down
+        || reported_at
+            .iter()
+            .all(|at| now_ms - at <= limit.as_millis() as i64)
+}
+
+/// `WATCHDOG=1` to systemd twice per interval while [`watchdog_healthy`];
+/// sent from the admin runtime, so a stuck runtime stops the pings too.
+async fn watchdog_pings(st: AppState, every: Duration) {
+    let mut tick = tokio::time::interval(every / 2);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut was_healthy = true;
+    loop {
+        tick.tick().await;
+        let at: Vec<i64> = st
+            .live
+            .reported_at
+            .iter()
+            .map(|a| a.load(std::sync::atomic::Ordering::Relaxed))
+            .collect();
+        let winding_down = st.draining.load(std::sync::atomic::Ordering::Relaxed)
+            || st.handed_over.load(std::sync::atomic::Ordering::Relaxed);
+        let healthy = watchdog_healthy(&at, crate::store::now_ms(), every, winding_down);
+        if healthy {
+            if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]) {
+                tracing::warn!("cannot ping the systemd watchdog: {e}");
+            }
+        } else if was_healthy {
+            tracing::error!(
+                "a shard has not reported for {} ms: no more watchdog pings (systemd restarts the service after WatchdogSec)",
+                every.as_millis()
+            );
+        }
+        was_healthy = healthy;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_watchdog_is_fed_only_while_every_shard_reports_or_the_process_winds_down() {
+        let limit = Duration::from_secs(30);
+        let now = 1_000_000;
+        assert!(watchdog_healthy(
+            &[now - 1_000, now - 29_000],
+            now,
+            limit,
+            false
+        ));
+        assert!(!watchdog_healthy(
+            &[now - 1_000, now - 31_000],
+            now,
+            limit,
+            false
+        ));
+        assert!(watchdog_healthy(
+            &[now - 1_000, now - 31_000],
+            now,
+            limit,
+            true
+        ));
     }
 }

@@ -295,7 +295,8 @@ pub fn run(
     // what is installed there now (the new binary), not this process's
     // image.
     let exe = std::env::current_exe().ok();
-    let cpus = shard_cpus(&cfg)?;
+    let checked = crate::admin::start::preflight::check(&cfg)?;
+    let cpus = checked.cpus.clone();
     let nofile = crate::sys::raise_nofile();
     if nofile < 2 * cfg.limits.max_connections as u64 + 64 {
         tracing::warn!(
@@ -362,18 +363,7 @@ pub fn run(
         secret,
     } = open_store(&cfg, admin_addr, &node, takeover)?;
 
-    let tls_extra = if cfg.server.upstream_ca_file.is_empty() {
-        None
-    } else {
-        Some(std::fs::read(&cfg.server.upstream_ca_file).map_err(|e| {
-            StartError(format!(
-                "config: server.upstream_ca_file: {}: {e}",
-                cfg.server.upstream_ca_file
-            ))
-        })?)
-    };
-    let tls = shard::upstream::tls_connector(tls_extra.as_deref())
-        .map_err(|m| StartError(format!("config: server.upstream_ca_file: {m}")))?;
+    let tls = checked.upstream_tls;
     let memory = Arc::new(shard::limits::MemoryPressure::new(
         cfg.limits.max_memory_bytes,
     ));
@@ -451,6 +441,7 @@ pub fn run(
         memory,
         node_heartbeat: Duration::from_millis(cfg.server.node_heartbeat_ms),
         endpoints_version,
+        watchdog: watchdog_interval(takeover),
     })?;
     if admin_rt.state.store.backend() == crate::store::Backend::Postgres {
         let listening = crate::admin::nodes::notify::spawn(
@@ -642,6 +633,21 @@ fn notify_systemd(state: &[sd_notify::NotifyState]) {
     if let Err(e) = sd_notify::notify(state) {
         tracing::warn!("cannot notify systemd: {e}");
     }
+}
+
+/// systemd's watchdog interval (`WATCHDOG_USEC`) when this process should
+/// ping: it is the one systemd started (`WATCHDOG_PID`), or a successor
+/// taking its place (started by it, so the variable names the old process).
+fn watchdog_interval(takeover: bool) -> Option<Duration> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.trim().parse().ok()?;
+    let ours = match std::env::var("WATCHDOG_PID")
+        .ok()
+        .and_then(|p| p.trim().parse::<u32>().ok())
+    {
+        None => true,
+        Some(pid) => pid == std::process::id() || takeover,
+    };
+    (ours && usec > 0).then(|| Duration::from_micros(usec))
 }
 
 /// How SIGUSR2 starts a successor.
