@@ -5,6 +5,7 @@
 
 pub use wsrelay_proto::{frame, handshake};
 pub mod close;
+pub mod leg;
 pub mod limits;
 pub mod metrics;
 pub mod pool;

@@ -8,6 +8,7 @@
 
 pub mod frame;
 pub mod handshake;
+pub mod proxy;
 
 /// Why an upgrade was refused (the metric label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

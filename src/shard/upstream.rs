@@ -3,81 +3,17 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use futures_rustls::rustls::pki_types::ServerName;
 use futures_rustls::TlsConnector;
 use glommio::net::TcpStream;
 
 use crate::config::TargetUrl;
 
-/// The target leg: plain TCP or TLS over TCP.
-pub enum UpStream {
-    /// `ws://`
-    Plain(TcpStream),
-    /// `wss://`
-    Tls(Box<futures_rustls::client::TlsStream<TcpStream>>),
-}
-
-impl std::os::fd::AsRawFd for UpStream {
-    fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        match self {
-            UpStream::Plain(t) => t.as_raw_fd(),
-            UpStream::Tls(t) => t.get_ref().0.as_raw_fd(),
-        }
-    }
-}
-
-impl AsyncRead for UpStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            UpStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            UpStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for UpStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            UpStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            UpStream::Tls(s) => {
-                // rustls buffers the record; push it out before reporting progress.
-                let s = s.as_mut();
-                let n = match Pin::new(&mut *s).poll_write(cx, buf) {
-                    Poll::Ready(Ok(n)) => n,
-                    other => return other,
-                };
-                let _ = Pin::new(s).poll_flush(cx);
-                Poll::Ready(Ok(n))
-            }
-        }
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            UpStream::Plain(s) => Pin::new(s).poll_flush(cx),
-            UpStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            UpStream::Plain(s) => Pin::new(s).poll_close(cx),
-            UpStream::Tls(s) => Pin::new(s.as_mut()).poll_close(cx),
-        }
-    }
-}
+pub use crate::shard::leg::UpStream;
 
 /// Why the target leg could not be opened; decides 502 vs 504.
 #[derive(Debug, thiserror::Error)]
