@@ -57,6 +57,9 @@ pub enum ShardCommand {
     /// Close this session with 1008 `terminated by operator`, if it is here;
     /// the reply says whether it was.
     Kill(uuid::Uuid, async_channel::Sender<bool>),
+    /// The data port's TLS certificate was reloaded (SIGHUP): new
+    /// connections use this one.
+    Tls(Arc<futures_rustls::rustls::ServerConfig>),
     /// Turn per-message metadata for an endpoint's sessions on or off.
     MessageMeta {
         /// Endpoint id.

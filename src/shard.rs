@@ -5,6 +5,7 @@
 
 pub use wsrelay_proto::{frame, handshake};
 pub mod close;
+pub mod forwarded;
 pub mod leg;
 pub mod limits;
 pub mod metrics;
@@ -48,6 +49,11 @@ pub struct Shared {
     pub node: String,
     /// Load shedding on resident memory.
     pub memory: Arc<limits::MemoryPressure>,
+    /// The data port's TLS at start (`server.tls`; SIGHUP replaces it per
+    /// shard with [`ShardCommand::Tls`]).
+    pub server_tls: Option<Arc<futures_rustls::rustls::ServerConfig>>,
+    /// `server.trusted_proxies`.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// What a command asked of the loop that received it.
@@ -80,6 +86,8 @@ pub struct ShardCtx {
     pub metrics: Rc<ShardMetrics>,
     /// Running sessions.
     pub sessions: RefCell<HashMap<u64, Rc<SessionCtl>>>,
+    /// TLS for new client connections (`None`: plain).
+    pub tls: RefCell<Option<futures_rustls::TlsAcceptor>>,
     /// Set by SIGTERM (new upgrades get 503). Not set after a handover: the
     /// connections this shard accepted before it are served as usual.
     pub draining: Cell<bool>,
@@ -157,6 +165,10 @@ impl ShardCtx {
                 let _ = reply.try_send(self.kill(id));
             }
             ShardCommand::MessageMeta { endpoint, on } => self.set_meta(&endpoint, on),
+            ShardCommand::Tls(cfg) => {
+                // New connections only: a session keeps the TLS it has.
+                *self.tls.borrow_mut() = Some(futures_rustls::TlsAcceptor::from(cfg));
+            }
             ShardCommand::Drain => return Handled::Drain,
             ShardCommand::HandedOver(to) => {
                 self.start_handover(to);
@@ -302,6 +314,11 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<socket2::Socket> {
 /// Runs one shard until it has drained.
 pub async fn run(spec: ShardSpec) {
     let cfg = spec.cfg;
+    let tls = spec
+        .shared
+        .server_tls
+        .clone()
+        .map(futures_rustls::TlsAcceptor::from);
     let ctx = Rc::new(ShardCtx {
         id: spec.id,
         pool: BufPool::new(cfg.limits.relay_buffer_bytes, POOL_IDLE_BUFFERS),
@@ -310,6 +327,7 @@ pub async fn run(spec: ShardSpec) {
         snapshot: RefCell::new(spec.snapshot),
         metrics: ShardMetrics::new(),
         sessions: RefCell::new(HashMap::new()),
+        tls: RefCell::new(tls),
         draining: Cell::new(false),
         handshakes: Cell::new(0),
         events: spec.events,
@@ -534,10 +552,13 @@ mod tests {
                 draining_shards: Default::default(),
                 node: "test:0".into(),
                 memory: Default::default(),
+                server_tls: None,
+                trusted_proxies: Vec::new(),
             }),
             snapshot: Default::default(),
             metrics: ShardMetrics::new(),
             sessions: Default::default(),
+            tls: Default::default(),
             draining: Default::default(),
             handshakes: Default::default(),
             events: crate::bridge::EventSink::bounded(1).0,

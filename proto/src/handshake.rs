@@ -47,6 +47,8 @@ pub struct ClientRequest {
     pub authorization: Option<String>,
     /// Incoming `X-Forwarded-For`.
     pub forwarded_for: Option<String>,
+    /// Incoming `X-Forwarded-Proto`.
+    pub forwarded_proto: Option<String>,
     /// Other end-to-end headers, passed on to the target.
     pub passthrough: Vec<(String, Vec<u8>)>,
     /// Bytes of the buffer the request used.
@@ -166,6 +168,7 @@ pub fn parse_request(
             origin: None,
             authorization: None,
             forwarded_for: None,
+            forwarded_proto: None,
             passthrough: Vec::new(),
             consumed,
         }));
@@ -242,6 +245,7 @@ pub fn parse_request(
         origin: text("origin").map(str::to_string),
         authorization: text("authorization").map(str::to_string),
         forwarded_for: text("x-forwarded-for").map(str::to_string),
+        forwarded_proto: text("x-forwarded-proto").map(str::to_string),
         passthrough,
         consumed,
     }))

@@ -30,11 +30,13 @@ pub enum Reject {
     UpstreamTimeout,
     Fragmented,
     Memory,
+    ProxyHeader,
+    TlsHandshake,
 }
 
 impl Reject {
     /// Every reason, for reports.
-    pub const ALL: [Reject; 16] = [
+    pub const ALL: [Reject; 18] = [
         Reject::BadRequest,
         Reject::UpgradeRequired,
         Reject::HeadersTooLarge,
@@ -51,6 +53,8 @@ impl Reject {
         Reject::UpstreamTimeout,
         Reject::Fragmented,
         Reject::Memory,
+        Reject::ProxyHeader,
+        Reject::TlsHandshake,
     ];
 
     /// This reason's place in [`Reject::ALL`] (the declaration order).
@@ -77,6 +81,8 @@ impl Reject {
             Reject::UpstreamTimeout => "upstream_timeout",
             Reject::Fragmented => "fragmented_request",
             Reject::Memory => "memory",
+            Reject::ProxyHeader => "proxy_header",
+            Reject::TlsHandshake => "tls_handshake",
         }
     }
 }

@@ -22,6 +22,7 @@ use crate::handover::wire::{SessionFds, SessionRecord};
 use crate::shard::close::CloseReason;
 use crate::shard::frame::ControlFrame;
 use crate::shard::handshake::{self, ClientRequest, Refusal, Route};
+use crate::shard::leg::{ClientStream, Leg};
 use crate::shard::limits::{self, Full};
 use crate::shard::metrics::{EndpointMetrics, Reject};
 use crate::shard::relay::{Env, Pump, Sink, Source, Tap};
@@ -35,6 +36,8 @@ pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct SessionCtl {
     id: uuid::Uuid,
     endpoint: String,
+    /// The client's address (after PROXY header and trusted proxies).
+    client: SocketAddr,
     close_req: Cell<Option<(u16, &'static str)>>,
     waker: Cell<Option<Waker>>,
     /// Counters as of the session's last poll.
@@ -52,11 +55,12 @@ pub struct SessionCtl {
 }
 
 impl SessionCtl {
-    /// A handle for session `id` of `endpoint`.
-    pub fn new(id: uuid::Uuid, endpoint: &str) -> SessionCtl {
+    /// A handle for session `id` of `endpoint`, from `client`.
+    pub fn new(id: uuid::Uuid, endpoint: &str, client: SocketAddr) -> SessionCtl {
         SessionCtl {
             id,
             endpoint: endpoint.to_string(),
+            client,
             close_req: Cell::new(None),
             waker: Cell::new(None),
             counts: Cell::new(Counts::default()),
@@ -151,16 +155,17 @@ impl Drop for Registered {
 
 /// Answers with a complete HTTP response and ends the connection (`None`:
 /// no session follows).
-async fn respond<T>(stream: &mut TcpStream, bytes: &[u8]) -> Option<T> {
+async fn respond<T>(stream: &mut ClientStream, bytes: &[u8]) -> Option<T> {
     let _ = stream.write_all(bytes).await;
     let _ = stream.flush().await;
-    let _ = stream.shutdown(std::net::Shutdown::Write).await;
+    // Plain: a FIN after the answer; TLS: close_notify, then the FIN.
+    let _ = stream.close().await;
     None
 }
 
 async fn refuse<T>(
     ctx: &ShardCtx,
-    stream: &mut TcpStream,
+    stream: &mut ClientStream,
     r: Refusal,
     retry_after: Option<u64>,
 ) -> Option<T> {
@@ -172,7 +177,7 @@ async fn refuse<T>(
 /// cannot invent metric series).
 async fn refuse_for<T>(
     ctx: &ShardCtx,
-    stream: &mut TcpStream,
+    stream: &mut ClientStream,
     r: Refusal,
     retry_after: Option<u64>,
     id: Option<&str>,
@@ -196,10 +201,68 @@ enum Read {
     Closed,
 }
 
-/// Reads the upgrade request within `handshake_timeout_ms`.
-async fn read_request(ctx: &ShardCtx, stream: &mut TcpStream) -> Read {
+/// `fut`, unless `deadline` passes first (`None`).
+async fn by<T>(deadline: Instant, fut: impl Future<Output = T>) -> Option<T> {
+    futures_lite::future::or(async { Some(fut.await) }, async {
+        Timer::new(deadline.saturating_duration_since(Instant::now())).await;
+        None
+    })
+    .await
+}
+
+/// A PROXY protocol header refused: the reason counted and why, for the log.
+struct ProxyRefused(Reject, String);
+
+/// Reads the PROXY protocol header (`server.proxy_protocol`) before
+/// anything else, by `deadline`: peeked until whole (never reading past it),
+/// then consumed. `Some(addr)`: the original client; `None`: the header
+/// names none (a balancer's health check), the TCP peer stands.
+async fn read_proxy_header(
+    tcp: &mut TcpStream,
+    deadline: Instant,
+) -> Result<Option<SocketAddr>, ProxyRefused> {
+    use wsrelay_proto::proxy::{self, Parsed};
+    let work = async {
+        let mut buf = [0u8; proxy::MAX];
+        loop {
+            let n = match tcp.peek(&mut buf).await {
+                Ok(0) => {
+                    return Err(ProxyRefused(
+                        Reject::ProxyHeader,
+                        "closed before a PROXY header".into(),
+                    ))
+                }
+                Ok(n) => n,
+                Err(e) => return Err(ProxyRefused(Reject::ProxyHeader, e.to_string())),
+            };
+            match proxy::parse(&buf[..n]) {
+                Parsed::Header { len, client } => {
+                    return match tcp.read_exact(&mut buf[..len]).await {
+                        Ok(()) => Ok(client),
+                        Err(e) => Err(ProxyRefused(Reject::ProxyHeader, e.to_string())),
+                    };
+                }
+                Parsed::Invalid(why) => return Err(ProxyRefused(Reject::ProxyHeader, why)),
+                // The rest of a header split across segments: look again
+                // shortly (a peek returns at once while bytes wait).
+                Parsed::Incomplete => {
+                    Timer::new(Duration::from_millis(2)).await;
+                }
+            }
+        }
+    };
+    by(deadline, work).await.unwrap_or_else(|| {
+        Err(ProxyRefused(
+            Reject::HandshakeTimeout,
+            "no complete PROXY header in time".into(),
+        ))
+    })
+}
+
+/// Reads the upgrade request by `deadline` (`handshake_timeout_ms` after
+/// the accept, PROXY header and TLS handshake included).
+async fn read_request(ctx: &ShardCtx, stream: &mut ClientStream, deadline: Instant) -> Read {
     let max = ctx.cfg.limits.max_header_bytes;
-    let timeout = Duration::from_millis(ctx.cfg.limits.handshake_timeout_ms);
     let work = async {
         let mut buf = vec![0u8; max.min(1024)];
         let mut filled = 0;
@@ -230,14 +293,10 @@ async fn read_request(ctx: &ShardCtx, stream: &mut TcpStream) -> Read {
             reason: Reject::Fragmented,
         })
     };
-    futures_lite::future::or(work, async {
-        Timer::new(timeout).await;
-        Read::Refused(Refusal {
-            status: 408,
-            reason: Reject::HandshakeTimeout,
-        })
-    })
-    .await
+    by(deadline, work).await.unwrap_or(Read::Refused(Refusal {
+        status: 408,
+        reason: Reject::HandshakeTimeout,
+    }))
 }
 
 /// Serves one accepted connection to its end.
@@ -261,7 +320,8 @@ pub fn serve(
         // no async frame around it holding the handshake's values (an async
         // fn kept its `Established` argument beside the `Relay` built from
         // it, ~0.5 KB a session).
-        let session = Box::new(Session::start(ctx, est, peer));
+        let client = est.client_addr;
+        let session = Box::new(Session::start(ctx, est, client));
         session.run().await;
     }
 }
@@ -294,10 +354,10 @@ pub fn adopt(ctx: &Rc<ShardCtx>, rec: Box<SessionRecord>, fds: SessionFds) -> Re
         Full::Global => "limits.max_connections reached".to_string(),
         Full::Endpoint => "the endpoint's maxConnections reached".to_string(),
     })?;
-    let client = crate::sys::stream_from_fd(fds.client);
+    let client = Leg::Plain(crate::sys::stream_from_fd(fds.client));
     let upstream = UpStream::Plain(crate::sys::stream_from_fd(fds.target));
     let metrics = ctx.metrics.endpoint(&endpoint.cfg.id);
-    let ctl = Rc::new(SessionCtl::new(rec.id, &endpoint.cfg.id));
+    let ctl = Rc::new(SessionCtl::new(rec.id, &endpoint.cfg.id, rec.client));
     ctl.started_at_ms.set(rec.started_at_ms);
     let registered = Registered::new(ctx, &ctl, &metrics);
     let relay = Relay::new(ctx, endpoint, metrics, client, upstream, ctl.clone()).resume(&rec);
@@ -349,7 +409,10 @@ impl Drop for Handshaking {
 
 /// What a successful handshake hands to the relay phase.
 struct Established {
-    client: TcpStream,
+    client: ClientStream,
+    /// The client's address: the TCP peer, the PROXY header's source, or
+    /// from a trusted proxy's `X-Forwarded-For` (port 0).
+    client_addr: SocketAddr,
     upstream: UpStream,
     endpoint: std::sync::Arc<Endpoint>,
     metrics: Rc<EndpointMetrics>,
@@ -364,11 +427,40 @@ struct Established {
 /// Handshake → Admitted → Connecting upstream; `None` once answered with an error.
 async fn establish(
     ctx: Rc<ShardCtx>,
-    mut client: TcpStream,
+    mut tcp: TcpStream,
     peer: SocketAddr,
     _counted: Handshaking,
 ) -> Option<Established> {
-    let (req, early) = match read_request(&ctx, &mut client).await {
+    let deadline = Instant::now() + Duration::from_millis(ctx.cfg.limits.handshake_timeout_ms);
+    let mut peer = peer;
+    if ctx.cfg.server.proxy_protocol {
+        match read_proxy_header(&mut tcp, deadline).await {
+            Ok(Some(source)) => peer = source,
+            Ok(None) => {}
+            Err(ProxyRefused(reason, why)) => {
+                ctx.metrics.reject(reason);
+                tracing::debug!(client = %peer, error = %why, "PROXY header refused; connection closed");
+                return None; // dropping the stream closes it
+            }
+        }
+    }
+    let acceptor = ctx.tls.borrow().clone();
+    let mut client: ClientStream = match acceptor {
+        None => Leg::Plain(tcp),
+        Some(acceptor) => match by(deadline, acceptor.accept(tcp)).await {
+            Some(Ok(s)) => Leg::Tls(Box::new(s)),
+            Some(Err(e)) => {
+                ctx.metrics.reject(Reject::TlsHandshake);
+                tracing::debug!(client = %peer, error = %e, "TLS handshake failed");
+                return None;
+            }
+            None => {
+                ctx.metrics.reject(Reject::HandshakeTimeout);
+                return None;
+            }
+        },
+    };
+    let (req, early) = match read_request(&ctx, &mut client, deadline).await {
         Read::Request(r, rest) => (r, rest),
         Read::Refused(r) => return refuse(&ctx, &mut client, r, None).await,
         Read::Closed => return None,
@@ -385,6 +477,18 @@ async fn establish(
             return respond(&mut client, &handshake::simple_response(status, body, None)).await;
         }
         Route::Endpoint(id) => id.clone(),
+    };
+    let fwd = crate::shard::forwarded::resolve(
+        peer.ip(),
+        req.forwarded_for.as_deref(),
+        req.forwarded_proto.as_deref(),
+        !client.is_plain(),
+        &ctx.shared.trusted_proxies,
+    );
+    let client_addr = if fwd.from_header {
+        SocketAddr::new(fwd.client, 0)
+    } else {
+        peer
     };
     let refusal = |status, reason| Refusal { status, reason };
     if ctx.draining.get() {
@@ -407,7 +511,7 @@ async fn establish(
         )
         .await;
     }
-    if let Err(wait) = ctx.shared.ip_buckets.check(peer.ip()) {
+    if let Err(wait) = ctx.shared.ip_buckets.check(client_addr.ip()) {
         return refuse_for(
             &ctx,
             &mut client,
@@ -513,8 +617,8 @@ async fn establish(
     let up_req = UpstreamRequest {
         client_query: query.as_deref(),
         protocols: req.protocols.as_deref(),
-        client_ip: peer.ip(),
-        forwarded_for: req.forwarded_for.as_deref(),
+        forwarded_for: &fwd.for_header,
+        forwarded_proto: &fwd.proto,
         request_id: &session_id_text,
         headers,
     };
@@ -547,7 +651,7 @@ async fn establish(
     if client.write_all(&reply).await.is_err() || client.flush().await.is_err() {
         return None; // the client left; dropping the upstream closes it
     }
-    let _ = client.set_nodelay(true);
+    let _ = client.tcp().set_nodelay(true);
     let (send, recv) = (
         ctx.cfg.limits.socket_send_buffer_bytes,
         ctx.cfg.limits.socket_recv_buffer_bytes,
@@ -557,6 +661,7 @@ async fn establish(
 
     Some(Established {
         client,
+        client_addr,
         upstream: up_stream,
         endpoint,
         metrics,
@@ -580,6 +685,7 @@ impl Session {
     fn start(ctx: Rc<ShardCtx>, est: Established, peer: SocketAddr) -> Session {
         let Established {
             client,
+            client_addr: _,
             upstream,
             endpoint,
             metrics,
@@ -588,7 +694,7 @@ impl Session {
             early,
             leftover,
         } = est;
-        let ctl = Rc::new(SessionCtl::new(session_id, &endpoint.cfg.id));
+        let ctl = Rc::new(SessionCtl::new(session_id, &endpoint.cfg.id, peer));
         metrics.sessions_total.set(metrics.sessions_total.get() + 1);
         let registered = Registered::new(&ctx, &ctl, &metrics);
         tracing::debug!(endpoint = %endpoint.cfg.id, session = %session_id, client = %peer, "session started");
@@ -717,7 +823,7 @@ pub struct Relay {
     ctx: Rc<ShardCtx>,
     endpoint: std::sync::Arc<Endpoint>,
     metrics: Rc<EndpointMetrics>,
-    client: TcpStream,
+    client: ClientStream,
     upstream: UpStream,
     /// Client → target.
     pub c2u: Pump,
@@ -752,7 +858,7 @@ impl Relay {
         ctx: &Rc<ShardCtx>,
         endpoint: std::sync::Arc<Endpoint>,
         metrics: Rc<EndpointMetrics>,
-        client: TcpStream,
+        client: ClientStream,
         upstream: UpStream,
         ctl: Rc<SessionCtl>,
     ) -> Relay {
@@ -795,17 +901,13 @@ impl Relay {
     /// Starts coming to rest for the successor, if the session can move:
     /// both legs plain TCP and no close under way.
     fn begin_park(&mut self, now: Instant) {
-        let plain = matches!(self.upstream, UpStream::Plain(_));
+        let plain = self.upstream.is_plain() && self.client.is_plain();
         if plain && self.phase.is_relaying() {
             self.c2u.park();
             self.u2c.park();
             self.park_since = Some(now);
         } else {
-            let why = if plain {
-                "closing"
-            } else {
-                "TLS on the target leg"
-            };
+            let why = if plain { "closing" } else { "TLS on a leg" };
             tracing::debug!(session = %self.ctl.id, reason = why, "session cannot move to the successor");
             self.ctl.parking.set(false);
         }
@@ -826,10 +928,7 @@ impl Relay {
             id: self.ctl.id,
             node: self.ctx.shared.node.clone(),
             endpoint: self.endpoint.cfg.id.clone(),
-            client: self
-                .client
-                .peer_addr()
-                .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
+            client: self.ctl.client,
             started_at_ms: self.ctl.started_at_ms.get(),
             c2u: self.c2u.export(now),
             u2c: self.u2c.export(now),

@@ -48,10 +48,10 @@ pub struct UpstreamRequest<'a> {
     pub client_query: Option<&'a str>,
     /// Subprotocol offer.
     pub protocols: Option<&'a str>,
-    /// Client address (for `X-Forwarded-For`).
-    pub client_ip: IpAddr,
-    /// Incoming `X-Forwarded-For`, if any.
-    pub forwarded_for: Option<&'a str>,
+    /// `X-Forwarded-For` (see `shard::forwarded`).
+    pub forwarded_for: &'a str,
+    /// `X-Forwarded-Proto`: `http` or `https`.
+    pub forwarded_proto: &'a str,
     /// Session id (`X-Request-Id`).
     pub request_id: &'a str,
     /// Extra headers passed through (`Origin`, `Authorization` when not ours, …).
@@ -83,13 +83,10 @@ pub fn build_request(t: &TargetUrl, r: &UpstreamRequest<'_>, key: &str) -> Vec<u
         out.push(b'?');
         out.extend_from_slice(q.as_bytes());
     }
-    let xff = match r.forwarded_for {
-        Some(prev) => format!("{prev}, {}", r.client_ip),
-        None => r.client_ip.to_string(),
-    };
+    let (xff, xfp) = (r.forwarded_for, r.forwarded_proto);
     out.extend_from_slice(
         format!(
-            " HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nX-Forwarded-For: {xff}\r\nX-Forwarded-Proto: http\r\nX-Request-Id: {}\r\n",
+            " HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nX-Forwarded-For: {xff}\r\nX-Forwarded-Proto: {xfp}\r\nX-Request-Id: {}\r\n",
             t.host_header(),
             r.request_id
         )
@@ -315,8 +312,8 @@ mod tests {
         let r = UpstreamRequest {
             client_query: Some("a=1"),
             protocols: Some("chat, v2"),
-            client_ip: "10.0.0.9".parse().unwrap(),
-            forwarded_for: Some("1.2.3.4"),
+            forwarded_for: "1.2.3.4, 10.0.0.9",
+            forwarded_proto: "https",
             request_id: "rid",
             headers: vec![("Origin", b"https://o")],
         };
@@ -327,7 +324,7 @@ mod tests {
         );
         for h in [
             "X-Forwarded-For: 1.2.3.4, 10.0.0.9\r\n",
-            "X-Forwarded-Proto: http\r\n",
+            "X-Forwarded-Proto: https\r\n",
             "X-Request-Id: rid\r\n",
             "Sec-WebSocket-Protocol: chat, v2\r\n",
             "Origin: https://o\r\n",

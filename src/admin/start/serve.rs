@@ -371,6 +371,7 @@ pub fn run(
     let snapshot = registry
         .snapshot(&endpoints)
         .map_err(|m| StartError(format!("stored endpoints: {m}")))?;
+    let tls_on = checked.server_tls.is_some();
     let shared = Arc::new(Shared {
         global_active: Arc::new(AtomicUsize::new(0)),
         ip_buckets: shard::limits::IpBuckets::new(cfg.limits.connects_per_ip_per_second),
@@ -378,6 +379,13 @@ pub fn run(
         draining_shards: AtomicUsize::new(cpus.len()),
         node: node.clone(),
         memory: memory.clone(),
+        server_tls: checked.server_tls.clone(),
+        trusted_proxies: cfg
+            .server
+            .trusted_proxies
+            .iter()
+            .filter_map(|p| crate::config::parse_cidr(p).ok())
+            .collect(),
     });
     let cors = cfg.server.admin_cors_origins.clone();
     let cfg = Arc::new(cfg);
@@ -563,6 +571,7 @@ pub fn run(
         admin_rt,
         control_file.clone(),
         upgrade,
+        tls_on,
     )?;
     for h in handles {
         if h.join().is_err() {
@@ -702,6 +711,29 @@ impl Upgrade {
     }
 }
 
+/// SIGHUP with `server.tls`: the certificate and key named in the config
+/// file are read again and every shard uses them for new connections
+/// (sessions keep theirs). A bad file is logged and changes nothing.
+fn reload_tls(path: &std::path::Path, commands: &[async_channel::Sender<ShardCommand>]) {
+    let loaded = Config::load(Some(path))
+        .map_err(|e| e.to_string())
+        .and_then(|cfg| {
+            if !cfg.server.tls.enabled() {
+                return Err("server.tls is no longer set (TLS stays on until a restart)".into());
+            }
+            crate::tls::server_config(&cfg.server.tls).map_err(|e| format!("config: {e}"))
+        });
+    match loaded {
+        Ok(tls) => {
+            for c in commands {
+                let _ = c.send_blocking(ShardCommand::Tls(tls.clone()));
+            }
+            tracing::info!("TLS certificate reloaded");
+        }
+        Err(e) => tracing::error!("TLS reload failed, keeping the current certificate: {e}"),
+    }
+}
+
 /// First SIGTERM/SIGINT: drain. Second: close every session now. SIGHUP:
 /// write the config file's endpoints to the store and reload the shards.
 /// SIGUSR2: binary upgrade — start `wsrelay serve --takeover` (the binary
@@ -713,6 +745,7 @@ fn spawn_signal_thread(
     admin: runtime::Running,
     control: Option<Arc<crate::handover::ControlFile>>,
     upgrade: Upgrade,
+    tls_on: bool,
 ) -> Result<(), StartError> {
     std::thread::Builder::new()
         .name("signals".into())
@@ -735,6 +768,9 @@ fn spawn_signal_thread(
                     match done {
                         Ok(n) => tracing::info!(changed = n, "endpoints reloaded"),
                         Err(e) => tracing::error!("reload failed, endpoints unchanged: {e}"),
+                    }
+                    if let (true, Some(p)) = (tls_on, &path) {
+                        reload_tls(p, &commands);
                     }
                     continue;
                 }
