@@ -78,17 +78,33 @@ enum Command {
     },
 }
 
-fn init_logging() {
+/// Logs go to stderr through a writer thread: a shard never blocks on a
+/// slow terminal, journald or pipe (a line that finds the queue of 64k
+/// lines full is dropped and counted by tracing-appender). JSON lines carry
+/// the event's fields at the top level, beside `timestamp`, `level`,
+/// `target` and `message`, for log shippers. The guard flushes at exit.
+fn init_logging() -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::EnvFilter;
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(65_536)
+        .thread_name("log-writer")
+        .finish(std::io::stderr());
     let filter = EnvFilter::try_from_env("WSRELAY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     if std::env::var("WSRELAY_LOG_FORMAT").as_deref() == Ok("json") {
-        builder.json().init();
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init();
     } else {
         builder.init();
     }
+    guard
 }
 
 fn main() -> ExitCode {
@@ -100,7 +116,7 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    init_logging();
+    let _log = init_logging();
     match cli.command {
         Command::CheckConfig { config } => {
             match wsrelay::cli::check_config::check(config.as_deref()) {

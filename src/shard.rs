@@ -88,6 +88,8 @@ pub struct ShardCtx {
     pub sessions: RefCell<HashMap<u64, Rc<SessionCtl>>>,
     /// TLS for new client connections (`None`: plain).
     pub tls: RefCell<Option<futures_rustls::TlsAcceptor>>,
+    /// Log lines for refused upgrades left this second.
+    pub refusal_log: limits::LogBudget,
     /// Set by SIGTERM (new upgrades get 503). Not set after a handover: the
     /// connections this shard accepted before it are served as usual.
     pub draining: Cell<bool>,
@@ -328,6 +330,7 @@ pub async fn run(spec: ShardSpec) {
         metrics: ShardMetrics::new(),
         sessions: RefCell::new(HashMap::new()),
         tls: RefCell::new(tls),
+        refusal_log: Default::default(),
         draining: Cell::new(false),
         handshakes: Cell::new(0),
         events: spec.events,
@@ -559,6 +562,7 @@ mod tests {
             metrics: ShardMetrics::new(),
             sessions: Default::default(),
             tls: Default::default(),
+            refusal_log: Default::default(),
             draining: Default::default(),
             handshakes: Default::default(),
             events: crate::bridge::EventSink::bounded(1).0,

@@ -289,8 +289,11 @@ fn summary_line_counts_messages_and_json_logs_parse() {
             for line in log.lines() {
                 let v: serde_json::Value =
                     serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+                // Flat: the event's fields beside level and message.
                 assert!(
-                    v.get("level").is_some() && v.get("fields").is_some(),
+                    v.get("level").is_some()
+                        && v.get("message").is_some()
+                        && v.get("fields").is_none(),
                     "{line}"
                 );
             }

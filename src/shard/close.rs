@@ -1,7 +1,7 @@
 //! Why a session ended. One [`CloseReason`] decides the close code and
 //! reason wsrelay writes, the side the end is charged to (the
-//! `wsrelay_closes_total` label, `closedBy` in the store and `/ops`), and the
-//! level the end is logged at.
+//! `wsrelay_closes_total` label, `closedBy` in the store and `/ops`), and
+//! whether the end is abnormal (a field of its log line).
 
 use crate::bridge::Side;
 use crate::shard::relay::Fault;
@@ -77,26 +77,23 @@ impl CloseReason {
         }
     }
 
-    /// The level of the session's end line: ordinary ends at debug; a
-    /// target that vanished, a peer that broke the protocol or a limit, and
-    /// a peer that stalled at info, since an operator looks for those.
-    pub fn level(&self) -> tracing::Level {
-        match self {
-            CloseReason::TargetGone | CloseReason::Fault(_) | CloseReason::SendTimeout => {
-                tracing::Level::INFO
-            }
-            _ => tracing::Level::DEBUG,
-        }
+    /// Whether the end is abnormal (the `abnormal` field of the session's
+    /// end line): a target that vanished, a peer that broke the protocol or
+    /// a limit, a peer that stalled — what an operator looks for.
+    pub fn abnormal(&self) -> bool {
+        matches!(
+            self,
+            CloseReason::TargetGone | CloseReason::Fault(_) | CloseReason::SendTimeout
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tracing::Level;
 
     #[test]
-    fn each_reason_knows_its_code_side_and_level() {
+    fn each_reason_knows_its_code_side_and_whether_it_is_abnormal() {
         let fault = Fault {
             code: 1009,
             reason: "message too big",
@@ -110,42 +107,42 @@ mod tests {
                 4001,
                 "",
                 Side::Target,
-                Level::DEBUG,
+                false,
             ),
             (
                 CloseReason::ClientGone,
                 1001,
                 "client went away",
                 Side::Client,
-                Level::DEBUG,
+                false,
             ),
             (
                 CloseReason::TargetGone,
                 1014,
                 "target went away",
                 Side::Target,
-                Level::INFO,
+                true,
             ),
             (
                 CloseReason::IdleTimeout,
                 1001,
                 "idle timeout",
                 Side::Wsrelay,
-                Level::DEBUG,
+                false,
             ),
             (
                 CloseReason::SendTimeout,
                 1008,
                 "send timeout",
                 Side::Wsrelay,
-                Level::INFO,
+                true,
             ),
             (
                 CloseReason::Fault(fault),
                 1009,
                 "message too big",
                 Side::Wsrelay,
-                Level::INFO,
+                true,
             ),
             (
                 CloseReason::Requested {
@@ -155,13 +152,13 @@ mod tests {
                 1008,
                 "killed",
                 Side::Wsrelay,
-                Level::DEBUG,
+                false,
             ),
         ];
-        for (r, code, reason, side, level) in cases {
+        for (r, code, reason, side, abnormal) in cases {
             assert_eq!(
-                (r.code(), r.reason(), r.side(), r.level()),
-                (code, reason, side, level),
+                (r.code(), r.reason(), r.side(), r.abnormal()),
+                (code, reason, side, abnormal),
                 "{r:?}"
             );
         }

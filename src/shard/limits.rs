@@ -62,6 +62,49 @@ pub fn admit(
     }
 }
 
+/// Log lines for refused upgrades a shard writes per second at most.
+pub const REFUSAL_LINES_PER_SECOND: u32 = 20;
+
+/// A per-second budget of log lines (shard-local, no lock): a flood of
+/// refusals costs at most [`REFUSAL_LINES_PER_SECOND`] lines a second.
+#[derive(Debug)]
+pub struct LogBudget {
+    window: std::cell::Cell<Option<std::time::Instant>>,
+    used: std::cell::Cell<u32>,
+    suppressed: std::cell::Cell<u64>,
+}
+
+impl Default for LogBudget {
+    fn default() -> Self {
+        LogBudget {
+            window: std::cell::Cell::new(None),
+            used: std::cell::Cell::new(0),
+            suppressed: std::cell::Cell::new(0),
+        }
+    }
+}
+
+impl LogBudget {
+    /// `Some(n)`: write the line, and say `n` lines were left out before
+    /// it; `None`: leave it out (counted).
+    pub fn take(&self, now: std::time::Instant) -> Option<u64> {
+        let fresh = self
+            .window
+            .get()
+            .is_none_or(|w| now.duration_since(w) >= std::time::Duration::from_secs(1));
+        if fresh {
+            self.window.set(Some(now));
+            self.used.set(0);
+        }
+        if self.used.get() >= REFUSAL_LINES_PER_SECOND {
+            self.suppressed.set(self.suppressed.get() + 1);
+            return None;
+        }
+        self.used.set(self.used.get() + 1);
+        Some(self.suppressed.replace(0))
+    }
+}
+
 /// Token buckets per client address, shared by all shards without a lock:
 /// a fixed table of slots, each one `AtomicU64` updated by compare-and-swap.
 /// Addresses that hash to the same slot share a bucket, which can only make

@@ -168,8 +168,9 @@ async fn refuse<T>(
     stream: &mut ClientStream,
     r: Refusal,
     retry_after: Option<u64>,
+    client: SocketAddr,
 ) -> Option<T> {
-    refuse_for(ctx, stream, r, retry_after, None).await
+    refuse_for(ctx, stream, r, retry_after, None, client, None).await
 }
 
 /// [`refuse`] an upgrade that asked for endpoint `id`: counted under that
@@ -181,12 +182,15 @@ async fn refuse_for<T>(
     r: Refusal,
     retry_after: Option<u64>,
     id: Option<&str>,
+    client: SocketAddr,
+    error: Option<&str>,
 ) -> Option<T> {
     let known = id.filter(|id| ctx.snapshot.borrow().endpoints.contains_key(*id));
     match known {
         Some(id) => ctx.metrics.endpoint(id).reject(r.reason),
         None => ctx.metrics.reject(r.reason),
     }
+    log_refusal(ctx, r.status, r.reason, client, known, error);
     let body = handshake::reason_phrase(r.status);
     respond(
         stream,
@@ -199,6 +203,33 @@ enum Read {
     Request(Box<ClientRequest>, Vec<u8>),
     Refused(Refusal),
     Closed,
+}
+
+/// The log line of a refused upgrade (status 0: closed without an HTTP
+/// answer — a bad PROXY header or TLS handshake), at most
+/// [`crate::shard::limits::REFUSAL_LINES_PER_SECOND`] a second per shard so
+/// a flood cannot flood the log; the next line written says how many were
+/// left out. `endpoint`: only a known one (a client cannot write ids into
+/// the log).
+fn log_refusal(
+    ctx: &ShardCtx,
+    status: u16,
+    reason: Reject,
+    client: SocketAddr,
+    endpoint: Option<&str>,
+    error: Option<&str>,
+) {
+    if let Some(suppressed) = ctx.refusal_log.take(Instant::now()) {
+        tracing::info!(
+            status,
+            reason = reason.label(),
+            client = %client,
+            endpoint = endpoint.unwrap_or(""),
+            error = error.unwrap_or(""),
+            suppressed,
+            "upgrade refused"
+        );
+    }
 }
 
 /// `fut`, unless `deadline` passes first (`None`).
@@ -439,7 +470,7 @@ async fn establish(
             Ok(None) => {}
             Err(ProxyRefused(reason, why)) => {
                 ctx.metrics.reject(reason);
-                tracing::debug!(client = %peer, error = %why, "PROXY header refused; connection closed");
+                log_refusal(&ctx, 0, reason, peer, None, Some(&why));
                 return None; // dropping the stream closes it
             }
         }
@@ -451,18 +482,26 @@ async fn establish(
             Some(Ok(s)) => Leg::Tls(Box::new(s)),
             Some(Err(e)) => {
                 ctx.metrics.reject(Reject::TlsHandshake);
-                tracing::debug!(client = %peer, error = %e, "TLS handshake failed");
+                log_refusal(
+                    &ctx,
+                    0,
+                    Reject::TlsHandshake,
+                    peer,
+                    None,
+                    Some(&e.to_string()),
+                );
                 return None;
             }
             None => {
                 ctx.metrics.reject(Reject::HandshakeTimeout);
+                log_refusal(&ctx, 0, Reject::HandshakeTimeout, peer, None, None);
                 return None;
             }
         },
     };
     let (req, early) = match read_request(&ctx, &mut client, deadline).await {
         Read::Request(r, rest) => (r, rest),
-        Read::Refused(r) => return refuse(&ctx, &mut client, r, None).await,
+        Read::Refused(r) => return refuse(&ctx, &mut client, r, None, peer).await,
         Read::Closed => return None,
     };
     let id = match &req.route {
@@ -498,6 +537,8 @@ async fn establish(
             refusal(503, Reject::Draining),
             Some(1),
             Some(&id),
+            client_addr,
+            None,
         )
         .await;
     }
@@ -508,6 +549,8 @@ async fn establish(
             refusal(503, Reject::Memory),
             Some(1),
             Some(&id),
+            client_addr,
+            None,
         )
         .await;
     }
@@ -518,6 +561,8 @@ async fn establish(
             refusal(429, Reject::RateLimited),
             Some(wait),
             Some(&id),
+            client_addr,
+            None,
         )
         .await;
     }
@@ -529,6 +574,8 @@ async fn establish(
             refusal(404, Reject::NotFound),
             None,
             Some(&id),
+            client_addr,
+            None,
         )
         .await;
     };
@@ -539,6 +586,8 @@ async fn establish(
             refusal(403, Reject::Disabled),
             None,
             Some(&id),
+            client_addr,
+            None,
         )
         .await;
     }
@@ -549,6 +598,8 @@ async fn establish(
             refusal(403, Reject::OriginNotAllowed),
             None,
             Some(&id),
+            client_addr,
+            None,
         )
         .await;
     }
@@ -563,6 +614,8 @@ async fn establish(
                 refusal(401, Reject::Unauthorized),
                 None,
                 Some(&id),
+                client_addr,
+                None,
             )
             .await;
         }
@@ -581,6 +634,8 @@ async fn establish(
                 refusal(503, Reject::GlobalFull),
                 Some(1),
                 Some(&id),
+                client_addr,
+                None,
             )
             .await
         }
@@ -591,6 +646,8 @@ async fn establish(
                 refusal(503, Reject::EndpointFull),
                 Some(1),
                 Some(&id),
+                client_addr,
+                None,
             )
             .await
         }
@@ -628,13 +685,22 @@ async fn establish(
         Ok(u) => u,
         Err(e) => {
             let status = e.status();
-            tracing::info!(endpoint = %endpoint.cfg.id, session = %session_id_text, error = %e, "upstream failed");
             let reason = if status == 504 {
                 Reject::UpstreamTimeout
             } else {
                 Reject::UpstreamFailed
             };
-            return refuse_for(&ctx, &mut client, refusal(status, reason), None, Some(&id)).await;
+            let error = e.to_string();
+            return refuse_for(
+                &ctx,
+                &mut client,
+                refusal(status, reason),
+                None,
+                Some(&id),
+                client_addr,
+                Some(&error),
+            )
+            .await;
         }
     };
     let _ = metrics
@@ -723,7 +789,7 @@ impl Session {
     async fn run(mut self: Box<Self>) {
         loop {
             match (&mut self.relay).await {
-                Outcome::Ended(end, level) => return self.finish(end, level),
+                Outcome::Ended(end, abnormal) => return self.finish(end, abnormal),
                 Outcome::Parked => {
                     // Boxed: the hand-off's state does not size every
                     // session's task.
@@ -767,28 +833,38 @@ impl Session {
 
     /// Closed: buffers back to the pool, the close counted, logged and
     /// reported; then the admission slot and the registration are released.
-    fn finish(self, end: SessionEnd, level: tracing::Level) {
+    fn finish(self, end: SessionEnd, abnormal: bool) {
         let (relay, slot, _registered) = self.take_apart();
         let ctx = relay.ctx.clone();
         relay.metrics.record_close(end.code, end.by);
         let counts = relay.counts();
         let [msgs_in, msgs_out] = counts.msgs;
+        let [bytes_in, bytes_out] = counts.bytes;
         let session_id = relay.ctl.id;
         let endpoint = &relay.endpoint.cfg.id;
-        macro_rules! ended {
-            ($level:expr) => {
-                tracing::event!($level, endpoint = %endpoint, session = %session_id, code = end.code, reason = %end.reason, by = end.by.as_str(), msgs_in, msgs_out, "session ended")
-            };
-        }
-        match level {
-            tracing::Level::INFO => ended!(tracing::Level::INFO),
-            _ => ended!(tracing::Level::DEBUG),
-        }
+        let now_ms = crate::store::now_ms();
+        let duration_ms = (now_ms - relay.ctl.started_at_ms.get()).max(0);
+        // The access-log line: one per session, at info (in: client → target).
+        tracing::info!(
+            session = %session_id,
+            endpoint = %endpoint,
+            client = %relay.ctl.client,
+            duration_ms,
+            msgs_in,
+            msgs_out,
+            bytes_in,
+            bytes_out,
+            code = end.code,
+            reason = %end.reason,
+            closed_by = end.by.as_str(),
+            abnormal,
+            "session ended"
+        );
         ctx.events.send(Event::Ended {
             id: session_id,
             counts,
             end,
-            at_ms: crate::store::now_ms(),
+            at_ms: now_ms,
         });
         drop(relay);
         drop(slot);
@@ -847,8 +923,8 @@ pub const PARK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How a session's relay future ends.
 pub enum Outcome {
-    /// Both legs closed (or were given up on): how, and the level to log at.
-    Ended(SessionEnd, tracing::Level),
+    /// Both legs closed (or were given up on): how, and whether abnormally.
+    Ended(SessionEnd, bool),
     /// At rest at a frame boundary on both legs, for the successor.
     Parked,
 }
@@ -1064,13 +1140,13 @@ impl Relay {
     }
 
     fn ended(&mut self) -> Outcome {
-        let (end, level) = self.take_end();
-        Outcome::Ended(end, level)
+        let (end, abnormal) = self.take_end();
+        Outcome::Ended(end, abnormal)
     }
 
     /// How the session ended (set by the first close; a session cannot be
-    /// done without one), and the level to log it at.
-    fn take_end(&mut self) -> (SessionEnd, tracing::Level) {
+    /// done without one), and whether it is abnormal.
+    fn take_end(&mut self) -> (SessionEnd, bool) {
         let why = match self.phase {
             Phase::Closing { why, .. } => why,
             Phase::Relaying => CloseReason::Requested {
@@ -1098,7 +1174,7 @@ impl Relay {
             reason,
             by: why.side(),
         };
-        (end, why.level())
+        (end, why.abnormal())
     }
 
     fn done(&mut self) -> bool {

@@ -44,6 +44,56 @@ async fn security_headers(req: Request, next: Next) -> Response {
     r
 }
 
+/// The admin access log: one info line per request — method, route (the
+/// pattern, never the query, which may hold a token), status, duration,
+/// actor (the token's user, or `-`) and client address.
+async fn access_log(
+    axum::extract::State(st): axum::extract::State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "(none)".to_string(), |m| m.as_str().to_string());
+    let client = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_default();
+    let actor = actor(&st, &req).unwrap_or_else(|| "-".to_string());
+    let res = next.run(req).await;
+    tracing::info!(
+        method = %method,
+        route = %route,
+        status = res.status().as_u16(),
+        duration_ms = started.elapsed().as_secs_f64() * 1e3,
+        actor = %actor,
+        client = %client,
+        "admin request"
+    );
+    res
+}
+
+/// The email of a valid token in `Authorization: Bearer` or `/ops`'s
+/// `?token=` (signature and expiry checked; not the store).
+fn actor(st: &AppState, req: &Request) -> Option<String> {
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let token = bearer.or_else(|| {
+        url::form_urlencoded::parse(req.uri().query()?.as_bytes())
+            .find(|(k, _)| k == "token")
+            .map(|(_, v)| v.into_owned())
+    })?;
+    crate::admin::auth::verify_token(&st.secret, token.trim()).map(|c| c.email)
+}
+
 /// 400 naming the path parameter or query parameter that holds a NUL
 /// character (percent-encoded as `%00`), before any handler or store sees it.
 async fn refuse_nul(matched: Option<MatchedPath>, req: Request, next: Next) -> Response {
@@ -141,5 +191,6 @@ pub fn router(st: AppState, cors_origins: &[String]) -> Router {
                 .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]),
         );
     }
-    r.with_state(st)
+    r.layer(middleware::from_fn_with_state(st.clone(), access_log))
+        .with_state(st)
 }
