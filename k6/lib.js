@@ -1,10 +1,14 @@
-// Shared session logic for the wsrelay k6 scenarios (k6/experimental/websockets).
-// Each virtual user opens one WebSocket through wsrelay, sends MESSAGES
-// messages INTERVAL_MS apart, measures each echo's round trip, then closes.
+// Shared session logic for the wsrelay k6 scenarios (k6/websockets, the
+// stable module; k6/experimental/websockets is deprecated — k6/run.sh maps
+// the import back only for a k6 too old to have the stable one).
+// Each iteration opens one WebSocket through wsrelay, sends MESSAGES
+// messages INTERVAL_MS apart, check()s that each echo is exactly what was
+// sent, measures its round trip, then closes.
 //
 // Environment: WSRELAY_URL (default ws://127.0.0.1:8080/ws/echo),
 // MESSAGES (20), INTERVAL_MS (500), SIZE (64 bytes of payload).
-import { WebSocket } from 'k6/experimental/websockets';
+import { check } from 'k6';
+import { WebSocket } from 'k6/websockets';
 import { setTimeout } from 'k6/timers';
 import { Trend, Rate, Counter } from 'k6/metrics';
 
@@ -23,7 +27,40 @@ export const thresholds = {
   ws_connect_time: [`p(95)<${__ENV.MAX_CONNECT_P95_MS || 1000}`],
   ws_round_trip: [`p(99)<${__ENV.MAX_RTT_P99_MS || 500}`],
   ws_session_errors: [`rate<${__ENV.MAX_ERROR_RATE || 0.01}`],
+  // Every echo must be byte for byte what was sent.
+  checks: [`rate>${1 - Number(__ENV.MAX_ERROR_RATE || 0.01)}`],
 };
+
+// Options for an open model: new sessions arrive at RATE per second (ramped
+// from 0 over RAMP, held for DURATION) whether or not earlier ones are done —
+// how real clients arrive, and what shows a relay that slows down (with
+// ramping VUs a slow relay also slows the load).
+export function arrivalOptions(name, defaults) {
+  const rate = Number(__ENV.RATE || defaults.rate);
+  // A session lasts about MESSAGES × INTERVAL_MS: that many VUs per arrival
+  // per second are busy at once.
+  const busy = Math.ceil((rate * MESSAGES * INTERVAL_MS) / 1000) + 10;
+  return {
+    scenarios: {
+      [name]: {
+        executor: 'ramping-arrival-rate',
+        startRate: 0,
+        timeUnit: '1s',
+        preAllocatedVUs: Number(__ENV.PRE_VUS || busy),
+        maxVUs: Number(__ENV.MAX_VUS || busy * 2),
+        stages: [
+          { duration: __ENV.RAMP || defaults.ramp, target: rate },
+          { duration: __ENV.DURATION || defaults.duration, target: rate },
+        ],
+      },
+    },
+    thresholds: {
+      ...thresholds,
+      // Arrivals k6 could not start for want of a VU mean the load was not offered.
+      dropped_iterations: [`count<=${__ENV.MAX_DROPPED || 0}`],
+    },
+  };
+}
 
 // Options for a scenario that ramps to USERS sessions over RAMP, holds them
 // for DURATION and ramps down; `defaults` gives each variable's default.
@@ -54,10 +91,13 @@ export function session() {
   let sent = 0;
   let echoed = 0;
   let failed = false;
+  const texts = [];
 
   const sendNext = () => {
     if (sent >= MESSAGES || ws.readyState !== 1) return;
-    ws.send(JSON.stringify({ t: Date.now(), i: sent, p: pad }));
+    const text = JSON.stringify({ t: Date.now(), i: sent, vu: __VU, p: pad });
+    texts.push(text);
+    ws.send(text);
     sent += 1;
   };
 
@@ -67,6 +107,10 @@ export function session() {
   };
   ws.onmessage = (e) => {
     const m = JSON.parse(e.data);
+    const same = check(e.data, {
+      'echo is what was sent': (d) => d === texts[echoed],
+    });
+    if (!same) failed = true;
     roundTrip.add(Date.now() - m.t);
     messagesEchoed.add(1);
     echoed += 1;

@@ -8,6 +8,10 @@
 //    refused in-process (an error on that socket), so a telemetry path we have
 //    not seen, an update check or a plugin cannot reach the network either.
 //
+// For a remote wsrelay, WSRELAY_ARTILLERY_ALLOW_REMOTE=1 lets connections
+// through to the host of WSRELAY_URL — that host only; every other
+// non-loopback connection is still refused, and telemetry is still dropped.
+//
 // With WSRELAY_ARTILLERY_GUARD_REPORT=1 it prints, at exit, one line:
 //   artillery-guard: telemetry events dropped=N, outbound connections blocked=M
 'use strict';
@@ -61,12 +65,27 @@ function targetHost(args) {
   return null; // a unix socket path
 }
 
+// The one remote host allowed (WSRELAY_ARTILLERY_ALLOW_REMOTE=1): the
+// target's, from WSRELAY_URL; lower case, without IPv6 brackets.
+function allowedRemote() {
+  if (process.env.WSRELAY_ARTILLERY_ALLOW_REMOTE !== '1') return null;
+  try {
+    return new URL(process.env.WSRELAY_URL || '').hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  } catch (_) {
+    return null;
+  }
+}
+const ALLOWED = allowedRemote();
+
 const originalConnect = net.Socket.prototype.connect;
 net.Socket.prototype.connect = function connect(...args) {
   const host = targetHost(args);
-  if (host !== null && !LOOPBACK.test(host)) {
+  const allowed = host === null || LOOPBACK.test(host) || (ALLOWED !== null && String(host).toLowerCase() === ALLOWED);
+  if (!allowed) {
     blocked += 1;
-    const err = new Error(`artillery-guard: refused connection to ${host}: only loopback is allowed`);
+    const err = new Error(
+      `artillery-guard: refused connection to ${host}: only loopback${ALLOWED ? ` and ${ALLOWED}` : ''} is allowed (WSRELAY_ARTILLERY_ALLOW_REMOTE=1 allows WSRELAY_URL's host)`,
+    );
     err.code = 'ECONNREFUSED';
     process.nextTick(() => this.destroy(err));
     return this;

@@ -3,7 +3,8 @@
 # on first use into target/artillery (npm --ignore-scripts: no dependency may
 # download a browser). Telemetry is stubbed and non-loopback connections are
 # refused by loadtest/artillery-no-telemetry.js, preloaded into every Artillery
-# process.
+# process. For a remote wsrelay set WSRELAY_ARTILLERY_ALLOW_REMOTE=1: the host
+# of WSRELAY_URL (only that one) is then allowed; telemetry stays stubbed.
 #
 #   loadtest/artillery.sh ramp|stress|spike|smoke [artillery run options…]
 #   loadtest/artillery.sh install        # only install

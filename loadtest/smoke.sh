@@ -34,6 +34,15 @@ WSRELAY_URL=$GOOD USERS=50 RAMP=5s DURATION=10s RAMP_DOWN=3s MESSAGES=10 INTERVA
   || { cat "$OUT/k6.log"; echo "smoke: k6 thresholds failed" >&2; exit 1; }
 grep -E "✓|✗" "$OUT/k6.log"
 
+echo "smoke: k6 arrival rate (20 new sessions/s) against $GOOD"
+WSRELAY_URL=$GOOD RATE=20 RAMP=3s DURATION=7s MESSAGES=5 INTERVAL_MS=200 \
+  MAX_CONNECT_P95_MS=500 MAX_RTT_P99_MS=200 bounded k6/run.sh arrival >"$OUT/k6-arrival.log" 2>&1 \
+  || { cat "$OUT/k6-arrival.log"; echo "smoke: k6 arrival thresholds failed" >&2; exit 1; }
+grep -E "✓|✗" "$OUT/k6-arrival.log"
+# Every echo was checked against what was sent, and all matched.
+grep -qE "checks_succeeded[ .:]+100\.00%|✓ echo is what was sent" "$OUT/k6-arrival.log" \
+  || { cat "$OUT/k6-arrival.log"; echo "smoke: k6 echo checks missing" >&2; exit 1; }
+
 echo "smoke: Artillery (20 users, 10 s) against $GOOD"
 WSRELAY_URL=$GOOD USERS=20 DURATION_S=10 MESSAGES=10 INTERVAL_MS=200 \
   MAX_CONNECT_P95_MS=500 MAX_RTT_P99_MS=200 WSRELAY_ARTILLERY_GUARD_REPORT=1 \

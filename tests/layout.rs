@@ -177,3 +177,22 @@ fn the_store_splits_by_resource_with_no_circle() {
     }
     assert_eq!(circle(&g), None, "store parts depend on each other: {g:#?}");
 }
+
+#[test]
+fn one_tungstenite_in_the_dependency_tree() {
+    // axum's WebSocket support pins a tungstenite; wsrelay's own (the
+    // handshake, tests, the load tool) is kept at the same version so one
+    // copy is built and audited.
+    let lock = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.lock"))
+        .expect("Cargo.lock");
+    let versions: Vec<&str> = lock
+        .split("[[package]]")
+        .filter(|p| p.contains("\nname = \"tungstenite\"\n"))
+        .filter_map(|p| p.lines().find_map(|l| l.strip_prefix("version = ")))
+        .collect();
+    assert_eq!(
+        versions.len(),
+        1,
+        "tungstenite versions in Cargo.lock: {versions:?}"
+    );
+}
