@@ -2,7 +2,10 @@
 //! a minimal echo target, opens N sessions that each relay one message both
 //! ways and then stay idle, and reports wsrelay's RSS growth per session.
 //!
-//!     cargo bench --bench idle_memory -- [N]      (default 5000)
+//!     cargo bench --bench idle_memory -- [N] [--tls]   (default 5000)
+//!
+//! `--tls`: the data port speaks TLS (`server.tls`, a certificate made here)
+//! and the clients are rustls clients: what an idle `wss://` session costs.
 //!
 //! Client and target run in this process on one glommio executor (CPU 1).
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
@@ -25,7 +28,7 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
-async fn read_head(s: &mut TcpStream) -> String {
+async fn read_head<S: futures_lite::AsyncRead + Unpin>(s: &mut S) -> String {
     let mut head = Vec::with_capacity(512);
     let mut b = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -75,16 +78,75 @@ async fn target_conn(mut s: TcpStream) {
 /// A client: upgrade, one message there and back, then idle.
 async fn client(relay: SocketAddr) -> TcpStream {
     let mut s = TcpStream::connect(relay).await.unwrap();
+    upgrade(&mut s).await;
+    s
+}
+
+/// A `wss://` client (rustls): the same, over TLS.
+async fn tls_client(
+    relay: SocketAddr,
+    tls: futures_rustls::TlsConnector,
+) -> futures_rustls::client::TlsStream<TcpStream> {
+    let tcp = TcpStream::connect(relay).await.unwrap();
+    let name = futures_rustls::rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut s = tls.connect(name, tcp).await.unwrap();
+    upgrade(&mut s).await;
+    s
+}
+
+/// The upgrade and one message there and back.
+async fn upgrade<S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin>(s: &mut S) {
     s.write_all(b"GET /ws/idle HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").await.unwrap();
-    let head = read_head(&mut s).await;
+    let head = read_head(s).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     s.write_all(&[0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2])
         .await
         .unwrap();
+    s.flush().await.unwrap();
     let mut echo = [0u8; 4];
     s.read_exact(&mut echo).await.unwrap();
     assert_eq!(echo, [0x81, 2, b'h', b'i']);
-    s
+}
+
+/// A certificate for `localhost`, written to `dir`: the server's files and
+/// a client trusting it.
+fn tls_setup(dir: &std::path::Path) -> (String, futures_rustls::TlsConnector) {
+    use futures_rustls::rustls;
+    let c = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, c.cert.pem()).unwrap();
+    std::fs::write(&key, c.key_pair.serialize_pem()).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(c.cert.der().clone()).unwrap();
+    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    (
+        format!(
+            "tls = {{ cert_file = \"{}\", key_file = \"{}\" }}\n",
+            cert.display(),
+            key.display()
+        ),
+        futures_rustls::TlsConnector::from(std::sync::Arc::new(cfg)),
+    )
+}
+
+/// A held session of either kind (held open, never read again).
+#[allow(dead_code)]
+enum Held {
+    Plain(TcpStream),
+    Tls(Box<futures_rustls::client::TlsStream<TcpStream>>),
+}
+
+async fn open(relay: SocketAddr, tls: &Option<futures_rustls::TlsConnector>) -> Held {
+    match tls {
+        None => Held::Plain(client(relay).await),
+        Some(c) => Held::Tls(Box::new(tls_client(relay, c.clone()).await)),
+    }
 }
 
 fn main() {
@@ -92,6 +154,7 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(5000);
+    let with_tls = std::env::args().any(|a| a == "--tls");
     LocalExecutorBuilder::new(Placement::Fixed(1 % num_cpus()))
         .io_memory(256 << 10)
         .spawn(move || async move {
@@ -108,10 +171,16 @@ fn main() {
             let dir = std::env::temp_dir().join(format!("wsrelay-idle-{}", std::process::id()));
             std::fs::create_dir_all(&dir).unwrap();
             let cfg = dir.join("c.toml");
+            let (tls_line, tls) = if with_tls {
+                let (line, c) = tls_setup(&dir);
+                (line, Some(c))
+            } else {
+                (String::new(), None)
+            };
             std::fs::write(
                 &cfg,
                 format!(
-                    "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ndatabase = \"sqlite://:memory:\"\nshards = 1\ncpus = \"0\"\nsummary_interval_s = 0\n[limits]\nmax_connections = {m}\n[heartbeat]\nping_interval_ms = 3600000\n[[endpoints]]\nid = \"idle\"\ntarget_url = \"ws://{target}/\"\nlimits = {{ max_connections = {m}, timeout_ms = 3600000 }}\n",
+                    "[server]\n{tls_line}listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ndatabase = \"sqlite://:memory:\"\nshards = 1\ncpus = \"0\"\nsummary_interval_s = 0\n[limits]\nmax_connections = {m}\n[heartbeat]\nping_interval_ms = 3600000\n[[endpoints]]\nid = \"idle\"\ntarget_url = \"ws://{target}/\"\nlimits = {{ max_connections = {m}, timeout_ms = 3600000 }}\n",
                     m = n + 100
                 ),
             )
@@ -138,7 +207,7 @@ fn main() {
             // Warm up (pool buffers, allocator arenas), then measure from there.
             let mut held = Vec::with_capacity(n);
             for _ in 0..100 {
-                held.push(client(relay).await);
+                held.push(open(relay, &tls).await);
             }
             let before = rss_kib(pid);
             let start = Instant::now();
@@ -147,7 +216,12 @@ fn main() {
             let mut opened = 0;
             while opened < n {
                 let k = batch.min(n - opened);
-                let tasks: Vec<_> = (0..k).map(|_| glommio::spawn_local(client(relay))).collect();
+                let tasks: Vec<_> = (0..k)
+                    .map(|_| {
+                        let tls = tls.clone();
+                        glommio::spawn_local(async move { open(relay, &tls).await })
+                    })
+                    .collect();
                 for t in tasks {
                     let s = t.await;
                     held.borrow_mut().push(s);
@@ -160,12 +234,13 @@ fn main() {
             let after = rss_kib(pid);
             let per = (after.saturating_sub(before) as f64) * 1024.0 / n as f64;
             println!(
-                "idle_memory: {n} idle relayed sessions (each relayed one message both ways): wsrelay RSS {before} KiB -> {after} KiB, {:.0} bytes ({:.2} KiB) per session; opened in {:.1} s",
+                "idle_memory: {n} idle relayed {}sessions (each relayed one message both ways): wsrelay RSS {before} KiB -> {after} KiB, {:.0} bytes ({:.2} KiB) per session; opened in {:.1} s",
+                if with_tls { "TLS " } else { "" },
                 per,
                 per / 1024.0,
                 start.elapsed().as_secs_f64()
             );
-            println!("{{\"bench\":\"idle_memory\",\"sessions\":{n},\"rss_before_kib\":{before},\"rss_after_kib\":{after},\"bytes_per_session\":{per:.0}}}");
+            println!("{{\"bench\":\"idle_memory\",\"tls\":{with_tls},\"sessions\":{n},\"rss_before_kib\":{before},\"rss_after_kib\":{after},\"bytes_per_session\":{per:.0}}}");
             let _ = child.kill();
             let _ = child.wait();
             let _ = std::fs::remove_dir_all(&dir);
