@@ -17,6 +17,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_rustls::rustls;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -282,4 +283,40 @@ fn idle_waits_for_tls_within_the_handshake_timeout() {
             )
             .then_some(())
     });
+}
+
+/// A binary upgrade with TLS on: sessions with a TLS client leg cannot
+/// move (their rustls state stays in the old process): they keep relaying
+/// there until its drain deadline and then get 1012; the successor serves
+/// new wss:// clients with the same certificate.
+#[test]
+fn tls_sessions_stay_with_the_old_process_and_get_1012_on_an_upgrade() {
+    let dir = TempDir::new();
+    let p = pki();
+    let (cert, key) = install(&p, &dir.0);
+    let t = target(Behaviour::Echo);
+    let cfg = tls_config(&cert, &key, "").replace("shards = 2", "shards = 1")
+        + &endpoint("echo", &t.url(), "");
+    let mut first = Relay::start(&cfg);
+    let mut old = wss(&first, "echo", &p.ca_der).unwrap();
+    echo(&mut old, "before");
+    let second = first.take_over("second.log");
+    echo(&mut old, "during the drain");
+    let mut new = eventually("the successor serves wss://", || {
+        wss(&second, "echo", &p.ca_der).ok()
+    });
+    echo(&mut new, "on the successor");
+    let status = first.wait_exit(Duration::from_secs(20));
+    assert!(status.success(), "{status:?}");
+    match old.read() {
+        Ok(Message::Close(Some(f))) => {
+            assert_eq!(
+                (u16::from(f.code), f.reason.as_str()),
+                (1012, "service restart")
+            )
+        }
+        other => panic!("expected 1012, got {other:?}"),
+    }
+    assert!(first.log_text().contains("TLS on a leg"));
+    echo(&mut new, "still on the successor");
 }

@@ -984,7 +984,7 @@ impl Relay {
             self.park_since = Some(now);
         } else {
             let why = if plain { "closing" } else { "TLS on a leg" };
-            tracing::debug!(session = %self.ctl.id, reason = why, "session cannot move to the successor");
+            tracing::info!(session = %self.ctl.id, reason = why, "session cannot move to the successor; it stays in this process (1012 at the drain deadline)");
             self.ctl.parking.set(false);
         }
     }

@@ -41,3 +41,30 @@ read_ready "${RELAY[0]}" "$OUT/wsrelay.log" e2e
 export E2E_DATA=$DATA E2E_ADMIN=$ADMIN
 export E2E_OUT=$OUT E2E_CHROMIUM=$CHROMIUM
 timeout --kill-after=5 180 node tests/e2e/ui.test.mjs
+
+# Chromium over TLS: a second wsrelay with `server.tls` (its example `echo`
+# endpoint), a certificate for localhost made here.
+kill "$pid" 2>/dev/null || true
+wait "$pid" 2>/dev/null || true
+pid=
+TLS=$OUT/tls
+mkdir -p "$TLS"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+  -keyout "$TLS/key.pem" -out "$TLS/cert.pem" -subj /CN=localhost \
+  -addext subjectAltName=DNS:localhost,IP:127.0.0.1 2>/dev/null
+E2E_TLS_SPKI=$(openssl x509 -in "$TLS/cert.pem" -pubkey -noout | openssl pkey -pubin -outform der \
+  | openssl dgst -sha256 -binary | base64)
+cat >"$TLS/wsrelay.toml" <<TOML
+[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+database = "sqlite://:memory:"
+shards = 1
+summary_interval_s = 0
+tls = { cert_file = "$TLS/cert.pem", key_file = "$TLS/key.pem" }
+TOML
+coproc RELAY_TLS { exec "$ROOT/target/debug/wsrelay" serve --config "$TLS/wsrelay.toml" 2>"$TLS/wsrelay.log"; }
+pid=$RELAY_TLS_PID
+read_ready "${RELAY_TLS[0]}" "$TLS/wsrelay.log" e2e-tls
+export E2E_TLS_DATA=$DATA E2E_TLS_SPKI
+timeout --kill-after=5 120 node tests/e2e/tls.test.mjs
