@@ -133,6 +133,9 @@ database = "sqlite://:memory:"  # a fresh store each run: the file's endpoints a
 shards = 1
 cpus = "$PROXY_CPU"
 summary_interval_s = 0
+# Each wsrelay here its own control socket (a second one on the default
+# path would take the first for a predecessor and refuse to start).
+control_socket = "$OUT/wsrelay.sock"
 [limits]
 max_connections = 20000
 [heartbeat]
@@ -153,6 +156,7 @@ start_wsrelay
 # wsrelay-spin: the same, but a shard that runs out of work keeps polling for
 # spin_before_park_us before it sleeps (latency scenarios only).
 sed -e "s/^listen = .*/listen = \"127.0.0.1:$SPIN_PORT\"/" \
+  -e "s#^control_socket = .*#control_socket = \"$OUT/wsrelay-spin.sock\"#" \
   -e "s/^summary_interval_s = 0/summary_interval_s = 0\nspin_before_park_us = $WSRELAY_SPIN_US/" \
   "$OUT/wsrelay.toml" >"$OUT/wsrelay-spin.toml"
 start_wsrelay_spin() {
