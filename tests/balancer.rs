@@ -216,3 +216,38 @@ fn only_trusted_proxies_may_say_who_the_client_is() {
     let clients = session_clients(&b, 1);
     assert!(clients[0].starts_with("127.0.0.1:"), "{clients:?}");
 }
+
+/// A connection that never completes its PROXY header is closed at
+/// `handshake_timeout_ms`, and counted.
+#[test]
+fn a_proxy_header_that_never_completes_times_out() {
+    let cfg = base_config(1).replace(
+        "[server]\n",
+        "[limits]\nhandshake_timeout_ms = 300\n\n[server]\nproxy_protocol = true\n",
+    );
+    let r = Relay::start(&cfg);
+    for partial in [
+        &b""[..],
+        b"PROXY TCP4 203.0.113.7 ",
+        b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c\xc0",
+    ] {
+        let mut s = TcpStream::connect(r.data).unwrap();
+        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        s.write_all(partial).unwrap();
+        let started = std::time::Instant::now();
+        let mut buf = [0u8; 16];
+        assert_eq!(s.read(&mut buf).unwrap_or(0), 0, "closed without an answer");
+        assert!(
+            started.elapsed() < IO_TIMEOUT,
+            "closed by the relay, not the test"
+        );
+    }
+    eventually("the timeouts counted", || {
+        call(r.admin, "GET", "/metrics", None, None)
+            .text
+            .contains(
+                "wsrelay_handshake_rejections_total{endpoint=\"\",reason=\"handshake_timeout\"} 3",
+            )
+            .then_some(())
+    });
+}
