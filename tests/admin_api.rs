@@ -872,16 +872,7 @@ fn metrics_series_follow_the_endpoints_and_histograms_add_up() {
     assert_eq!(status_of(connect(&r.url("made-up")).unwrap_err()), 404);
     // Ten echoes each way on `echo`, then the session closes.
     let (mut ws, _) = connect(&r.url("echo")).unwrap();
-    for i in 0..10 {
-        ws.send(Message::Text(i.to_string().into())).unwrap();
-        ws.read().unwrap();
-    }
-    ws.close(Some(tungstenite::protocol::CloseFrame {
-        code: tungstenite::protocol::frame::coding::CloseCode::Normal,
-        reason: "".into(),
-    }))
-    .unwrap();
-    let _ = read_close(&mut ws);
+    echo_then_close(&mut ws, 10);
     let m = eventually("refusals, messages and the close counted", || {
         let m = call(r.admin, "GET", "/metrics", None, None).text;
         let done = sample(

@@ -16,7 +16,6 @@ mod support;
 use serde_json::Value;
 use support::admin::*;
 use support::*;
-use tungstenite::Message;
 
 const JWT_SECRET: &str = "admin-jwt-secret-for-the-log-test-0123456789";
 const ENDPOINT_SECRET: &str = "endpoint-secret-for-the-log-test-0123456789";
@@ -75,16 +74,7 @@ fn json_lines_for_sessions_refusals_and_admin_requests_without_secrets() {
     // A session with its token in the query: three messages each way.
     let ct = client_token();
     let (mut ws, _) = connect(&format!("{}?token={ct}", r.url("auth"))).unwrap();
-    for i in 0..3 {
-        ws.send(Message::Text(format!("m{i}").into())).unwrap();
-        ws.read().unwrap();
-    }
-    ws.close(Some(tungstenite::protocol::CloseFrame {
-        code: tungstenite::protocol::frame::coding::CloseCode::Normal,
-        reason: "".into(),
-    }))
-    .unwrap();
-    let _ = read_close(&mut ws);
+    echo_then_close(&mut ws, 3);
     // Refused: a bad token for a known endpoint, an unknown endpoint.
     assert_eq!(
         status_of(connect(&format!("{}?token=forged", r.url("auth"))).unwrap_err()),

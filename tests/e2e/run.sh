@@ -20,14 +20,11 @@ rm -rf "$OUT" && mkdir -p "$OUT"
 ( cd tests/e2e && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null )
 cargo build -q --bin wsrelay
 
-cat >"$OUT/wsrelay.toml" <<TOML
-[server]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-database = "sqlite://:memory:"
-shards = 1
-summary_interval_s = 0
-TOML
+# A relay's [server] section: ephemeral loopback ports, in-memory store.
+server_section() {
+  printf '[server]\nlisten = "127.0.0.1:0"\nadmin_listen = "127.0.0.1:0"\ndatabase = "sqlite://:memory:"\nshards = 1\nsummary_interval_s = 0\n'
+}
+server_section >"$OUT/wsrelay.toml"
 pid=
 cleanup() { [ -z "$pid" ] || kill "$pid" 2>/dev/null || true; }
 trap cleanup EXIT
@@ -54,15 +51,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
   -addext subjectAltName=DNS:localhost,IP:127.0.0.1 2>/dev/null
 E2E_TLS_SPKI=$(openssl x509 -in "$TLS/cert.pem" -pubkey -noout | openssl pkey -pubin -outform der \
   | openssl dgst -sha256 -binary | base64)
-cat >"$TLS/wsrelay.toml" <<TOML
-[server]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-database = "sqlite://:memory:"
-shards = 1
-summary_interval_s = 0
-tls = { cert_file = "$TLS/cert.pem", key_file = "$TLS/key.pem" }
-TOML
+{ server_section; echo "tls = { cert_file = \"$TLS/cert.pem\", key_file = \"$TLS/key.pem\" }"; } >"$TLS/wsrelay.toml"
 coproc RELAY_TLS { exec "$ROOT/target/debug/wsrelay" serve --config "$TLS/wsrelay.toml" 2>"$TLS/wsrelay.log"; }
 pid=$RELAY_TLS_PID
 read_ready "${RELAY_TLS[0]}" "$TLS/wsrelay.log" e2e-tls

@@ -299,6 +299,21 @@ pub fn read_close(ws: &mut Ws) -> (u16, String) {
     }
 }
 
+/// `n` text messages there and back (each echo read), then a 1000 close
+/// from the client, answered.
+pub fn echo_then_close(ws: &mut Ws, n: usize) {
+    for i in 0..n {
+        ws.send(Message::Text(format!("m{i}").into())).unwrap();
+        ws.read().unwrap();
+    }
+    ws.close(Some(tungstenite::protocol::CloseFrame {
+        code: tungstenite::protocol::frame::coding::CloseCode::Normal,
+        reason: "".into(),
+    }))
+    .unwrap();
+    let _ = read_close(ws);
+}
+
 /// What a target saw of one upgrade request.
 #[derive(Clone, Debug, Default)]
 pub struct Seen {
