@@ -12,6 +12,12 @@
 #
 #   loadtest/compare.sh                  # full run (~15 min)
 #   DURATION=3 REPS=3 IDLE_N=2000 loadtest/compare.sh   # quicker
+#   TLS=1 SCENARIOS="tp64 connect" loadtest/compare.sh  # clients over TLS
+#
+# TLS=1: nginx, HAProxy and wsrelay terminate TLS (one P-256 certificate for
+# localhost made here with openssl; each proxy's defaults otherwise) and the
+# clients speak wss:// (rustls, trusting that certificate); the legs to the
+# echo target stay plain. The direct and floor targets are left out.
 #
 # Environment: DURATION (s, default 10), WARMUP (s, 2), REPS (3), IDLE_N (5000),
 # WSRELAY_SPIN_US (200; 0 leaves wsrelay-spin out),
@@ -38,6 +44,7 @@ PROXY_CPU=0
 LOAD_CPU=1
 ECHO_PORT=19401 NGINX_PORT=19402 HAPROXY_PORT=19403 WSRELAY_PORT=19404 SPIN_PORT=19405 FLOOR_PORT=19406
 
+TLS=${TLS:-0}
 mkdir -p "$OUT/hgrm"
 rm -f "$OUT/results.ndjson" "$OUT"/hgrm/*.hgrm "$OUT/wsrelay.log"
 
@@ -50,6 +57,23 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 # shellcheck source=loadtest/lib.sh
 . "$ROOT/loadtest/lib.sh"
+
+# TLS=1: one certificate for every proxy.
+if [ "$TLS" = 1 ]; then
+  mkdir -p "$OUT/tls"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+    -keyout "$OUT/tls/key.pem" -out "$OUT/tls/cert.pem" -subj /CN=localhost \
+    -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -addext basicConstraints=critical,CA:FALSE \
+    -addext keyUsage=digitalSignature -addext extendedKeyUsage=serverAuth 2>/dev/null
+  cat "$OUT/tls/cert.pem" "$OUT/tls/key.pem" >"$OUT/tls/haproxy.pem"
+  NGINX_TLS="ssl_certificate $OUT/tls/cert.pem; ssl_certificate_key $OUT/tls/key.pem;"
+  NGINX_SSL=" ssl"
+  HAPROXY_TLS=" ssl crt $OUT/tls/haproxy.pem alpn http/1.1"
+  WSRELAY_TLS="tls = { cert_file = \"$OUT/tls/cert.pem\", key_file = \"$OUT/tls/key.pem\" }"
+  SCHEME=wss
+else
+  NGINX_TLS="" NGINX_SSL="" HAPROXY_TLS="" WSRELAY_TLS="" SCHEME=ws
+fi
 
 # Echo target (CPU 1).
 taskset -c $LOAD_CPU "$LT" echo --listen 127.0.0.1:$ECHO_PORT >"$OUT/echo.log" 2>&1 &
@@ -78,7 +102,8 @@ http {
   access_log off;
   map \$http_upgrade \$connection_upgrade { default upgrade; '' close; }
   server {
-    listen 127.0.0.1:$NGINX_PORT;
+    listen 127.0.0.1:$NGINX_PORT$NGINX_SSL;
+    $NGINX_TLS
     location / {
       proxy_pass http://127.0.0.1:$ECHO_PORT;
       proxy_http_version 1.1;
@@ -111,7 +136,7 @@ defaults
   timeout server 600s
   timeout tunnel 600s
 frontend fe
-  bind 127.0.0.1:$HAPROXY_PORT
+  bind 127.0.0.1:$HAPROXY_PORT$HAPROXY_TLS
   default_backend be
 backend be
   server echo 127.0.0.1:$ECHO_PORT
@@ -133,6 +158,7 @@ database = "sqlite://:memory:"  # a fresh store each run: the file's endpoints a
 shards = 1
 cpus = "$PROXY_CPU"
 summary_interval_s = 0
+$WSRELAY_TLS
 # Each wsrelay here its own control socket (a second one on the default
 # path would take the first for a predecessor and refuse to start).
 control_socket = "$OUT/wsrelay.sock"
@@ -208,10 +234,10 @@ url_of() {
   case $1 in
     direct) echo "ws://127.0.0.1:$ECHO_PORT/" ;;
     floor) echo "ws://127.0.0.1:$FLOOR_PORT/" ;;
-    nginx) echo "ws://127.0.0.1:$NGINX_PORT/" ;;
-    haproxy) echo "ws://127.0.0.1:$HAPROXY_PORT/" ;;
-    wsrelay) echo "ws://127.0.0.1:$WSRELAY_PORT/ws/echo" ;;
-    wsrelay-spin) echo "ws://127.0.0.1:$SPIN_PORT/ws/echo" ;;
+    nginx) echo "$SCHEME://127.0.0.1:$NGINX_PORT/" ;;
+    haproxy) echo "$SCHEME://127.0.0.1:$HAPROXY_PORT/" ;;
+    wsrelay) echo "$SCHEME://127.0.0.1:$WSRELAY_PORT/ws/echo" ;;
+    wsrelay-spin) echo "$SCHEME://127.0.0.1:$SPIN_PORT/ws/echo" ;;
   esac
 }
 pid_of() {
@@ -232,6 +258,7 @@ run() { # scenario target rep
   url=$(url_of "$t")
   pid=$(pid_of "$t")
   local common=(--url "$url" --label "$t" -d "$DURATION" --warmup "$WARMUP")
+  [ "$TLS" != 1 ] || common+=(--ca "$OUT/tls/cert.pem")
   [ -n "$pid" ] && common+=(--proxy-pid "$pid")
   case $s in
     lat10k) args=(latency "${common[@]}" -c 100 -s 64 -r 10000 --hgrm "$OUT/hgrm/$s-$t-$rep.hgrm") ;;
@@ -243,7 +270,8 @@ run() { # scenario target rep
       [ -n "$pid" ] || return 0
       if [ "$t" = wsrelay ]; then restart wsrelay start_wsrelay_idle; else restart "$t"; fi
       pid=$(pid_of "$t")
-      args=(idle --url "$url" --label "$t" -c "$IDLE_N" --ramp 3 --hold 1 --pid "$pid" -d 1 --warmup 0) ;;
+      args=(idle --url "$url" --label "$t" -c "$IDLE_N" --ramp 3 --hold 1 --pid "$pid" -d 1 --warmup 0)
+      [ "$TLS" != 1 ] || args+=(--ca "$OUT/tls/cert.pem") ;;
   esac
   local line
   line=$(taskset -c $LOAD_CPU "$LT" "${args[@]}" 2>"$OUT/last-run.log" | tail -1)
@@ -259,7 +287,8 @@ PY
   printf 'compare: %-8s %-8s rep %d: %s\n' "$s" "$t" "$rep" "$(tail -1 "$OUT/results.ndjson" | python3 -c 'import json,sys; d=json.load(sys.stdin); print("p50=%sus p99=%sus rate=%s/s cpu=%s per_cpu_s=%s bytes/session=%s errors=%s" % (d.get("p50_us"), d.get("p99_us"), d.get("rate_per_s"), d.get("proxy_cpu_s"), d.get("per_proxy_cpu_s"), d.get("bytes_per_session"), d.get("errors")))')" >&2
 }
 
-read -r -a targets <<<"${TARGETS:-direct floor nginx haproxy wsrelay wsrelay-spin}"
+if [ "$TLS" = 1 ]; then default_targets="nginx haproxy wsrelay"; else default_targets="direct floor nginx haproxy wsrelay wsrelay-spin"; fi
+read -r -a targets <<<"${TARGETS:-$default_targets}"
 for rep in $(seq 1 "$REPS"); do
   for s in $SCENARIOS; do
     # Rotate the order each repetition so no target always runs first.

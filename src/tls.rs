@@ -55,6 +55,14 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
         .with_single_cert(certs, key)
         .map_err(|e| err(KEY, format!("does not match the certificate: {e}")))?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Resumption by stateless tickets only (keys made per process, rotated
+    // every 6 h), as nginx and HAProxy do by default: a returning client
+    // skips the certificate and its signature. rustls's default server-side
+    // session cache is a map behind a mutex shared by every shard; it is
+    // turned off so no handshake takes a lock another core holds.
+    cfg.ticketer = futures_rustls::rustls::crypto::ring::Ticketer::new()
+        .map_err(|e| err(CERT, format!("session tickets: {e}")))?;
+    cfg.session_storage = Arc::new(futures_rustls::rustls::server::NoServerSessionStorage {});
     Ok(Arc::new(cfg))
 }
 

@@ -79,22 +79,36 @@ fn tls_config(cert: &Path, key: &Path, extra: &str) -> String {
     )
 }
 
+/// A client configuration trusting only `ca` (with rustls's default
+/// session cache, so a second connection may resume).
+fn client_config(ca: &CertificateDer<'static>) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
 /// A TLS connection to `addr` trusting only `ca`.
 fn tls_stream(
     addr: SocketAddr,
     ca: &CertificateDer<'static>,
 ) -> Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>, std::io::Error> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.clone()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    tls_stream_with(addr, client_config(ca))
+}
+
+/// A TLS connection to `addr` with `cfg`, handshake completed.
+fn tls_stream_with(
+    addr: SocketAddr,
+    cfg: Arc<rustls::ClientConfig>,
+) -> Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>, std::io::Error> {
     let conn =
-        rustls::ClientConnection::new(Arc::new(cfg), ServerName::try_from("localhost").unwrap())
-            .unwrap();
+        rustls::ClientConnection::new(cfg, ServerName::try_from("localhost").unwrap()).unwrap();
     let tcp = TcpStream::connect(addr)?;
     tcp.set_read_timeout(Some(IO_TIMEOUT))?;
     tcp.set_write_timeout(Some(IO_TIMEOUT))?;
@@ -319,4 +333,36 @@ fn tls_sessions_stay_with_the_old_process_and_get_1012_on_an_upgrade() {
     }
     assert!(first.log_text().contains("TLS on a leg"));
     echo(&mut new, "still on the successor");
+}
+
+/// Session tickets (as nginx and HAProxy issue by default): a client that
+/// comes back resumes, skipping the certificate and its signature.
+#[test]
+fn a_returning_client_resumes_its_tls_session() {
+    let dir = TempDir::new();
+    let p = pki();
+    let (cert, key) = install(&p, &dir.0);
+    let t = target(Behaviour::Echo);
+    let r = Relay::start(&(tls_config(&cert, &key, "") + &endpoint("echo", &t.url(), "")));
+    let cfg = client_config(&p.ca_der);
+    let kinds: Vec<_> = (0..2)
+        .map(|_| {
+            let s = tls_stream_with(r.data, cfg.clone()).unwrap();
+            let kind = s.conn.handshake_kind();
+            let url = format!("wss://localhost:{}/ws/echo", r.data.port());
+            let (mut ws, _) = tungstenite::client(url, s).unwrap();
+            // The echo also reads the tickets the server sent after the handshake.
+            echo(&mut ws, "hello");
+            ws.close(None).unwrap();
+            while ws.read().is_ok() {}
+            kind
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            Some(rustls::HandshakeKind::Full),
+            Some(rustls::HandshakeKind::Resumed)
+        ]
+    );
 }

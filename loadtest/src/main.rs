@@ -42,9 +42,13 @@ struct Cli {
 
 #[derive(Args, Clone)]
 struct Load {
-    /// Target URL, e.g. ws://127.0.0.1:8080/ws/echo
+    /// Target URL, e.g. ws://127.0.0.1:8080/ws/echo (or wss://…)
     #[arg(long)]
     url: String,
+    /// PEM file of CA certificates trusted for a wss:// URL (besides the
+    /// webpki roots), e.g. a test certificate.
+    #[arg(long)]
+    ca: Option<PathBuf>,
     /// Connections.
     #[arg(long, short = 'c', default_value_t = 100)]
     connections: usize,
@@ -164,7 +168,15 @@ fn common(l: &Load) -> Result<Common, String> {
         }
     };
     Ok(Common {
-        url: ws::WsUrl::parse(&l.url)?,
+        url: {
+            let ca = match &l.ca {
+                Some(p) => {
+                    Some(std::fs::read(p).map_err(|e| format!("--ca {}: {e}", p.display()))?)
+                }
+                None => None,
+            };
+            ws::WsUrl::parse(&l.url, ca.as_deref())?
+        },
         connections: l.connections,
         size: l.size,
         duration: secs(l.duration, "duration")?,

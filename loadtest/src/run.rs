@@ -7,9 +7,9 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use crate::ws::Stream;
 use futures_lite::future::poll_fn;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use glommio::net::TcpStream;
 use glommio::timer::Timer;
 use wsrelay::shard::frame::{
     apply_mask, encode_header, parse_header, OP_BINARY, OP_CLOSE, OP_PING,
@@ -121,7 +121,7 @@ pub async fn connection(
 }
 
 struct Driver {
-    stream: TcpStream,
+    stream: Stream,
     inbuf: Vec<u8>,
     filled: usize,
     parsed: usize,
@@ -371,7 +371,7 @@ async fn cycle(url: &WsUrl, echo: bool) -> Result<(), String> {
 }
 
 /// Sends one masked text frame (payload under 126 bytes).
-async fn send_text(s: &mut TcpStream, payload: &[u8], mask: [u8; 4]) -> Result<(), String> {
+async fn send_text(s: &mut Stream, payload: &[u8], mask: [u8; 4]) -> Result<(), String> {
     debug_assert!(payload.len() < 126);
     let mut f = Vec::with_capacity(6 + payload.len());
     f.extend_from_slice(&[0x81, 0x80 | payload.len() as u8]);
@@ -394,7 +394,7 @@ impl Frames {
 
     /// The next text or binary message's payload (single-frame; pings are
     /// skipped); a close frame or the end of the stream is an error.
-    async fn next_text(&mut self, s: &mut TcpStream) -> Result<Vec<u8>, String> {
+    async fn next_text(&mut self, s: &mut Stream) -> Result<Vec<u8>, String> {
         loop {
             if let Ok(Some(h)) = parse_header(&self.buf) {
                 let total = h.header_len + h.len as usize;
@@ -489,7 +489,7 @@ pub async fn idle_connection(
     stats: Rc<Stats>,
     start: Instant,
     hold_until: Instant,
-) -> Option<TcpStream> {
+) -> Option<Stream> {
     ramp_slot(i, &c, start).await;
     let r = async {
         let (mut s, _) = ws::connect(&c.url).await?;

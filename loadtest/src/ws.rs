@@ -1,13 +1,18 @@
 //! Minimal WebSocket plumbing for the load generator: URL parsing and both
-//! sides of the upgrade over glommio streams. Frames use wsrelay's own codec.
+//! sides of the upgrade over glommio streams (`wss://` through rustls, the
+//! same stream type wsrelay uses for its legs). Frames use wsrelay's own
+//! codec.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use futures_rustls::rustls::pki_types::ServerName;
+use futures_rustls::TlsConnector;
 use glommio::net::TcpStream;
+pub use wsrelay::shard::leg::UpStream as Stream;
 
-/// A `ws://host:port/path` target.
-#[derive(Debug, Clone)]
+/// A `ws://` or `wss://host:port/path` target.
+#[derive(Clone)]
 pub struct WsUrl {
     /// Resolved address.
     pub addr: SocketAddr,
@@ -15,14 +20,19 @@ pub struct WsUrl {
     pub host: String,
     /// Path and query.
     pub path: String,
+    /// `wss://`: the TLS client and the name the certificate must carry.
+    pub tls: Option<(TlsConnector, ServerName<'static>)>,
 }
 
 impl WsUrl {
-    /// Parses and resolves `ws://…`.
-    pub fn parse(s: &str) -> Result<WsUrl, String> {
-        let rest = s
-            .strip_prefix("ws://")
-            .ok_or_else(|| format!("{s}: only ws:// URLs are supported"))?;
+    /// Parses and resolves `ws://…` or `wss://…`; a `wss://` server's
+    /// certificate must chain to the webpki roots or to `ca_pem`.
+    pub fn parse(s: &str, ca_pem: Option<&[u8]>) -> Result<WsUrl, String> {
+        let (rest, tls) = match (s.strip_prefix("ws://"), s.strip_prefix("wss://")) {
+            (Some(r), _) => (r, false),
+            (_, Some(r)) => (r, true),
+            _ => return Err(format!("{s}: only ws:// and wss:// URLs are supported")),
+        };
         let (hostport, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -33,17 +43,33 @@ impl WsUrl {
         {
             hostport.to_string()
         } else {
-            format!("{hostport}:80")
+            format!("{hostport}:{}", if tls { 443 } else { 80 })
         };
         let addr = with_port
             .to_socket_addrs()
             .map_err(|e| format!("{s}: {e}"))?
             .next()
             .ok_or_else(|| format!("{s}: no address"))?;
+        let tls = if tls {
+            let name = hostport
+                .rsplit_once(':')
+                .filter(|(_, p)| p.parse::<u16>().is_ok())
+                .map_or(hostport, |(h, _)| h)
+                .trim_start_matches('[')
+                .trim_end_matches(']');
+            let name = ServerName::try_from(name.to_string())
+                .map_err(|e| format!("{s}: server name: {e}"))?;
+            let connector = wsrelay::shard::upstream::tls_connector(ca_pem)
+                .map_err(|e| format!("--ca: {e}"))?;
+            Some((connector, name))
+        } else {
+            None
+        };
         Ok(WsUrl {
             addr,
             host: hostport.to_string(),
             path: path.to_string(),
+            tls,
         })
     }
 }
@@ -51,7 +77,7 @@ impl WsUrl {
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
 /// Reads an HTTP head (up to the blank line); extra bytes are returned too.
-async fn read_head(s: &mut TcpStream) -> Result<(String, Vec<u8>), String> {
+async fn read_head<S: AsyncRead + Unpin>(s: &mut S) -> Result<(String, Vec<u8>), String> {
     let mut buf = vec![0u8; 4096];
     let mut n = 0;
     loop {
@@ -70,12 +96,22 @@ async fn read_head(s: &mut TcpStream) -> Result<(String, Vec<u8>), String> {
     }
 }
 
-/// Connects and upgrades; returns the stream and any bytes after the 101.
-pub async fn connect(url: &WsUrl) -> Result<(TcpStream, Vec<u8>), String> {
-    let mut s = TcpStream::connect(url.addr)
+/// Connects (and for `wss://` completes TLS) and upgrades; returns the
+/// stream and any bytes after the 101.
+pub async fn connect(url: &WsUrl) -> Result<(Stream, Vec<u8>), String> {
+    let tcp = TcpStream::connect(url.addr)
         .await
         .map_err(|e| format!("connect {}: {e}", url.addr))?;
-    let _ = s.set_nodelay(true);
+    let _ = tcp.set_nodelay(true);
+    let mut s = match &url.tls {
+        None => Stream::Plain(tcp),
+        Some((connector, name)) => Stream::Tls(Box::new(
+            connector
+                .connect(name.clone(), tcp)
+                .await
+                .map_err(|e| format!("tls {}: {e}", url.addr))?,
+        )),
+    };
     let req = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {KEY}\r\n\r\n",
         url.path, url.host
@@ -83,6 +119,7 @@ pub async fn connect(url: &WsUrl) -> Result<(TcpStream, Vec<u8>), String> {
     s.write_all(req.as_bytes())
         .await
         .map_err(|e| e.to_string())?;
+    s.flush().await.map_err(|e| e.to_string())?;
     let (head, rest) = read_head(&mut s).await?;
     if !head.starts_with("HTTP/1.1 101") {
         return Err(format!(
