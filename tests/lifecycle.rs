@@ -89,16 +89,7 @@ fn an_unreachable_or_bad_database_exits_2_with_one_line() {
 
 #[test]
 fn too_little_locked_memory_is_a_clear_error() {
-    if std::process::Command::new("prlimit")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "prlimit (util-linux) is missing"
-        );
-        println!("skipped: prlimit not installed");
+    if !tool_present("prlimit", &["--version"], "prlimit (util-linux)") {
         return;
     }
     let dir = TempDir::new();

@@ -26,17 +26,7 @@ use tungstenite::Message;
 
 fn prometheus() -> Option<String> {
     let bin = std::env::var("PROMETHEUS").unwrap_or_else(|_| "prometheus".into());
-    match Command::new(&bin).arg("--version").output() {
-        Ok(o) if o.status.success() => Some(bin),
-        _ => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true but Prometheus is missing (set PROMETHEUS)"
-            );
-            eprintln!("skipped: prometheus not found (set PROMETHEUS)");
-            None
-        }
-    }
+    tool_present(&bin, &["--version"], "prometheus (set PROMETHEUS)").then_some(bin)
 }
 
 /// Stops the process when dropped.

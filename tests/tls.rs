@@ -226,16 +226,11 @@ fn sighup_swaps_the_certificate_without_dropping_a_session() {
 /// CA: a client that is not ours.
 #[test]
 fn a_python_websockets_client_connects_over_tls() {
-    let has = std::process::Command::new("python3")
-        .args(["-c", "import websockets, ssl"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but python3 cannot import websockets"
-        );
-        eprintln!("skipped: python3 websockets not installed");
+    if !tool_present(
+        "python3",
+        &["-c", "import websockets, ssl"],
+        "python3 with websockets",
+    ) {
         return;
     }
     let dir = TempDir::new();

@@ -40,6 +40,26 @@ pub const ADMIN_EMAIL: &str = "admin@test.example";
 /// Its password.
 pub const ADMIN_PASSWORD: &str = "correct horse battery";
 
+/// Whether `program probe…` runs and succeeds (a tool a test needs).
+/// Without it the test is skipped with `skipped: <what> is missing` — and
+/// with `CI=true` that is a failure, never a skip.
+pub fn tool_present(program: &str, probe: &[&str], what: &str) -> bool {
+    let ok = Command::new(program)
+        .args(probe)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but {what} is missing"
+        );
+        eprintln!("skipped: {what} is missing");
+    }
+    ok
+}
+
 /// A directory removed on drop.
 pub struct TempDir(pub PathBuf);
 
