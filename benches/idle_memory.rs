@@ -19,6 +19,7 @@ use std::time::Instant;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::{LocalExecutorBuilder, Placement};
+use wsrelay::shard::leg::UpStream;
 
 fn rss_kib(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -111,41 +112,27 @@ async fn upgrade<S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin>(
 /// A certificate for `localhost`, written to `dir`: the server's files and
 /// a client trusting it.
 fn tls_setup(dir: &std::path::Path) -> (String, futures_rustls::TlsConnector) {
-    use futures_rustls::rustls;
     let c = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     std::fs::write(&cert, c.cert.pem()).unwrap();
     std::fs::write(&key, c.key_pair.serialize_pem()).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(c.cert.der().clone()).unwrap();
-    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    // The client wsrelay itself uses for wss:// targets, trusting this one.
+    let connector = wsrelay::shard::upstream::tls_connector(Some(c.cert.pem().as_bytes())).unwrap();
     (
         format!(
             "tls = {{ cert_file = \"{}\", key_file = \"{}\" }}\n",
             cert.display(),
             key.display()
         ),
-        futures_rustls::TlsConnector::from(std::sync::Arc::new(cfg)),
+        connector,
     )
 }
 
 /// A held session of either kind (held open, never read again).
-#[allow(dead_code)]
-enum Held {
-    Plain(TcpStream),
-    Tls(Box<futures_rustls::client::TlsStream<TcpStream>>),
-}
-
-async fn open(relay: SocketAddr, tls: &Option<futures_rustls::TlsConnector>) -> Held {
+async fn open(relay: SocketAddr, tls: &Option<futures_rustls::TlsConnector>) -> UpStream {
     match tls {
-        None => Held::Plain(client(relay).await),
-        Some(c) => Held::Tls(Box::new(tls_client(relay, c.clone()).await)),
+        None => UpStream::Plain(client(relay).await),
+        Some(c) => UpStream::Tls(Box::new(tls_client(relay, c.clone()).await)),
     }
 }
 
