@@ -80,12 +80,7 @@ async fn access_log(
 /// The email of a valid token in `Authorization: Bearer` or `/ops`'s
 /// `?token=` (signature and expiry checked; not the store).
 fn actor(st: &AppState, req: &Request) -> Option<String> {
-    let bearer = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_string);
+    let bearer = crate::admin::http::api::bearer(req.headers()).map(str::to_string);
     let token = bearer.or_else(|| {
         url::form_urlencoded::parse(req.uri().query()?.as_bytes())
             .find(|(k, _)| k == "token")
