@@ -129,6 +129,23 @@ fn wss(r: &Relay, id: &str, ca: &CertificateDer<'static>) -> Result<TlsWs, Strin
         .map_err(|e| format!("{e:?}"))
 }
 
+/// A relay with TLS on (a fresh certificate) in front of an echo target.
+struct TlsEcho {
+    dir: TempDir,
+    p: Pki,
+    t: Target,
+    r: Relay,
+}
+
+fn tls_echo() -> TlsEcho {
+    let dir = TempDir::new();
+    let p = pki();
+    let (cert, key) = install(&p, &dir.0);
+    let t = target(Behaviour::Echo);
+    let r = Relay::start(&(tls_config(&cert, &key, "") + &endpoint("echo", &t.url(), "")));
+    TlsEcho { dir, p, t, r }
+}
+
 fn echo(ws: &mut TlsWs, text: &str) {
     ws.send(Message::Text(text.into())).unwrap();
     assert_eq!(ws.read().unwrap(), Message::Text(text.into()));
@@ -136,11 +153,7 @@ fn echo(ws: &mut TlsWs, text: &str) {
 
 #[test]
 fn wss_clients_relay_and_the_target_hears_https() {
-    let dir = TempDir::new();
-    let p = pki();
-    let (cert, key) = install(&p, &dir.0);
-    let t = target(Behaviour::Echo);
-    let r = Relay::start(&(tls_config(&cert, &key, "") + &endpoint("echo", &t.url(), "")));
+    let TlsEcho { dir: _dir, p, t, r } = tls_echo();
     let mut ws = wss(&r, "echo", &p.ca_der).expect("wss connects");
     for i in 0..20 {
         echo(&mut ws, &format!("message {i}"));
@@ -233,13 +246,9 @@ fn a_python_websockets_client_connects_over_tls() {
     ) {
         return;
     }
-    let dir = TempDir::new();
-    let p = pki();
-    let (cert, key) = install(&p, &dir.0);
+    let TlsEcho { dir, p, t: _t, r } = tls_echo();
     let ca = dir.0.join("ca.pem");
     std::fs::write(&ca, &p.ca_pem).unwrap();
-    let t = target(Behaviour::Echo);
-    let r = Relay::start(&(tls_config(&cert, &key, "") + &endpoint("echo", &t.url(), "")));
     let script = r#"
 import asyncio, ssl, sys
 import websockets
@@ -334,11 +343,7 @@ fn tls_sessions_stay_with_the_old_process_and_get_1012_on_an_upgrade() {
 /// comes back resumes, skipping the certificate and its signature.
 #[test]
 fn a_returning_client_resumes_its_tls_session() {
-    let dir = TempDir::new();
-    let p = pki();
-    let (cert, key) = install(&p, &dir.0);
-    let t = target(Behaviour::Echo);
-    let r = Relay::start(&(tls_config(&cert, &key, "") + &endpoint("echo", &t.url(), "")));
+    let TlsEcho { dir: _dir, p, t: _t, r } = tls_echo();
     let cfg = client_config(&p.ca_der);
     let kinds: Vec<_> = (0..2)
         .map(|_| {
