@@ -343,7 +343,12 @@ fn tls_sessions_stay_with_the_old_process_and_get_1012_on_an_upgrade() {
 /// comes back resumes, skipping the certificate and its signature.
 #[test]
 fn a_returning_client_resumes_its_tls_session() {
-    let TlsEcho { dir: _dir, p, t: _t, r } = tls_echo();
+    let TlsEcho {
+        dir: _dir,
+        p,
+        t: _t,
+        r,
+    } = tls_echo();
     let cfg = client_config(&p.ca_der);
     let kinds: Vec<_> = (0..2)
         .map(|_| {

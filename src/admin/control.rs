@@ -18,7 +18,7 @@ use crate::admin::auth::Claims;
 use crate::admin::json;
 use crate::admin::state::{db, ApiError, AppState};
 use crate::bridge::ShardCommand;
-use crate::config::{Config, EndpointConfig};
+use crate::config::EndpointConfig;
 use crate::store::AuditEntry;
 
 /// What an audit record says was done; each names its entity type.
@@ -175,14 +175,13 @@ pub async fn kill_local(st: &AppState, uuid: uuid::Uuid, shard: usize) -> Result
     }
 }
 
-/// SIGHUP: the config file's `[[endpoints]]` are written to the store (added
+/// SIGHUP: the re-read config file's `[[endpoints]]` are written to the store (added
 /// when absent, replaced when different; endpoints managed through the API
 /// are left alone) and every shard gets the new table. Returns how many
 /// endpoints changed.
-pub async fn reload(st: &AppState, path: &std::path::Path) -> Result<usize, String> {
-    let cfg = Config::load(Some(path)).map_err(|e| e.to_string())?;
+pub async fn reload(st: &AppState, endpoints: Vec<EndpointConfig>) -> Result<usize, String> {
     let mut changed = 0;
-    for e in cfg.endpoints {
+    for e in endpoints {
         let id = e.id.clone();
         let store = st.store.clone();
         let (before, wrote) = tokio::task::spawn_blocking(move || -> crate::store::Result<_> {

@@ -714,15 +714,13 @@ impl Upgrade {
 /// SIGHUP with `server.tls`: the certificate and key named in the config
 /// file are read again and every shard uses them for new connections
 /// (sessions keep theirs). A bad file is logged and changes nothing.
-fn reload_tls(path: &std::path::Path, commands: &[async_channel::Sender<ShardCommand>]) {
-    let loaded = Config::load(Some(path))
-        .map_err(|e| e.to_string())
-        .and_then(|cfg| {
-            if !cfg.server.tls.enabled() {
-                return Err("server.tls is no longer set (TLS stays on until a restart)".into());
-            }
-            crate::tls::server_config(&cfg.server.tls).map_err(|e| format!("config: {e}"))
-        });
+fn reload_tls(loaded: Result<&Config, &str>, commands: &[async_channel::Sender<ShardCommand>]) {
+    let loaded = loaded.map_err(str::to_string).and_then(|cfg| {
+        if !cfg.server.tls.enabled() {
+            return Err("server.tls is no longer set (TLS stays on until a restart)".into());
+        }
+        crate::tls::server_config(&cfg.server.tls).map_err(|e| format!("config: {e}"))
+    });
     match loaded {
         Ok(tls) => {
             for c in commands {
@@ -757,20 +755,26 @@ fn spawn_signal_thread(
                     continue;
                 }
                 if sig == signal_hook::consts::SIGHUP {
-                    let done = match &path {
+                    // The file is read once for the endpoints and the certificate.
+                    let loaded = match &path {
                         None => {
                             Err("no config file to reload (started without --config)".to_string())
                         }
-                        Some(p) => admin
-                            .handle
-                            .block_on(crate::admin::control::reload(&admin.state, p)),
+                        Some(p) => Config::load(Some(p)).map_err(|e| e.to_string()),
+                    };
+                    let done = match &loaded {
+                        Ok(cfg) => admin.handle.block_on(crate::admin::control::reload(
+                            &admin.state,
+                            cfg.endpoints.clone(),
+                        )),
+                        Err(e) => Err(e.clone()),
                     };
                     match done {
                         Ok(n) => tracing::info!(changed = n, "endpoints reloaded"),
                         Err(e) => tracing::error!("reload failed, endpoints unchanged: {e}"),
                     }
-                    if let (true, Some(p)) = (tls_on, &path) {
-                        reload_tls(p, &commands);
+                    if tls_on && path.is_some() {
+                        reload_tls(loaded.as_ref().map_err(String::as_str), &commands);
                     }
                     continue;
                 }
