@@ -82,9 +82,13 @@ fn json_lines_for_sessions_refusals_and_admin_requests_without_secrets() {
     );
     assert_eq!(status_of(connect(&r.url("nowhere")).unwrap_err()), 404);
 
-    let lines = eventually("the session's end logged", || {
+    // Lines reach the file through the log writer's thread: wait for the
+    // session's end and both refusals, not just the first of them.
+    let lines = eventually("the session's end and both refusals logged", || {
         let l = json_lines(&r);
-        (!with_message(&l, "session ended").is_empty()).then_some(l)
+        let refused = with_message(&l, "upgrade refused");
+        let has = |status: u64| refused.iter().any(|x| x["status"].as_u64() == Some(status));
+        (!with_message(&l, "session ended").is_empty() && has(401) && has(404)).then_some(l)
     });
     let end = with_message(&lines, "session ended")[0];
     assert_eq!(end["level"], "INFO");
